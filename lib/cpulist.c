@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cpulist.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+        if (err && errlen > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+/* Reads one decimal CPU number; no sign, no leading '+', no overflow. */
+static int parse_cpu(const char **p, unsigned *out, char *err, size_t errlen)
+{
+        const char *s = *p;
+        unsigned long v = 0;
+
+        if (!isdigit((unsigned char)*s))
+                return fail(err, errlen, "expected a CPU number at \"%s\"", *s ? s : "end of list");
+        while (isdigit((unsigned char)*s)) {
+                v = v * 10 + (unsigned long)(*s - '0');
+                if (v > CPULIST_MAX_CPU)
+                        return fail(err, errlen, "CPU number too large (max %u) at \"%s\"",
+                                    CPULIST_MAX_CPU, *p);
+                s++;
+        }
+        *out = (unsigned)v;
+        *p = s;
+        return 0;
+}
+
+int cpulist_parse(const char *text, hwloc_bitmap_t out, char *err, size_t errlen)
+{
+        const char *p = text;
+        int r;
+
+        hwloc_bitmap_zero(out);
+        while (isspace((unsigned char)*p))
+                p++;
+        if (*p == '\0')
+                return 0;
+
+        for (;;) {
+                unsigned lo, hi;
+
+                while (isspace((unsigned char)*p))
+                        p++;
+                r = parse_cpu(&p, &lo, err, errlen);
+                if (r < 0)
+                        return r;
+                hi = lo;
+                while (isspace((unsigned char)*p))
+                        p++;
+                if (*p == '-') {
+                        p++;
+                        while (isspace((unsigned char)*p))
+                                p++;
+                        r = parse_cpu(&p, &hi, err, errlen);
+                        if (r < 0)
+                                return r;
+                        if (hi < lo)
+                                return fail(err, errlen, "range %u-%u is reversed", lo, hi);
+                }
+                hwloc_bitmap_set_range(out, lo, hi);
+                while (isspace((unsigned char)*p))
+                        p++;
+                if (*p == '\0')
+                        return 0;
+                if (*p != ',')
+                        return fail(err, errlen, "unexpected \"%c\" in CPU list", *p);
+                p++;
+        }
+}
+
+char *cpulist_format(hwloc_const_bitmap_t set)
+{
+        char *s = NULL;
+
+        if (hwloc_bitmap_iszero(set))
+                return strdup("");
+        if (hwloc_bitmap_list_asprintf(&s, set) < 0)
+                return NULL;
+        return s;
+}
