@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Everything the daemon asks of libvirt: the connection (keepalive,
+ * reconnect with backoff), running domains with the parts of their live XML
+ * that decide whether the daemon may touch them, and lifecycle / tunable
+ * events.  libvirt's event loop is bridged onto the daemon's sd-event loop
+ * (virEventRegisterImpl), so there is one loop and no threads.
+ *
+ * Never calls QEMU monitor APIs (they taint the guest) and never pins through
+ * libvirt (pins made that way look like the operator's).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <hwloc.h>
+#include <systemd/sd-event.h>
+
+/* Map libvirt's event loop onto @e.  Call once per process, before any
+ * connection is opened. */
+int lv_event_bridge_register(sd_event *e);
+
+struct lv_domain {
+        char uuid[37];
+        char *name;                     /* as libvirt has it: any bytes but NUL; owned */
+        int id;                         /* libvirt's running id */
+        unsigned n_vcpus;               /* vCPUs online now */
+        unsigned max_vcpus;
+        /* Operator's own pinning in the live XML: <vcpupin>, <emulatorpin> is
+         * not counted; <vcpu placement='auto'>, or <cputune> with vcpupin. */
+        bool operator_pinned;
+        char *operator_reason;          /* e.g. "<vcpupin vcpu='0'> in the live XML"; owned, NULL if not */
+        /* <vcpu cpuset='...'>: the guest may only use these; NULL if none. */
+        hwloc_bitmap_t restriction;     /* owned */
+};
+
+void lv_domain_done(struct lv_domain *d);
+
+enum lv_domain_event {
+        LV_DOMAIN_STARTED,              /* started, resumed, migrated in, restored */
+        LV_DOMAIN_STOPPED,              /* stopped, crashed, shut down, migrated out */
+};
+
+struct lv_callbacks {
+        /* The connection is (re)established: the manager resyncs everything. */
+        void (*connected)(void *userdata);
+        /* The connection is lost; reconnection is already scheduled. */
+        void (*disconnected)(void *userdata);
+        void (*domain_event)(void *userdata, const char *uuid, enum lv_domain_event ev,
+                             const char *detail);
+        /* A tunable event pinned vCPU @vcpu (cputune.vcpupinN): the operator
+         * took it over. */
+        void (*vcpu_pinned)(void *userdata, const char *uuid, unsigned vcpu, const char *cpulist);
+};
+
+struct lv_conn;
+
+/* Create a connection manager for @uri (NULL: qemu:///system).  Connects at
+ * once when possible, otherwise keeps retrying with backoff (1 s doubling to
+ * 30 s), calling cb->connected each time it gets through.  Returns -ENOMEM or
+ * 0; a libvirtd that is down is not an error. */
+int lv_conn_new(sd_event *e, const char *uri, const struct lv_callbacks *cb, void *userdata,
+                struct lv_conn **out);
+void lv_conn_free(struct lv_conn *c);
+bool lv_conn_is_alive(struct lv_conn *c);
+
+/* Running domains, with their live XML interpreted.  -ENOTCONN when not
+ * connected. */
+int lv_list_domains(struct lv_conn *c, struct lv_domain **out, size_t *n_out);
+/* One running domain by UUID; -ENOENT if it is not running. */
+int lv_get_domain(struct lv_conn *c, const char *uuid, struct lv_domain *out);
+
+/* Parse a live domain XML document (exposed for unit tests). */
+int lv_domain_parse_xml(const char *xml, struct lv_domain *out);

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * One MESSAGE_ID per kind of event.  Each is explained in
+ * systemd/vcpuspreadd.catalog so `journalctl -x` tells an operator what the
+ * daemon did and why.  Never reuse an id for another meaning.
+ */
+
+#define MSGID_VCPU_MOVED        "954872ac443543179452f41d7304bb32" /* a vCPU got a new mask */
+#define MSGID_DOMAIN_FOUND      "ed08fd35f8f14eabb37ef8bf1dfbe966" /* a guest started managing */
+#define MSGID_DOMAIN_GONE       "7ef58196d00e42e98aa9678b0de2079a" /* a guest stopped / vanished */
+#define MSGID_BACKED_OFF        "21a8d602547445e8a1e308849d49c0cb" /* operator owns a guest or vCPU */
+#define MSGID_APPLY_FAILED      "c31966fc352b4c58a0f16450c4291958" /* a move could not be applied */
+#define MSGID_LIBVIRT_CONN      "0ff863a46cb049839834518806bf56c0" /* connection lost / re-established */
+#define MSGID_CONFIG            "d16c1b17307f4b9da8f58c0ac8986470" /* configuration loaded / rejected */
+#define MSGID_DAEMON_STATE      "c2d745b62b21466b89a62212921fd7b4" /* daemon started / stopping */
