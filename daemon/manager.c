@@ -1,0 +1,858 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "manager.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "cpulist.h"
+#include "log.h"
+#include "macro.h"
+#include "message-ids.h"
+
+/* How long to wait for a started guest's vCPU threads to show up, and how often. */
+#define THREAD_RETRY_USEC (100 * 1000ULL)
+#define THREAD_RETRY_MAX 20
+/* libvirt rewrites a status file a few times in a burst on hotplug. */
+#define STATUSFILE_DEBOUNCE_USEC (20 * 1000ULL)
+#define RESYNC_RETRY_USEC (2 * 1000 * 1000ULL)
+
+static const char *const guest_state_names[] = {
+        [GUEST_MANAGED] = "managed",
+        [GUEST_OPERATOR] = "operator-pinned",
+        [GUEST_IGNORED] = "ignored",
+        [GUEST_NO_THREADS] = "no-threads",
+        [GUEST_NO_CPUS] = "no-usable-cpus",
+};
+
+const char *guest_state_to_string(enum guest_state s)
+{
+        return (size_t)s < ELEMENTSOF(guest_state_names) ? guest_state_names[s] : "unknown";
+}
+
+static struct log_domain guest_log(const struct managed_guest *g)
+{
+        return (struct log_domain){ .name = g->name, .uuid = g->uuid };
+}
+
+/* ---- guests table ------------------------------------------------------ */
+
+static void vcpus_free(struct managed_vcpu *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (v[i].current)
+                        hwloc_bitmap_free(v[i].current);
+        free(v);
+}
+
+static void guest_free(struct managed_guest *g)
+{
+        if (!g)
+                return;
+        free(g->name);
+        free(g->state_reason);
+        if (g->restriction)
+                hwloc_bitmap_free(g->restriction);
+        vcpus_free(g->vcpus, g->n_vcpus);
+        free(g);
+}
+
+static struct managed_guest *guest_find(struct manager *m, const char *uuid, size_t *index)
+{
+        for (size_t i = 0; i < m->n_guests; i++)
+                if (strcasecmp(m->guests[i]->uuid, uuid) == 0) {
+                        if (index)
+                                *index = i;
+                        return m->guests[i];
+                }
+        return NULL;
+}
+
+static void guest_remove(struct manager *m, size_t index, const char *why)
+{
+        struct managed_guest *g = m->guests[index];
+        struct log_domain d = guest_log(g);
+
+        log_struct(LOG_INFO, 0, MSGID_DOMAIN_GONE, &d, NULL, "%s: %s, forgetting it", g->name, why);
+        guest_free(g);
+        memmove(&m->guests[index], &m->guests[index + 1], (m->n_guests - index - 1) * sizeof(*m->guests));
+        m->n_guests--;
+}
+
+static void guest_set_state(struct managed_guest *g, enum guest_state s, const char *reason)
+{
+        g->state = s;
+        free(g->state_reason);
+        g->state_reason = reason ? strdup(reason) : NULL;
+}
+
+/*
+ * Take over what libvirt says about a running domain.  Creates the guest on
+ * first sight.  Returns the guest, or NULL on allocation failure.
+ */
+static struct managed_guest *guest_update(struct manager *m, const struct lv_domain *dom)
+{
+        struct managed_guest *g = guest_find(m, dom->uuid, NULL);
+        bool created = false;
+
+        if (g && g->id != dom->id) {
+                /* Same UUID, new run: nothing we knew about its threads holds. */
+                vcpus_free(g->vcpus, g->n_vcpus);
+                g->vcpus = NULL;
+                g->n_vcpus = 0;
+                g->is_new = true;
+        }
+        if (!g) {
+                struct managed_guest **n = realloc(m->guests, (m->n_guests + 1) * sizeof(*n));
+                if (!n)
+                        return NULL;
+                m->guests = n;
+                g = calloc(1, sizeof(*g));
+                if (!g)
+                        return NULL;
+                memcpy(g->uuid, dom->uuid, sizeof(g->uuid));
+                g->is_new = true;
+                m->guests[m->n_guests++] = g;
+                created = true;
+        }
+
+        char *name = strdup(dom->name ? dom->name : "");
+        if (!name)
+                return NULL;
+        free(g->name);
+        g->name = name;
+        g->id = dom->id;
+        g->seen = true;
+        g->policy = m->settings.default_policy;
+
+        if (g->restriction) {
+                hwloc_bitmap_free(g->restriction);
+                g->restriction = NULL;
+        }
+        if (dom->restriction)
+                g->restriction = hwloc_bitmap_dup(dom->restriction);
+
+        enum guest_state old = g->state;
+        if (dom->operator_pinned)
+                guest_set_state(g, GUEST_OPERATOR, dom->operator_reason);
+        else if (g->policy == POLICY_IGNORE)
+                guest_set_state(g, GUEST_IGNORED, "policy ignore");
+        else if (g->state == GUEST_OPERATOR || g->state == GUEST_IGNORED || created)
+                guest_set_state(g, GUEST_MANAGED, NULL);
+
+        struct log_domain d = guest_log(g);
+        if (created || (old != g->state && g->state == GUEST_OPERATOR)) {
+                if (g->state == GUEST_OPERATOR)
+                        log_struct(LOG_NOTICE, 0, MSGID_BACKED_OFF, &d, NULL,
+                                   "%s: pinned by the operator (%s); leaving it alone", g->name,
+                                   g->state_reason ? g->state_reason : "pinning in its XML");
+                else {
+                        _cleanup_free_ char *r = g->restriction ? cpulist_format(g->restriction) : NULL;
+                        log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, NULL,
+                                   "%s: found running guest with %u vCPU%s (policy %s%s%s)", g->name,
+                                   dom->n_vcpus, dom->n_vcpus == 1 ? "" : "s",
+                                   placement_policy_to_string(g->policy), r ? ", restricted to CPUs " : "",
+                                   r ? r : "");
+                }
+        }
+        return g;
+}
+
+/* Re-read which thread runs which vCPU, and each thread's current mask. */
+static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
+{
+        struct vcpu_threads t = {};
+        struct log_domain d = guest_log(g);
+        int r;
+
+        r = vcpu_threads_find(&m->threads_src, g->uuid, &t);
+        if (r < 0 || t.n == 0) {
+                vcpu_threads_done(&t);
+                return r < 0 ? r : -ENOENT;
+        }
+        if (t.origin == VCPU_THREADS_THREAD_NAMES)
+                log_struct(LOG_NOTICE, 0, MSGID_DOMAIN_FOUND, &d, NULL,
+                           "%s: libvirt's status file could not be read; found its vCPU threads by name",
+                           g->name);
+
+        struct managed_vcpu *vcpus = calloc(t.n, sizeof(*vcpus));
+        if (!vcpus) {
+                vcpu_threads_done(&t);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < t.n; i++) {
+                struct managed_vcpu *nv = &vcpus[i];
+                struct managed_vcpu *old = NULL;
+
+                for (size_t j = 0; j < g->n_vcpus; j++)
+                        if (g->vcpus[j].vcpu == t.threads[i].vcpu && g->vcpus[j].tid == t.threads[i].tid)
+                                old = &g->vcpus[j];
+                if (old) {
+                        *nv = *old;
+                        old->current = NULL;    /* moved into nv */
+                } else {
+                        nv->vcpu = t.threads[i].vcpu;
+                        nv->tid = t.threads[i].tid;
+                        nv->load = 1.0;
+                        nv->is_new = !g->is_new;
+                }
+                if (!nv->current)
+                        nv->current = hwloc_bitmap_alloc();
+                if (!nv->current) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = vcpu_masks_read(&m->apply_env, nv->tid, nv->current, NULL);
+                if (r < 0) {
+                        /* Vanished between listing and reading: the next event resyncs. */
+                        log_debug_errno(r, "%s vcpu%u (tid %d): cannot read its affinity: %m", g->name,
+                                        nv->vcpu, (int)nv->tid);
+                        hwloc_bitmap_fill(nv->current);
+                }
+                r = 0;
+        }
+        if (r < 0) {
+                vcpus_free(vcpus, t.n);
+                vcpu_threads_done(&t);
+                return r;
+        }
+        vcpus_free(g->vcpus, g->n_vcpus);
+        g->vcpus = vcpus;
+        g->n_vcpus = t.n;
+        g->qemu_pid = t.qemu_pid;
+        vcpu_threads_done(&t);
+        return 0;
+}
+
+/* ---- planning and applying -------------------------------------------- */
+
+static void manager_schedule_plan(struct manager *m);
+
+/* Inputs for the engine; entries point into the manager's guests. */
+struct plan_inputs {
+        size_t n;
+        struct guest_input *guests;
+        struct managed_guest **owner;   /* parallel to guests */
+        struct vcpu_input *vcpus;       /* storage for all guests' vcpus */
+};
+
+static void plan_inputs_done(struct plan_inputs *in)
+{
+        free(in->guests);
+        free(in->owner);
+        free(in->vcpus);
+}
+
+static int plan_inputs_build(struct manager *m, struct plan_inputs *in)
+{
+        size_t total = 0;
+
+        for (size_t i = 0; i < m->n_guests; i++)
+                total += m->guests[i]->n_vcpus;
+        in->guests = calloc(m->n_guests ?: 1, sizeof(*in->guests));
+        in->owner = calloc(m->n_guests ?: 1, sizeof(*in->owner));
+        in->vcpus = calloc(total ?: 1, sizeof(*in->vcpus));
+        if (!in->guests || !in->owner || !in->vcpus)
+                return -ENOMEM;
+
+        size_t used = 0;
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                if (g->n_vcpus == 0 || g->state == GUEST_NO_THREADS)
+                        continue;
+                struct vcpu_input *v = &in->vcpus[used];
+                for (size_t k = 0; k < g->n_vcpus; k++)
+                        v[k] = (struct vcpu_input){ .vcpu = g->vcpus[k].vcpu, .load = g->vcpus[k].load,
+                                                    .current = g->vcpus[k].current };
+                used += g->n_vcpus;
+                /* Guests we may not move still occupy CPUs: their load counts. */
+                bool movable = g->state == GUEST_MANAGED || g->state == GUEST_NO_CPUS;
+                in->guests[in->n] = (struct guest_input){
+                        .id = (unsigned)i,
+                        .name = g->name,
+                        .policy = movable ? g->policy : POLICY_IGNORE,
+                        .restriction = g->restriction,
+                        .n_vcpus = g->n_vcpus,
+                        .vcpus = v,
+                };
+                in->owner[in->n++] = g;
+        }
+        return 0;
+}
+
+static const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v,
+                               enum place_reason r)
+{
+        if (r == PLACE_UNPLACED)
+                return g->is_new ? "new-guest" : v->is_new ? "hotplug" : "unplaced";
+        return place_reason_to_string(r);
+}
+
+static void update_status(struct manager *m)
+{
+        size_t managed = 0, vcpus = 0;
+
+        for (size_t i = 0; i < m->n_guests; i++)
+                if (m->guests[i]->state == GUEST_MANAGED) {
+                        managed++;
+                        vcpus += m->guests[i]->n_vcpus;
+                }
+        sd_notifyf(false, "STATUS=%zu guest%s (%zu managed, %zu vCPUs), %llu move%s%s%s", m->n_guests,
+                   m->n_guests == 1 ? "" : "s", managed, vcpus, (unsigned long long)m->n_moves,
+                   m->n_moves == 1 ? "" : "s", m->last_change[0] ? "; last: " : "", m->last_change);
+}
+
+/* Apply one move; returns 0, -ESRCH (thread or guest gone) or another error, logged. */
+static int apply_move(struct manager *m, struct managed_guest *g, struct managed_vcpu *v,
+                      hwloc_const_bitmap_t to, const char *reason)
+{
+        struct log_domain d = guest_log(g);
+        _cleanup_free_ char *from_s = cpulist_format(v->current);
+        _cleanup_free_ char *to_s = cpulist_format(to);
+        char err[256] = "";
+        unsigned vcpu_check;
+        int r;
+
+        if (!from_s || !to_s)
+                return log_error_errno(-ENOMEM, "out of memory");
+
+        /* A thread id can be reused once a guest stops: check right before writing. */
+        if (!vcpu_thread_verify(&m->threads_src, g->qemu_pid, v->tid, &vcpu_check) || vcpu_check != v->vcpu) {
+                log_debug("%s vcpu%u (tid %d): no longer a vCPU thread of pid %d; dropping it", g->name,
+                          v->vcpu, (int)v->tid, (int)g->qemu_pid);
+                return -ESRCH;
+        }
+
+        if (!m->settings.dry_run) {
+                r = vcpu_apply(&m->apply_env, v->tid, to, err, sizeof(err));
+                if (r == -ESRCH) {
+                        log_debug("%s vcpu%u (tid %d): thread vanished while applying", g->name, v->vcpu,
+                                  (int)v->tid);
+                        return r;
+                }
+                if (r < 0) {
+                        char f_vcpu[48], f_tid[48];
+                        snprintf(f_vcpu, sizeof(f_vcpu), "VCPUSPREAD_VCPU=%u", v->vcpu);
+                        snprintf(f_tid, sizeof(f_tid), "VCPUSPREAD_TID=%d", (int)v->tid);
+                        const char *fields[] = { f_vcpu, f_tid, NULL };
+                        return log_struct(LOG_ERR, r, MSGID_APPLY_FAILED, &d, fields,
+                                          "%s vcpu%u (tid %d): cannot move %s -> %s: %s", g->name, v->vcpu,
+                                          (int)v->tid, from_s, to_s, err[0] ? err : strerror(-r));
+                }
+        }
+
+        _cleanup_free_ char *f_vcpu = NULL, *f_tid = NULL, *f_from = NULL, *f_to = NULL, *f_reason = NULL,
+                            *f_dry = NULL;
+        if (asprintf(&f_vcpu, "VCPUSPREAD_VCPU=%u", v->vcpu) < 0 ||
+            asprintf(&f_tid, "VCPUSPREAD_TID=%d", (int)v->tid) < 0 ||
+            asprintf(&f_from, "VCPUSPREAD_CPUS_FROM=%s", from_s) < 0 ||
+            asprintf(&f_to, "VCPUSPREAD_CPUS_TO=%s", to_s) < 0 ||
+            asprintf(&f_reason, "VCPUSPREAD_REASON=%s", reason) < 0 ||
+            asprintf(&f_dry, "VCPUSPREAD_DRY_RUN=%d", m->settings.dry_run) < 0)
+                return log_error_errno(-ENOMEM, "out of memory");
+        const char *fields[] = { f_vcpu, f_tid, f_from, f_to, f_reason, f_dry, NULL };
+        log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &d, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s)",
+                   m->settings.dry_run ? "would move: " : "", g->name, v->vcpu, (int)v->tid, from_s, to_s,
+                   reason);
+
+        if (!m->settings.dry_run) {
+                hwloc_bitmap_copy(v->current, to);
+                m->n_moves++;
+        }
+        snprintf(v->last_reason, sizeof(v->last_reason), "%s", reason);
+        v->last_change = time(NULL);
+        snprintf(m->last_change, sizeof(m->last_change), "%s vcpu%u %s -> %s (%s)", g->name, v->vcpu, from_s,
+                 to_s, reason);
+        return 0;
+}
+
+/* One planning pass over every guest.  Returns 0 or a negative errno (logged). */
+static int manager_plan_and_apply(struct manager *m)
+{
+        _cleanup_(plan_inputs_done) struct plan_inputs in = {};
+        struct plan plan;
+        int r;
+
+        r = plan_inputs_build(m, &in);
+        if (r < 0)
+                return log_error_errno(r, "cannot build the placement input: %m");
+        r = placement_plan(m->topo, m->usable, in.guests, in.n, &m->settings.plan, &plan);
+        if (r < 0)
+                return log_error_errno(r, "placement failed: %m");
+
+        /* Guests with failed or dropped moves, to say so once per guest. */
+        _cleanup_free_ unsigned *failed = calloc(in.n ?: 1, sizeof(unsigned));
+        _cleanup_free_ unsigned *attempted = calloc(in.n ?: 1, sizeof(unsigned));
+        bool resync = false;
+        if (!failed || !attempted) {
+                plan_done(&plan);
+                return log_error_errno(-ENOMEM, "out of memory");
+        }
+
+        for (size_t i = 0; i < in.n; i++) {
+                struct managed_guest *g = in.owner[i];
+                if (plan.guests[i].error == -ENOSPC && g->state != GUEST_NO_CPUS) {
+                        struct log_domain d = guest_log(g);
+                        guest_set_state(g, GUEST_NO_CPUS, "its CPU restriction leaves no usable CPU");
+                        log_struct(LOG_WARNING, 0, MSGID_BACKED_OFF, &d, NULL,
+                                   "%s: its allowed CPUs leave no usable CPU (reserved or offline); leaving it alone",
+                                   g->name);
+                } else if (plan.guests[i].error == 0 && g->state == GUEST_NO_CPUS) {
+                        guest_set_state(g, GUEST_MANAGED, NULL);
+                }
+        }
+
+        for (size_t k = 0; k < plan.n_moves; k++) {
+                const struct plan_move *mv = &plan.moves[k];
+                struct managed_guest *g = in.owner[mv->guest];
+                struct managed_vcpu *v = &g->vcpus[mv->vcpu];
+
+                if (in.guests[mv->guest].policy == POLICY_IGNORE)
+                        continue;  /* the engine never moves these; belt and braces */
+                attempted[mv->guest]++;
+                r = apply_move(m, g, v, mv->to, move_reason(g, v, mv->reason));
+                if (r < 0) {
+                        failed[mv->guest]++;
+                        if (r == -ESRCH)
+                                resync = true;
+                }
+        }
+
+        for (size_t i = 0; i < in.n; i++) {
+                struct managed_guest *g = in.owner[i];
+                if (failed[i]) {
+                        struct log_domain d = guest_log(g);
+                        log_struct(LOG_WARNING, 0, MSGID_APPLY_FAILED, &d, NULL,
+                                   "%s: %u of %u moves not applied; its vCPUs may still share CPUs until the next pass",
+                                   g->name, failed[i], attempted[i]);
+                }
+                g->is_new = false;
+                for (size_t k = 0; k < g->n_vcpus; k++)
+                        g->vcpus[k].is_new = false;
+        }
+        plan_done(&plan);
+        update_status(m);
+        if (resync)
+                m->resync_failed = true;
+        return 0;
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+static void manager_arm_thread_retry(struct manager *m);
+
+static void guest_discover_threads(struct manager *m, struct managed_guest *g)
+{
+        int r = guest_refresh_threads(m, g);
+        struct log_domain d = guest_log(g);
+
+        if (r >= 0) {
+                if (g->state == GUEST_NO_THREADS)
+                        guest_set_state(g, GUEST_MANAGED, NULL);
+                g->thread_retries = 0;
+                return;
+        }
+        if (r == -ENOMEM) {
+                log_error_errno(r, "out of memory");
+                return;
+        }
+        /* Right after the start event QEMU may not have all vCPU threads yet. */
+        if (g->thread_retries++ < THREAD_RETRY_MAX) {
+                if (g->state == GUEST_MANAGED)
+                        g->state = GUEST_NO_THREADS;
+                manager_arm_thread_retry(m);
+                return;
+        }
+        if (g->thread_retries == THREAD_RETRY_MAX + 1)
+                log_struct(LOG_WARNING, r, MSGID_BACKED_OFF, &d, NULL,
+                           "%s: cannot find its vCPU threads (%m); leaving it alone until the next resync",
+                           g->name);
+        guest_set_state(g, GUEST_NO_THREADS, "vCPU threads not found");
+}
+
+static int on_thread_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        bool again = false;
+
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                if (g->state == GUEST_NO_THREADS && g->thread_retries <= THREAD_RETRY_MAX) {
+                        guest_discover_threads(m, g);
+                        again = true;
+                }
+        }
+        if (again)
+                manager_schedule_plan(m);
+        return 0;
+}
+
+static void manager_arm_thread_retry(struct manager *m)
+{
+        uint64_t now;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (m->retry_timer) {
+                int enabled = SD_EVENT_OFF;
+                sd_event_source_get_enabled(m->retry_timer, &enabled);
+                if (enabled != SD_EVENT_OFF)
+                        return;
+                sd_event_source_set_time(m->retry_timer, now + THREAD_RETRY_USEC);
+                sd_event_source_set_enabled(m->retry_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        sd_event_add_time(m->event, &m->retry_timer, CLOCK_MONOTONIC, now + THREAD_RETRY_USEC, 0,
+                          on_thread_retry, m);
+}
+
+/* Full resync: every running domain from libvirt, then plan. */
+static int manager_resync(struct manager *m)
+{
+        struct lv_domain *doms = NULL;
+        size_t n = 0;
+        int r;
+
+        r = lv_list_domains(m->lv, &doms, &n);
+        if (r < 0) {
+                m->resync_failed = true;
+                return r == -ENOTCONN ? r : log_warning_errno(r, "cannot list libvirt domains: %m");
+        }
+        m->resync_failed = false;
+
+        for (size_t i = 0; i < m->n_guests; i++)
+                m->guests[i]->seen = false;
+        for (size_t i = 0; i < n; i++) {
+                struct managed_guest *g = guest_update(m, &doms[i]);
+                if (!g) {
+                        r = log_error_errno(-ENOMEM, "out of memory");
+                        continue;
+                }
+                guest_discover_threads(m, g);
+        }
+        for (size_t i = m->n_guests; i-- > 0;)
+                if (!m->guests[i]->seen)
+                        guest_remove(m, i, "no longer running");
+        for (size_t i = 0; i < n; i++)
+                lv_domain_done(&doms[i]);
+        free(doms);
+        return manager_plan_and_apply(m);
+}
+
+static void manager_ready(struct manager *m, const char *why)
+{
+        if (m->ready)
+                return;
+        m->ready = true;
+        update_status(m);
+        sd_notify(false, "READY=1");
+        log_struct(LOG_INFO, 0, MSGID_DAEMON_STATE, NULL, NULL, "vcpuspreadd %s ready: %s", PACKAGE_VERSION,
+                   why);
+}
+
+static int on_replan(sd_event_source *s, void *userdata)
+{
+        struct manager *m = userdata;
+        manager_plan_and_apply(m);
+        return 0;
+}
+
+static void manager_schedule_plan(struct manager *m)
+{
+        if (!m->replan_source) {
+                if (sd_event_add_defer(m->event, &m->replan_source, on_replan, m) < 0) {
+                        manager_plan_and_apply(m);
+                        return;
+                }
+        }
+        sd_event_source_set_enabled(m->replan_source, SD_EVENT_ONESHOT);
+}
+
+/* ---- libvirt callbacks -------------------------------------------------- */
+
+static void on_lv_connected(void *userdata)
+{
+        struct manager *m = userdata;
+        if (m->settings.once)
+                return;  /* manager_run_once does the one pass itself */
+        log_struct(LOG_INFO, 0, MSGID_LIBVIRT_CONN, NULL, NULL, "connected to libvirt at %s",
+                   m->settings.connect_uri ? m->settings.connect_uri : "qemu:///system");
+        manager_resync(m);
+        manager_ready(m, "first placement applied");
+}
+
+static void on_lv_disconnected(void *userdata)
+{
+        struct manager *m = userdata;
+        /* Pins stay as they are; nothing to undo.  Resync on reconnect. */
+        manager_ready(m, "waiting for libvirt");
+        update_status(m);
+}
+
+static void on_lv_domain_event(void *userdata, const char *uuid, enum lv_domain_event ev, const char *detail)
+{
+        struct manager *m = userdata;
+        size_t index;
+        struct managed_guest *g = guest_find(m, uuid, &index);
+
+        if (ev == LV_DOMAIN_STOPPED) {
+                if (g)
+                        guest_remove(m, index, detail ? detail : "stopped");
+                return;
+        }
+
+        struct lv_domain dom = {};
+        int r = lv_get_domain(m->lv, uuid, &dom);
+        if (r == -ENOENT)
+                return;  /* gone again already */
+        if (r < 0) {
+                log_warning_errno(r, "cannot look up domain %s after its %s event: %m", uuid,
+                                  detail ? detail : "start");
+                m->resync_failed = true;
+                return;
+        }
+        g = guest_update(m, &dom);
+        lv_domain_done(&dom);
+        if (!g) {
+                log_error_errno(-ENOMEM, "out of memory");
+                return;
+        }
+        guest_discover_threads(m, g);
+        manager_schedule_plan(m);
+}
+
+static void on_lv_vcpu_pinned(void *userdata, const char *uuid, unsigned vcpu, const char *cpulist)
+{
+        struct manager *m = userdata;
+        struct managed_guest *g = guest_find(m, uuid, NULL);
+
+        if (!g || g->state == GUEST_OPERATOR)
+                return;
+        char reason[96];
+        snprintf(reason, sizeof(reason), "operator pinned vcpu%u to %s", vcpu, cpulist ? cpulist : "?");
+        guest_set_state(g, GUEST_OPERATOR, reason);
+        struct log_domain d = guest_log(g);
+        char f_vcpu[48];
+        snprintf(f_vcpu, sizeof(f_vcpu), "VCPUSPREAD_VCPU=%u", vcpu);
+        const char *fields[] = { f_vcpu, NULL };
+        /* The pin lands in the live XML, so after a restart the whole guest
+         * is the operator's anyway; backing off from all of it now keeps the
+         * daemon's behaviour the same either way. */
+        log_struct(LOG_NOTICE, 0, MSGID_BACKED_OFF, &d, fields,
+                   "%s: the operator pinned vcpu%u to %s; leaving this guest alone from now on", g->name, vcpu,
+                   cpulist ? cpulist : "?");
+}
+
+static const struct lv_callbacks lv_callbacks = {
+        .connected = on_lv_connected,
+        .disconnected = on_lv_disconnected,
+        .domain_event = on_lv_domain_event,
+        .vcpu_pinned = on_lv_vcpu_pinned,
+};
+
+/* ---- status files: vCPU hotplug ---------------------------------------- */
+
+static int on_statusfile_settled(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        bool changed = false;
+
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                size_t before = g->n_vcpus;
+                if (g->state != GUEST_MANAGED && g->state != GUEST_NO_THREADS)
+                        continue;
+                guest_discover_threads(m, g);
+                if (g->n_vcpus != before) {
+                        struct log_domain d = guest_log(g);
+                        log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, NULL, "%s: now has %zu vCPU%s (was %zu)",
+                                   g->name, g->n_vcpus, g->n_vcpus == 1 ? "" : "s", before);
+                        changed = true;
+                }
+        }
+        if (changed)
+                manager_schedule_plan(m);
+        return 0;
+}
+
+static int on_statusfile_changed(sd_event_source *s, const struct inotify_event *ev, void *userdata)
+{
+        struct manager *m = userdata;
+        size_t len = ev->len ? strlen(ev->name) : 0;
+        uint64_t now;
+
+        if (len < 4 || strcmp(ev->name + len - 4, ".xml") != 0)
+                return 0;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (!m->statusfile_debounce)
+                return sd_event_add_time(m->event, &m->statusfile_debounce, CLOCK_MONOTONIC,
+                                         now + STATUSFILE_DEBOUNCE_USEC, 0, on_statusfile_settled, m) < 0 ? 0 : 0;
+        sd_event_source_set_time(m->statusfile_debounce, now + STATUSFILE_DEBOUNCE_USEC);
+        sd_event_source_set_enabled(m->statusfile_debounce, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* ---- timers and signals ------------------------------------------------ */
+
+static int on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        uint64_t next = m->settings.resync_usec;
+
+        if (lv_conn_is_alive(m->lv))
+                manager_resync(m);
+        if (m->resync_failed)
+                next = RESYNC_RETRY_USEC;
+        sd_event_source_set_time(s, usec + next);
+        return 0;
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct manager *m = userdata;
+        sd_notify(false, "STOPPING=1");
+        log_struct(LOG_INFO, 0, MSGID_DAEMON_STATE, NULL, NULL,
+                   "received %s, stopping; current pins stay in place", strsignal((int)si->ssi_signo));
+        sd_event_exit(m->event, 0);
+        return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int manager_new(const struct manager_settings *settings, struct manager **out)
+{
+        _cleanup_(manager_freep) struct manager *m = calloc(1, sizeof(*m));
+        char err[256];
+        int r;
+
+        if (!m)
+                return log_error_errno(-ENOMEM, "out of memory");
+        m->settings = *settings;
+        m->settings.reserved = settings->reserved ? hwloc_bitmap_dup(settings->reserved) : hwloc_bitmap_alloc();
+        m->usable = hwloc_bitmap_alloc();
+        if (!m->settings.reserved || !m->usable)
+                return log_error_errno(-ENOMEM, "out of memory");
+        m->apply_env.dry_run = settings->dry_run;
+
+        r = topology_load_spec("host", &m->topo, err, sizeof(err));
+        if (r < 0)
+                return log_error_errno(r, "%s", err);
+        r = topology_usable(m->topo, m->settings.reserved, m->usable);
+        if (r < 0) {
+                _cleanup_free_ char *res = cpulist_format(m->settings.reserved);
+                return log_error_errno(r, "ReservedCPUs=%s leaves no CPU for guests", res ? res : "?");
+        }
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the event loop: %m");
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m)) < 0)
+                return log_error_errno(r, "cannot watch signals: %m");
+        /* Pings the service manager at half of WATCHDOG_USEC when it asks. */
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                log_warning_errno(r, "cannot set up the watchdog: %m");
+
+        r = lv_event_bridge_register(m->event);
+        if (r < 0)
+                return log_error_errno(r, "cannot attach libvirt to the event loop: %m");
+
+        const char *status_dir = m->threads_src.status_dir ?: "/run/libvirt/qemu";
+        r = sd_event_add_inotify(m->event, &m->inotify_source, status_dir,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE, on_statusfile_changed, m);
+        if (r < 0)
+                /* Without it hotplug is noticed only at the periodic resync. */
+                log_warning_errno(r, "cannot watch %s for vCPU hotplug (%m); relying on the periodic resync",
+                                  status_dir);
+
+        *out = TAKE_PTR(m);
+        return 0;
+}
+
+void manager_free(struct manager *m)
+{
+        if (!m)
+                return;
+        if (m->lv)
+                lv_conn_free(m->lv);
+        for (size_t i = 0; i < m->n_guests; i++)
+                guest_free(m->guests[i]);
+        free(m->guests);
+        sd_event_source_unref(m->replan_source);
+        sd_event_source_unref(m->resync_timer);
+        sd_event_source_unref(m->retry_timer);
+        sd_event_source_unref(m->inotify_source);
+        sd_event_source_unref(m->statusfile_debounce);
+        sd_event_unref(m->event);
+        topology_free(m->topo);
+        if (m->usable)
+                hwloc_bitmap_free(m->usable);
+        if (m->settings.reserved)
+                hwloc_bitmap_free(m->settings.reserved);
+        free(m);
+}
+
+static int manager_run_once(struct manager *m)
+{
+        int r;
+
+        if (!lv_conn_is_alive(m->lv))
+                return log_error_errno(-ENOTCONN, "cannot connect to libvirt at %s; is libvirtd running?",
+                                       m->settings.connect_uri ? m->settings.connect_uri : "qemu:///system"),
+                       1;
+        r = manager_resync(m);
+        /* Give threads of guests that are just starting a moment to appear;
+         * the retry timer re-plans when they do. */
+        for (unsigned i = 0; r >= 0 && i < THREAD_RETRY_MAX; i++) {
+                bool waiting = false;
+                for (size_t k = 0; k < m->n_guests; k++)
+                        waiting |= m->guests[k]->state == GUEST_NO_THREADS &&
+                                   m->guests[k]->thread_retries <= THREAD_RETRY_MAX;
+                if (!waiting)
+                        break;
+                sd_event_run(m->event, THREAD_RETRY_USEC * 2);
+        }
+        return r < 0 ? 1 : 0;
+}
+
+int manager_run(struct manager *m)
+{
+        int r;
+
+        /* with --once, the connected callback does the pass synchronously */
+        r = lv_conn_new(m->event, m->settings.connect_uri, &lv_callbacks, m, &m->lv);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the libvirt connection: %m"), 1;
+        if (m->settings.once)
+                return manager_run_once(m);
+
+        uint64_t now;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        r = sd_event_add_time(m->event, &m->resync_timer, CLOCK_MONOTONIC, now + m->settings.resync_usec, 0,
+                              on_resync_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "cannot arm the resync timer: %m"), 1;
+        sd_event_source_set_enabled(m->resync_timer, SD_EVENT_ON);
+
+        if (!lv_conn_is_alive(m->lv))
+                /* Not fatal: a host boots libvirtd after us sometimes. */
+                manager_ready(m, "waiting for libvirt");
+
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                return log_error_errno(r, "event loop failed: %m"), 1;
+        return 0;
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The Manager owns all daemon state and the one event loop: libvirt events,
+ * status-file changes (vCPU hotplug), signals, timers.  Each pass goes
+ * discover -> sample -> plan -> apply -> log.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include <hwloc.h>
+#include <systemd/sd-event.h>
+
+#include "apply.h"
+#include "libvirt.h"
+#include "placement.h"
+#include "topology.h"
+#include "vcpu-threads.h"
+
+struct manager_settings {
+        const char *connect_uri;        /* NULL: qemu:///system */
+        hwloc_bitmap_t reserved;        /* owned; may be empty */
+        enum placement_policy default_policy;
+        struct plan_params plan;
+        uint64_t resync_usec;           /* periodic full resync (safety net) */
+        bool dry_run;
+        bool once;
+};
+
+enum guest_state {
+        GUEST_MANAGED,          /* the daemon places its vCPUs */
+        GUEST_OPERATOR,         /* the operator pinned it: left alone */
+        GUEST_IGNORED,          /* policy ignore */
+        GUEST_NO_THREADS,       /* its vCPU threads could not be found (yet) */
+        GUEST_NO_CPUS,          /* its restriction leaves no usable CPU */
+};
+
+const char *guest_state_to_string(enum guest_state s);
+
+struct managed_vcpu {
+        unsigned vcpu;
+        pid_t tid;
+        hwloc_bitmap_t current;         /* affinity as last read or written; owned */
+        bool operator_pinned;           /* pinned by the operator while we ran */
+        bool is_new;                    /* appeared since the last plan (hotplug) */
+        double load;
+        /* Last decision, for status and logs. */
+        char last_reason[32];
+        time_t last_change;
+};
+
+struct managed_guest {
+        char uuid[37];
+        char *name;                     /* owned */
+        int id;
+        enum guest_state state;
+        char *state_reason;             /* why it is not managed; owned, may be NULL */
+        enum placement_policy policy;
+        hwloc_bitmap_t restriction;     /* <vcpu cpuset=...>; owned, may be NULL */
+        pid_t qemu_pid;
+        size_t n_vcpus;
+        struct managed_vcpu *vcpus;     /* owned, sorted by vcpu */
+        bool is_new;                    /* not planned yet */
+        bool seen;                      /* mark for resync */
+        unsigned thread_retries;        /* vCPU threads looked for but not found */
+};
+
+struct manager {
+        sd_event *event;
+        struct manager_settings settings;
+        struct lv_conn *lv;
+        struct topology *topo;
+        hwloc_bitmap_t usable;
+        struct apply_env apply_env;
+        struct vcpu_threads_source threads_src;
+
+        size_t n_guests;
+        struct managed_guest **guests;
+
+        sd_event_source *replan_source;         /* deferred plan after changes */
+        sd_event_source *resync_timer;
+        sd_event_source *retry_timer;           /* threads not found yet */
+        sd_event_source *inotify_source;        /* status files (hotplug) */
+        sd_event_source *statusfile_debounce;
+
+        bool ready;                             /* READY=1 sent */
+        bool resync_failed;                     /* last resync hit an error: retry soon */
+        uint64_t n_moves;                       /* applied since start */
+        char last_change[256];
+        int exit_code;
+};
+
+int manager_new(const struct manager_settings *settings, struct manager **out);
+void manager_free(struct manager *m);
+static inline void manager_freep(struct manager **m)
+{
+        manager_free(*m);
+}
+/* Run the loop until SIGTERM/SIGINT (or, with settings.once, one pass).
+ * Returns the process exit status. */
+int manager_run(struct manager *m);
