@@ -37,6 +37,10 @@ static void help(void)
                "Look at and steer vcpuspreadd, which keeps each guest's vCPUs on disjoint host CPUs.\n"
                "\n"
                "Commands:\n"
+               "  status     guests, their vCPUs, CPUs, load and the last decision\n"
+               "  map        the host topology with the vCPUs on each CPU\n"
+               "  plan       what the daemon would change now, and why (changes nothing)\n"
+               "  reload     make the daemon re-read its configuration\n"
                "  simulate   plan made-up guests on a topology, without any VM or daemon\n"
                "\n"
                "  -h, --help     show this help\n"
@@ -49,6 +53,10 @@ static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
 } commands[] = {
+        { "status", ctl_status },
+        { "map", ctl_map },
+        { "plan", ctl_plan },
+        { "reload", ctl_reload },
         { "simulate", ctl_simulate },
 };
 

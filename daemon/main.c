@@ -116,6 +116,7 @@ int main(int argc, char **argv)
                 .reserved = NULL,
                 .default_policy = POLICY_SPREAD,
                 .resync_usec = 30 * 1000 * 1000ULL,
+                .control_socket = CONTROL_SOCKET_DEFAULT,
                 .dry_run = args.dry_run,
                 .once = args.once,
         };

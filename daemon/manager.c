@@ -235,15 +235,7 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
 
 static void manager_schedule_plan(struct manager *m);
 
-/* Inputs for the engine; entries point into the manager's guests. */
-struct plan_inputs {
-        size_t n;
-        struct guest_input *guests;
-        struct managed_guest **owner;   /* parallel to guests */
-        struct vcpu_input *vcpus;       /* storage for all guests' vcpus */
-};
-
-static void plan_inputs_done(struct plan_inputs *in)
+void plan_inputs_done(struct plan_inputs *in)
 {
         free(in->guests);
         free(in->owner);
@@ -287,7 +279,7 @@ static int plan_inputs_build(struct manager *m, struct plan_inputs *in)
         return 0;
 }
 
-static const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v,
+const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v,
                                enum place_reason r)
 {
         if (r == PLACE_UNPLACED)
@@ -373,6 +365,18 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
         return 0;
 }
 
+/* Compute what the engine would do now; the caller owns @in and @plan. */
+int manager_compute_plan(struct manager *m, struct plan_inputs *in, struct plan *plan)
+{
+        int r = plan_inputs_build(m, in);
+        if (r < 0)
+                return log_error_errno(r, "cannot build the placement input: %m");
+        r = placement_plan(m->topo, m->usable, in->guests, in->n, &m->settings.plan, plan);
+        if (r < 0)
+                return log_error_errno(r, "placement failed: %m");
+        return 0;
+}
+
 /* One planning pass over every guest.  Returns 0 or a negative errno (logged). */
 static int manager_plan_and_apply(struct manager *m)
 {
@@ -380,12 +384,9 @@ static int manager_plan_and_apply(struct manager *m)
         struct plan plan;
         int r;
 
-        r = plan_inputs_build(m, &in);
+        r = manager_compute_plan(m, &in, &plan);
         if (r < 0)
-                return log_error_errno(r, "cannot build the placement input: %m");
-        r = placement_plan(m->topo, m->usable, in.guests, in.n, &m->settings.plan, &plan);
-        if (r < 0)
-                return log_error_errno(r, "placement failed: %m");
+                return r;
 
         /* Guests with failed or dropped moves, to say so once per guest. */
         _cleanup_free_ unsigned *failed = calloc(in.n ?: 1, sizeof(unsigned));
@@ -722,6 +723,24 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         return 0;
 }
 
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct manager *m = userdata;
+        char err[512] = "";
+        manager_reload(m, err, sizeof(err));
+        return 0;
+}
+
+int manager_reload(struct manager *m, char *err, size_t errlen)
+{
+        /* Nothing to re-read until the configuration file lands. */
+        sd_notify(false, "RELOADING=1");
+        log_struct(LOG_INFO, 0, MSGID_CONFIG, NULL, NULL, "reload requested; re-planning every guest");
+        manager_schedule_plan(m);
+        sd_notify(false, "READY=1");
+        return 0;
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 int manager_new(const struct manager_settings *settings, struct manager **out)
@@ -759,7 +778,8 @@ int manager_new(const struct manager_settings *settings, struct manager **out)
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m)) < 0 ||
-            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m)) < 0)
+            (r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m)) < 0 ||
+            (r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload_signal, m)) < 0)
                 return log_error_errno(r, "cannot watch signals: %m");
         /* Pings the service manager at half of WATCHDOG_USEC when it asks. */
         r = sd_event_set_watchdog(m->event, true);
@@ -769,6 +789,13 @@ int manager_new(const struct manager_settings *settings, struct manager **out)
         r = lv_event_bridge_register(m->event);
         if (r < 0)
                 return log_error_errno(r, "cannot attach libvirt to the event loop: %m");
+
+        if (settings->control_socket && !settings->once) {
+                r = control_server_new(m->event, settings->control_socket, settings->control_group,
+                                       manager_control, m, &m->control);
+                if (r < 0)
+                        return r;  /* logged */
+        }
 
         const char *status_dir = m->threads_src.status_dir ?: "/run/libvirt/qemu";
         r = sd_event_add_inotify(m->event, &m->inotify_source, status_dir,
@@ -791,6 +818,7 @@ void manager_free(struct manager *m)
         for (size_t i = 0; i < m->n_guests; i++)
                 guest_free(m->guests[i]);
         free(m->guests);
+        control_server_free(m->control);
         sd_event_source_unref(m->replan_source);
         sd_event_source_unref(m->resync_timer);
         sd_event_source_unref(m->retry_timer);

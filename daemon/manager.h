@@ -13,9 +13,11 @@
 #include <sys/types.h>
 #include <time.h>
 #include <hwloc.h>
+#include <json-c/json.h>
 #include <systemd/sd-event.h>
 
 #include "apply.h"
+#include "control.h"
 #include "libvirt.h"
 #include "placement.h"
 #include "topology.h"
@@ -27,6 +29,8 @@ struct manager_settings {
         enum placement_policy default_policy;
         struct plan_params plan;
         uint64_t resync_usec;           /* periodic full resync (safety net) */
+        const char *control_socket;     /* NULL: no control socket (--once) */
+        const char *control_group;      /* NULL: socket mode 0600 */
         bool dry_run;
         bool once;
 };
@@ -47,7 +51,8 @@ struct managed_vcpu {
         hwloc_bitmap_t current;         /* affinity as last read or written; owned */
         bool operator_pinned;           /* pinned by the operator while we ran */
         bool is_new;                    /* appeared since the last plan (hotplug) */
-        double load;
+        double load;                    /* recent utilisation of a CPU, [0,1] */
+        double wait_ms;                 /* run-queue wait in the last interval */
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
@@ -73,6 +78,7 @@ struct manager {
         sd_event *event;
         struct manager_settings settings;
         struct lv_conn *lv;
+        struct control_server *control;
         struct topology *topo;
         hwloc_bitmap_t usable;
         struct apply_env apply_env;
@@ -93,6 +99,27 @@ struct manager {
         char last_change[256];
         int exit_code;
 };
+
+/* Inputs for the engine; entries point into the manager's guests. */
+struct plan_inputs {
+        size_t n;
+        struct guest_input *guests;
+        struct managed_guest **owner;   /* parallel to guests */
+        struct vcpu_input *vcpus;       /* storage for all guests' vcpus */
+};
+
+void plan_inputs_done(struct plan_inputs *in);
+int manager_compute_plan(struct manager *m, struct plan_inputs *in, struct plan *plan);
+/* VCPUSPREAD_REASON of a move: the engine's reason refined with what only
+ * the manager knows (a new guest, a hot-plugged vCPU). */
+const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v, enum place_reason r);
+
+/* Re-read the configuration; on error @err says why (file:line) and the
+ * old configuration stays in force. */
+int manager_reload(struct manager *m, char *err, size_t errlen);
+
+/* The control socket's request handler (manager-control.c). */
+json_object *manager_control(void *userdata, const char *command, json_object *request);
 
 int manager_new(const struct manager_settings *settings, struct manager **out);
 void manager_free(struct manager *m);

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+
+struct control_conn {
+        struct control_server *server;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *deadline;
+        char request[CONTROL_REQUEST_MAX + 1];
+        size_t request_len;
+        char *reply;            /* owned */
+        size_t reply_len, reply_sent;
+        struct control_conn *next;
+};
+
+struct control_server {
+        sd_event *event;
+        int fd;
+        char *path;
+        sd_event_source *accept_source;
+        control_handler_t handler;
+        void *userdata;
+        struct control_conn *conns;
+};
+
+static void conn_free(struct control_conn *c)
+{
+        struct control_conn **p;
+
+        for (p = &c->server->conns; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->deadline);
+        if (c->fd >= 0)
+                close(c->fd);
+        free(c->reply);
+        free(c);
+}
+
+static json_object *error_reply(const char *fmt, const char *arg)
+{
+        json_object *o = json_object_new_object();
+        char msg[256];
+        snprintf(msg, sizeof(msg), fmt, arg);
+        json_object_object_add(o, "ok", json_object_new_boolean(false));
+        json_object_object_add(o, "error", json_object_new_string(msg));
+        return o;
+}
+
+/* A request is complete at a newline or when the client shut down writing. */
+static json_object *conn_handle_request(struct control_conn *c)
+{
+        c->request[c->request_len] = '\0';
+        json_object *req = json_tokener_parse(c->request);
+        json_object *cmd = NULL;
+        json_object *reply;
+
+        if (!req || !json_object_is_type(req, json_type_object) ||
+            !json_object_object_get_ex(req, "command", &cmd) || !json_object_is_type(cmd, json_type_string))
+                reply = error_reply("bad request: expected {\"command\":\"...\"}%s", "");
+        else
+                reply = c->server->handler(c->server->userdata, json_object_get_string(cmd), req);
+        json_object_put(req);
+        return reply;
+}
+
+static int conn_start_reply(struct control_conn *c, json_object *reply)
+{
+        if (!reply)
+                return -ENOMEM;
+        const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        c->reply_len = strlen(s) + 1;
+        c->reply = malloc(c->reply_len);
+        if (!c->reply) {
+                json_object_put(reply);
+                return -ENOMEM;
+        }
+        memcpy(c->reply, s, c->reply_len - 1);
+        c->reply[c->reply_len - 1] = '\n';
+        json_object_put(reply);
+        return sd_event_source_set_io_events(c->io, EPOLLOUT);
+}
+
+static int conn_read(struct control_conn *c)
+{
+        for (;;) {
+                ssize_t n = read(c->fd, c->request + c->request_len, CONTROL_REQUEST_MAX - c->request_len);
+                if (n < 0) {
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                bool eof = n == 0;
+                c->request_len += (size_t)n;
+                if (eof || memchr(c->request, '\n', c->request_len))
+                        return conn_start_reply(c, conn_handle_request(c));
+                if (c->request_len == CONTROL_REQUEST_MAX)
+                        return conn_start_reply(c, error_reply("request longer than %s bytes", "4096"));
+        }
+}
+
+static int conn_write(struct control_conn *c)
+{
+        while (c->reply_sent < c->reply_len) {
+                ssize_t n = send(c->fd, c->reply + c->reply_sent, c->reply_len - c->reply_sent, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                c->reply_sent += (size_t)n;
+        }
+        return 1;  /* done */
+}
+
+static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct control_conn *c = userdata;
+        int r;
+
+        if (c->reply)
+                r = conn_write(c);
+        else
+                r = conn_read(c);
+        if (r < 0)
+                log_debug_errno(r, "control client: %m");
+        if (r != 0 || (revents & (EPOLLERR | EPOLLHUP) && !c->reply))
+                conn_free(c);
+        return 0;
+}
+
+static int on_conn_deadline(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct control_conn *c = userdata;
+        log_debug("control client gave no complete request within %llu s; closing",
+                  (unsigned long long)(CONTROL_DEADLINE_USEC / 1000000));
+        conn_free(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct control_server *srv = userdata;
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        uint64_t now;
+
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        log_warning_errno(-errno, "control socket: accept failed: %m");
+                return 0;
+        }
+        struct control_conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(cfd);
+                return 0;
+        }
+        c->server = srv;
+        c->fd = cfd;
+        c->next = srv->conns;
+        srv->conns = c;
+        sd_event_now(srv->event, CLOCK_MONOTONIC, &now);
+        if (sd_event_add_io(srv->event, &c->io, cfd, EPOLLIN, on_conn_io, c) < 0 ||
+            sd_event_add_time(srv->event, &c->deadline, CLOCK_MONOTONIC, now + CONTROL_DEADLINE_USEC, 0,
+                              on_conn_deadline, c) < 0)
+                conn_free(c);
+        return 0;
+}
+
+static int make_parent_dir(const char *path)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int control_server_new(sd_event *e, const char *path, const char *group, control_handler_t handler,
+                       void *userdata, struct control_server **out)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return log_error_errno(-ENAMETOOLONG, "ControlSocket=%s: path too long for a Unix socket", path);
+        if (group && *group) {
+                struct group *gr = getgrnam(group);
+                if (!gr)
+                        return log_error_errno(-ENOENT, "ControlSocketGroup=%s: no such group", group);
+                gid = gr->gr_gid;
+        }
+
+        struct control_server *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->event = sd_event_ref(e);
+        s->handler = handler;
+        s->userdata = userdata;
+        s->fd = -1;
+        s->path = strdup(path);
+        if (!s->path) {
+                control_server_free(s);
+                return -ENOMEM;
+        }
+
+        r = make_parent_dir(path);
+        if (r < 0) {
+                control_server_free(s);
+                return log_error_errno(r, "cannot create the directory of %s: %m", path);
+        }
+        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s->fd < 0) {
+                r = -errno;
+                control_server_free(s);
+                return log_error_errno(r, "cannot create the control socket: %m");
+        }
+        strcpy(sa.sun_path, path);
+        /* A previous instance's socket file; nobody listens on it any more
+         * since only one daemon runs (systemd) -- replace it. */
+        unlink(path);
+        /* Create it private, then open up to the group: no window where it is wider. */
+        mode_t old = umask(0177);
+        r = bind(s->fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0 || listen(s->fd, 16) < 0) {
+                r = -errno;
+                control_server_free(s);
+                return log_error_errno(r, "cannot listen on %s: %m", path);
+        }
+        if (gid != (gid_t)-1 && (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0)) {
+                r = -errno;
+                control_server_free(s);
+                return log_error_errno(r, "cannot give %s to group %s: %m", path, group);
+        }
+        r = sd_event_add_io(e, &s->accept_source, s->fd, EPOLLIN, on_accept, s);
+        if (r < 0) {
+                control_server_free(s);
+                return log_error_errno(r, "cannot watch the control socket: %m");
+        }
+        *out = s;
+        return 0;
+}
+
+void control_server_free(struct control_server *s)
+{
+        if (!s)
+                return;
+        while (s->conns)
+                conn_free(s->conns);
+        sd_event_source_disable_unref(s->accept_source);
+        if (s->fd >= 0) {
+                close(s->fd);
+                unlink(s->path);
+        }
+        free(s->path);
+        sd_event_unref(s->event);
+        free(s);
+}

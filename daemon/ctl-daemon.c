@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vcpuspreadctl commands that talk to the running daemon over its control
+ * socket: status, map, plan, reload.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "control.h"
+#include "ctl.h"
+#include "cpulist.h"
+#include "macro.h"
+
+/* The daemon answers at once; this only bounds a wedged daemon. */
+#define CTL_TIMEOUT_MS 10000
+
+static int ctl_request(const char *path, const char *command, json_object **reply)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return ctl_usage_error("--socket %s: path too long", path);
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return ctl_error(-errno, "cannot create a socket: %s", strerror(errno));
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = errno;
+                close(fd);
+                if (r == ENOENT || r == ECONNREFUSED)
+                        return ctl_error(-r, "vcpuspreadd is not running (nothing listens on %s); "
+                                             "start it with 'systemctl start vcpuspreadd'", path);
+                if (r == EACCES)
+                        return ctl_error(-r, "permission denied on %s: run as root or as a member of "
+                                             "ControlSocketGroup=", path);
+                return ctl_error(-r, "cannot connect to %s: %s", path, strerror(r));
+        }
+
+        char req[256];
+        int len = snprintf(req, sizeof(req), "{\"command\":\"%s\"}\n", command);
+        if (write(fd, req, (size_t)len) != len) {
+                r = errno;
+                close(fd);
+                return ctl_error(-r, "cannot send the request to %s: %s", path, strerror(r));
+        }
+        shutdown(fd, SHUT_WR);
+
+        json_tokener *tok = json_tokener_new();
+        json_object *obj = NULL;
+        enum json_tokener_error jerr = json_tokener_continue;
+        char buf[65536];
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                r = poll(&p, 1, CTL_TIMEOUT_MS);
+                if (r == 0) {
+                        json_tokener_free(tok);
+                        close(fd);
+                        return ctl_error(-ETIMEDOUT, "vcpuspreadd did not answer within %d s", CTL_TIMEOUT_MS / 1000);
+                }
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                obj = json_tokener_parse_ex(tok, buf, (int)n);
+                jerr = json_tokener_get_error(tok);
+                if (jerr != json_tokener_continue)
+                        break;
+        }
+        json_tokener_free(tok);
+        close(fd);
+        if (!obj || jerr != json_tokener_success) {
+                json_object_put(obj);
+                return ctl_error(-EBADMSG, "vcpuspreadd sent no valid reply on %s", path);
+        }
+        *reply = obj;
+        return 0;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static double jdouble(json_object *o, const char *key)
+{
+        json_object *v;
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static int jint(json_object *o, const char *key)
+{
+        json_object *v;
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_int(v) : -1;
+}
+
+static json_object *jarr(json_object *o, const char *key)
+{
+        json_object *v;
+        return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_array) ? v : NULL;
+}
+
+/* Common option parsing: --socket PATH, --json, --help. */
+struct ctl_opts {
+        const char *socket;
+        bool json;
+};
+
+static int parse_ctl_opts(int argc, char **argv, const char *usage, bool allow_json, struct ctl_opts *o)
+{
+        enum { ARG_SOCKET = 0x100, ARG_JSON };
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        int c;
+
+        o->socket = getenv("VCPUSPREAD_SOCKET") ?: CONTROL_SOCKET_DEFAULT;
+        o->json = false;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_SOCKET: o->socket = optarg; break;
+                case ARG_JSON:
+                        if (!allow_json)
+                                return -ctl_usage_error("%s: --json is not supported", argv[0]);
+                        o->json = true;
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return 1;
+                default: return -CTL_EXIT_USAGE;
+                }
+        }
+        if (optind < argc)
+                return -ctl_usage_error("%s: unexpected argument '%s'", argv[0], argv[optind]);
+        return 0;
+}
+
+/* Runs a request and handles the generic error paths; returns an exit code
+ * >= 0 when done, or -1 to let the caller render *reply. */
+static int run_request(int argc, char **argv, const char *usage, bool allow_json, json_object **reply,
+                       struct ctl_opts *o)
+{
+        int r = parse_ctl_opts(argc, argv, usage, allow_json, o);
+        if (r > 0)
+                return CTL_EXIT_OK;
+        if (r < 0)
+                return CTL_EXIT_USAGE;
+        r = ctl_request(o->socket, argv[0], reply);
+        if (r != 0)
+                return r;
+        json_object *ok;
+        if (!json_object_object_get_ex(*reply, "ok", &ok) || !json_object_get_boolean(ok)) {
+                const char *e = jstr(*reply, "error");
+                fprintf(stderr, "vcpuspreadctl: %s: %s\n", argv[0], e ? e : "request failed");
+                json_object_put(*reply);
+                return CTL_EXIT_FAILURE;
+        }
+        if (o->json) {
+                puts(json_object_to_json_string_ext(*reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(*reply);
+                return CTL_EXIT_OK;
+        }
+        return -1;
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static void print_guest(json_object *g)
+{
+        const char *reason = jstr(g, "reason");
+        const char *restriction = jstr(g, "restriction");
+        printf("%s  (%s, %s%s%s%s%s)\n", jstr(g, "name"), jstr(g, "policy"), jstr(g, "state"),
+               reason ? ": " : "", reason ? reason : "", restriction ? ", CPUs " : "",
+               restriction ? restriction : "");
+        json_object *vcpus = jarr(g, "vcpus");
+        for (size_t k = 0; vcpus && k < json_object_array_length(vcpus); k++) {
+                json_object *v = json_object_array_get_idx(vcpus, k);
+                const char *last = jstr(v, "last_reason");
+                const char *when = jstr(v, "last_change");
+                printf("  vcpu%-3d tid %-8d cpus %-10s load %4.2f  wait %6.1f ms", jint(v, "vcpu"), jint(v, "tid"),
+                       jstr(v, "cpus") ?: "?", jdouble(v, "load"), jdouble(v, "wait_ms"));
+                if (last)
+                        printf("  last: %s at %s", last, when ? when : "?");
+                putchar('\n');
+        }
+}
+
+int ctl_status(int argc, char **argv)
+{
+        static const char usage[] =
+                "Usage: vcpuspreadctl status [--json] [--socket PATH]\n"
+                "\n"
+                "Every guest the daemon knows, whether it manages it (and if not, why), and\n"
+                "each vCPU's thread, current CPUs, recent load, run-queue wait and last decision.\n";
+        json_object *reply = NULL;
+        struct ctl_opts o;
+        int r = run_request(argc, argv, usage, true, &reply, &o);
+        if (r >= 0)
+                return r;
+
+        json_object *d = NULL;
+        json_object_object_get_ex(reply, "daemon", &d);
+        printf("vcpuspreadd %s (pid %d), libvirt %s%s, %d move%s applied%s%s\n", jstr(d, "version"), jint(d, "pid"),
+               jstr(d, "libvirt"), json_object_get_boolean(json_object_object_get(d, "dry_run")) ? ", dry run" : "",
+               jint(d, "moves"), jint(d, "moves") == 1 ? "" : "s", jstr(d, "last_change") ? "; last: " : "",
+               jstr(d, "last_change") ?: "");
+        printf("usable CPUs: %s\n\n", jstr(d, "usable_cpus") ?: "?");
+        json_object *guests = jarr(reply, "guests");
+        if (!guests || json_object_array_length(guests) == 0)
+                printf("no running guests\n");
+        for (size_t i = 0; guests && i < json_object_array_length(guests); i++)
+                print_guest(json_object_array_get_idx(guests, i));
+        json_object_put(reply);
+        return CTL_EXIT_OK;
+}
+
+/* ---- plan --------------------------------------------------------------- */
+
+int ctl_plan(int argc, char **argv)
+{
+        static const char usage[] =
+                "Usage: vcpuspreadctl plan [--json] [--socket PATH]\n"
+                "\n"
+                "What the daemon would change now and why.  Changes nothing.\n";
+        json_object *reply = NULL;
+        struct ctl_opts o;
+        int r = run_request(argc, argv, usage, true, &reply, &o);
+        if (r >= 0)
+                return r;
+
+        json_object *moves = jarr(reply, "moves");
+        size_t n = moves ? json_object_array_length(moves) : 0;
+        if (n == 0)
+                printf("nothing to change: every managed guest's vCPUs are already apart and balanced\n");
+        for (size_t k = 0; k < n; k++) {
+                json_object *mv = json_object_array_get_idx(moves, k);
+                printf("%s vcpu%d (tid %d): %s -> %s (%s)\n", jstr(mv, "guest"), jint(mv, "vcpu"), jint(mv, "tid"),
+                       jstr(mv, "from") ?: "?", jstr(mv, "to") ?: "?", jstr(mv, "reason") ?: "?");
+        }
+        json_object_put(reply);
+        return CTL_EXIT_OK;
+}
+
+/* ---- reload ------------------------------------------------------------- */
+
+int ctl_reload(int argc, char **argv)
+{
+        static const char usage[] =
+                "Usage: vcpuspreadctl reload [--socket PATH]\n"
+                "\n"
+                "Re-read the configuration (as SIGHUP does).  On an error the daemon keeps the\n"
+                "old configuration and this prints the error with file and line.\n";
+        json_object *reply = NULL;
+        struct ctl_opts o;
+        int r = run_request(argc, argv, usage, false, &reply, &o);
+        if (r >= 0)
+                return r;
+        printf("%s\n", jstr(reply, "message") ?: "configuration reloaded");
+        json_object_put(reply);
+        return CTL_EXIT_OK;
+}
+
+/* ---- map ---------------------------------------------------------------- */
+
+static const char *const palette[] = { "\033[1;31m", "\033[1;32m", "\033[1;33m", "\033[1;34m",
+                                       "\033[1;35m", "\033[1;36m", "\033[0;31m", "\033[0;32m",
+                                       "\033[0;33m", "\033[0;34m", "\033[0;35m", "\033[0;36m" };
+#define COLOUR_RESET "\033[0m"
+
+struct map_entry {
+        int guest;              /* index in guests, for the colour */
+        const char *name;
+        int vcpu;
+        bool lane;              /* mask wider than one CPU */
+};
+
+struct map_cpu {
+        int cpu, core, l3, numa, package;
+        bool usable;
+        size_t n;
+        struct map_entry *e;
+};
+
+static int map_add(struct map_cpu *c, struct map_entry e)
+{
+        struct map_entry *n = realloc(c->e, (c->n + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        c->e = n;
+        c->e[c->n++] = e;
+        return 0;
+}
+
+static void map_print(struct map_cpu *cpus, size_t n_cpus, json_object *guests, json_object *floating, bool colour)
+{
+        int pkg = -1, numa = -1, l3 = -1, core = -1;
+
+        for (size_t i = 0; i < n_cpus; i++) {
+                struct map_cpu *c = &cpus[i];
+                if (c->package != pkg) {
+                        printf("Package %d\n", c->package);
+                        pkg = c->package;
+                        numa = l3 = -1;
+                }
+                if (c->numa != numa) {
+                        printf("  NUMA node %d\n", c->numa);
+                        numa = c->numa;
+                        l3 = -1;
+                }
+                if (c->l3 != l3) {
+                        printf("    L3 %d\n", c->l3);
+                        l3 = c->l3;
+                }
+                if (c->core != core) {
+                        if (core != -1 && i > 0)
+                                putchar('\n');
+                        printf("      core %-4d", c->core);
+                        core = c->core;
+                }
+                printf(" cpu%-3d%s[", c->cpu, c->usable ? "" : "(reserved)");
+                for (size_t k = 0; k < c->n; k++) {
+                        struct map_entry *e = &c->e[k];
+                        printf("%s%s%s:%d%s%s", k ? " " : "",
+                               colour ? palette[e->guest % (int)ELEMENTSOF(palette)] : "", e->name, e->vcpu,
+                               e->lane ? "~" : "", colour ? COLOUR_RESET : "");
+                }
+                printf("]");
+        }
+        putchar('\n');
+        if (json_object_array_length(floating) > 0) {
+                printf("\nNot placed by vcpuspreadd (may run on any usable CPU):\n ");
+                for (size_t k = 0; k < json_object_array_length(floating); k++)
+                        printf(" %s", json_object_get_string(json_object_array_get_idx(floating, k)));
+                putchar('\n');
+        }
+        printf("\nname:N = vCPU N of guest name on that CPU alone; name:N~ = its lane of several CPUs.\n");
+        (void)guests;
+}
+
+int ctl_map(int argc, char **argv)
+{
+        static const char usage[] =
+                "Usage: vcpuspreadctl map [--socket PATH]\n"
+                "\n"
+                "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
+                "vCPUs that sit on each CPU; a colour per guest on a terminal.\n";
+        json_object *reply = NULL;
+        struct ctl_opts o;
+        int r = run_request(argc, argv, usage, false, &reply, &o);
+        if (r >= 0)
+                return r;
+
+        json_object *jcpus = jarr(reply, "cpus"), *guests = jarr(reply, "guests");
+        json_object *d = NULL;
+        json_object_object_get_ex(reply, "daemon", &d);
+        size_t n_cpus = jcpus ? json_object_array_length(jcpus) : 0;
+        struct map_cpu *cpus = calloc(n_cpus ?: 1, sizeof(*cpus));
+        json_object *floating = json_object_new_array();
+        _cleanup_bitmap_ hwloc_bitmap_t usable = hwloc_bitmap_alloc();
+        _cleanup_bitmap_ hwloc_bitmap_t mask = hwloc_bitmap_alloc();
+        if (!cpus || !floating || !usable || !mask) {
+                json_object_put(reply);
+                return ctl_error(-ENOMEM, "out of memory");
+        }
+        cpulist_parse(jstr(d, "usable_cpus") ?: "", usable, NULL, 0);
+
+        for (size_t i = 0; i < n_cpus; i++) {
+                json_object *c = json_object_array_get_idx(jcpus, i);
+                cpus[i] = (struct map_cpu){ .cpu = jint(c, "cpu"), .core = jint(c, "core"), .l3 = jint(c, "l3"),
+                                            .numa = jint(c, "numa"), .package = jint(c, "package"),
+                                            .usable = json_object_get_boolean(json_object_object_get(c, "usable")) };
+        }
+        for (size_t gi = 0; guests && gi < json_object_array_length(guests); gi++) {
+                json_object *g = json_object_array_get_idx(guests, gi);
+                json_object *vcpus = jarr(g, "vcpus");
+                for (size_t k = 0; vcpus && k < json_object_array_length(vcpus); k++) {
+                        json_object *v = json_object_array_get_idx(vcpus, k);
+                        if (cpulist_parse(jstr(v, "cpus") ?: "", mask, NULL, 0) < 0 || hwloc_bitmap_iszero(mask))
+                                continue;
+                        /* A vCPU allowed everywhere sits on no CPU in particular. */
+                        if (hwloc_bitmap_isincluded(usable, mask) && hwloc_bitmap_weight(usable) > 1) {
+                                char label[300];
+                                snprintf(label, sizeof(label), "%s:%d", jstr(g, "name"), jint(v, "vcpu"));
+                                json_object_array_add(floating, json_object_new_string(label));
+                                continue;
+                        }
+                        for (size_t i = 0; i < n_cpus; i++)
+                                if (hwloc_bitmap_isset(mask, (unsigned)cpus[i].cpu))
+                                        map_add(&cpus[i], (struct map_entry){ .guest = (int)gi, .name = jstr(g, "name"),
+                                                                             .vcpu = jint(v, "vcpu"),
+                                                                             .lane = hwloc_bitmap_weight(mask) > 1 });
+                }
+        }
+        map_print(cpus, n_cpus, guests, floating, isatty(STDOUT_FILENO));
+        for (size_t i = 0; i < n_cpus; i++)
+                free(cpus[i].e);
+        free(cpus);
+        json_object_put(floating);
+        json_object_put(reply);
+        return CTL_EXIT_OK;
+}

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's answers on the control socket: status, plan, reload. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "cpulist.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "plan-json.h"
+
+static json_object *json_cpulist(hwloc_const_bitmap_t set)
+{
+        _cleanup_free_ char *s = set ? cpulist_format(set) : NULL;
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *json_time(time_t t)
+{
+        char buf[32];
+        struct tm tm;
+        if (!t || !gmtime_r(&t, &tm))
+                return NULL;
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return json_object_new_string(buf);
+}
+
+static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
+{
+        json_object *o = json_object_new_object();
+        _cleanup_bitmap_ hwloc_bitmap_t aff = hwloc_bitmap_alloc();
+        _cleanup_bitmap_ hwloc_bitmap_t cg = hwloc_bitmap_alloc();
+
+        json_object_object_add(o, "vcpu", json_object_new_int((int)v->vcpu));
+        json_object_object_add(o, "tid", json_object_new_int((int)v->tid));
+        /* What the kernel says now, not what we last wrote: status must show
+         * the truth even if someone else changed it. */
+        if (aff && cg && vcpu_masks_read(&m->apply_env, v->tid, aff, cg) >= 0) {
+                json_object_object_add(o, "cpus", json_cpulist(aff));
+                json_object_object_add(o, "cgroup_cpus", json_cpulist(cg));
+        } else {
+                json_object_object_add(o, "cpus", NULL);
+        }
+        json_object_object_add(o, "load", json_object_new_double(v->load));
+        json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
+        if (v->last_reason[0]) {
+                json_object_object_add(o, "last_reason", json_object_new_string(v->last_reason));
+                json_object_object_add(o, "last_change", json_time(v->last_change));
+        }
+        return o;
+}
+
+static json_object *guest_status(struct manager *m, const struct managed_guest *g)
+{
+        json_object *o = json_object_new_object();
+        json_object *vcpus = json_object_new_array();
+
+        json_object_object_add(o, "name", json_object_new_string(g->name));
+        json_object_object_add(o, "uuid", json_object_new_string(g->uuid));
+        json_object_object_add(o, "id", json_object_new_int(g->id));
+        json_object_object_add(o, "policy", json_object_new_string(placement_policy_to_string(g->policy)));
+        json_object_object_add(o, "state", json_object_new_string(guest_state_to_string(g->state)));
+        json_object_object_add(o, "managed", json_object_new_boolean(g->state == GUEST_MANAGED));
+        if (g->state_reason)
+                json_object_object_add(o, "reason", json_object_new_string(g->state_reason));
+        if (g->restriction)
+                json_object_object_add(o, "restriction", json_cpulist(g->restriction));
+        json_object_object_add(o, "qemu_pid", json_object_new_int((int)g->qemu_pid));
+        for (size_t k = 0; k < g->n_vcpus; k++)
+                json_object_array_add(vcpus, vcpu_status(m, &g->vcpus[k]));
+        json_object_object_add(o, "vcpus", vcpus);
+        return o;
+}
+
+static json_object *topology_json(const struct manager *m)
+{
+        json_object *cpus = json_object_new_array();
+        for (size_t p = 0; p < m->topo->n_pus; p++) {
+                const struct topo_pu *pu = &m->topo->pus[p];
+                json_object *c = json_object_new_object();
+                json_object_object_add(c, "cpu", json_object_new_int((int)pu->os_index));
+                json_object_object_add(c, "core", json_object_new_int((int)pu->core));
+                json_object_object_add(c, "l3", json_object_new_int((int)pu->l3));
+                json_object_object_add(c, "numa", json_object_new_int((int)m->topo->numas[pu->numa].os_index));
+                json_object_object_add(c, "package", json_object_new_int((int)pu->package));
+                json_object_object_add(c, "usable", json_object_new_boolean(hwloc_bitmap_isset(m->usable, pu->os_index)));
+                json_object_array_add(cpus, c);
+        }
+        return cpus;
+}
+
+static json_object *reply_ok(void)
+{
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "ok", json_object_new_boolean(true));
+        return o;
+}
+
+static json_object *reply_error(const char *msg)
+{
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "ok", json_object_new_boolean(false));
+        json_object_object_add(o, "error", json_object_new_string(msg));
+        return o;
+}
+
+static json_object *control_status(struct manager *m)
+{
+        json_object *o = reply_ok();
+        json_object *d = json_object_new_object();
+        json_object *guests = json_object_new_array();
+
+        json_object_object_add(d, "version", json_object_new_string(PACKAGE_VERSION));
+        json_object_object_add(d, "pid", json_object_new_int((int)getpid()));
+        json_object_object_add(d, "libvirt", json_object_new_string(m->lv && lv_conn_is_alive(m->lv) ? "connected"
+                                                                                                      : "disconnected"));
+        json_object_object_add(d, "dry_run", json_object_new_boolean(m->settings.dry_run));
+        json_object_object_add(d, "moves", json_object_new_int64((int64_t)m->n_moves));
+        if (m->last_change[0])
+                json_object_object_add(d, "last_change", json_object_new_string(m->last_change));
+        json_object_object_add(d, "usable_cpus", json_cpulist(m->usable));
+        for (size_t i = 0; i < m->n_guests; i++)
+                json_object_array_add(guests, guest_status(m, m->guests[i]));
+        json_object_object_add(o, "daemon", d);
+        json_object_object_add(o, "guests", guests);
+        json_object_object_add(o, "cpus", topology_json(m));
+        return o;
+}
+
+static json_object *control_plan(struct manager *m)
+{
+        _cleanup_(plan_inputs_done) struct plan_inputs in = {};
+        struct plan plan;
+        struct plan_checks checks;
+
+        if (manager_compute_plan(m, &in, &plan) < 0)
+                return reply_error("planning failed; see the daemon's log");
+        placement_check(m->topo, m->usable, in.guests, in.n, &plan, &checks);
+        json_object *o = plan_to_json(m->topo, m->usable, in.guests, in.n, &plan, &checks);
+        if (o) {
+                json_object_object_add(o, "ok", json_object_new_boolean(true));
+                /* Refine the engine's reasons the way an applied move would be logged. */
+                json_object *moves = NULL;
+                json_object_object_get_ex(o, "moves", &moves);
+                for (size_t k = 0; moves && k < plan.n_moves; k++) {
+                        const struct plan_move *mv = &plan.moves[k];
+                        const struct managed_guest *g = in.owner[mv->guest];
+                        json_object *jm = json_object_array_get_idx(moves, k);
+                        json_object_object_add(jm, "uuid", json_object_new_string(g->uuid));
+                        json_object_object_add(jm, "tid", json_object_new_int((int)g->vcpus[mv->vcpu].tid));
+                        json_object_object_add(jm, "reason",
+                                json_object_new_string(move_reason(g, &g->vcpus[mv->vcpu], mv->reason)));
+                }
+        }
+        plan_done(&plan);
+        return o;
+}
+
+json_object *manager_control(void *userdata, const char *command, json_object *request)
+{
+        struct manager *m = userdata;
+
+        log_debug("control request: %s", command);
+        if (strcmp(command, "status") == 0)
+                return control_status(m);
+        if (strcmp(command, "plan") == 0)
+                return control_plan(m);
+        if (strcmp(command, "reload") == 0) {
+                char err[512] = "";
+                int r = manager_reload(m, err, sizeof(err));
+                if (r < 0)
+                        return reply_error(err[0] ? err : strerror(-r));
+                json_object *o = reply_ok();
+                json_object_object_add(o, "message", json_object_new_string("configuration reloaded"));
+                return o;
+        }
+        char msg[128];
+        snprintf(msg, sizeof(msg), "unknown command '%.64s': expected status, plan or reload", command);
+        return reply_error(msg);
+}
