@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "build-config.h"
 
 int ctl_usage_error(const char *fmt, ...)
 {

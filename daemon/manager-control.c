@@ -5,7 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "build-config.h"
 #include "cpulist.h"
 #include "log.h"
 #include "macro.h"

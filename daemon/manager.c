@@ -11,7 +11,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "config.h"
+#include "build-config.h"
 #include "cpulist.h"
 #include "log.h"
 #include "macro.h"
