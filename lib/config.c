@@ -1199,10 +1199,7 @@ static bool domain_matches(const struct config_domain *d, const char *name, cons
         if (d->name && (!name || fnmatch(d->name, name, 0) != 0))
                 return false;
         if (d->uuid) {
-                if (!uuid)
-                        return false;
-                if (uuid_canonical(uuid, canonical) ? strcmp(d->uuid, canonical) != 0
-                                                    : strcasecmp(d->uuid, uuid) != 0)
+                if (!uuid || !uuid_canonical(uuid, canonical) || strcmp(d->uuid, canonical) != 0)
                         return false;
         }
         return true;

@@ -480,15 +480,18 @@ static void test_files(void)
         write_file("vcpuspreadd.conf",
                    "[Daemon]\nMovesPerInterval=1\nLogLevel=warning\nHysteresis=0.5\n"
                    "[Domain]\nName=*\nPolicy=spread\n");
-        write_file("vcpuspreadd.conf.d/20-b.conf", "[Daemon]\nMovesPerInterval=3\n[Domain]\nName=b*\n");
+        /* Created in neither lexical order nor its reverse, so that a
+         * directory returning entries by creation time cannot hide a missing sort. */
         write_file("vcpuspreadd.conf.d/10-a.conf", "[Daemon]\nMovesPerInterval=2\nLogLevel=debug\n"
                                                    "[Domain]\nName=a*\n");
+        write_file("vcpuspreadd.conf.d/20-b.conf", "[Daemon]\nMovesPerInterval=3\n[Domain]\nName=b*\n");
         write_file("vcpuspreadd.conf.d/05-z.conf", "[Daemon]\nMovesPerInterval=99\nLaneWidth=3\n");
         /* Not drop-ins: wrong suffix, hidden, a directory. */
         write_file("vcpuspreadd.conf.d/99-x.conf.orig", "[Daemon]\nMovesPerInterval=100\n");
         write_file("vcpuspreadd.conf.d/.99-hidden.conf", "[Daemon]\nMovesPerInterval=101\n");
         write_file("vcpuspreadd.conf.d/README", "garbage\n");
-        CHECK(mkdir(tmp_path("vcpuspreadd.conf.d/98-dir.conf"), 0755) == 0, "mkdir");
+        _cleanup_free_ char *subdir = tmp_path("vcpuspreadd.conf.d/98-dir.conf");
+        CHECK(mkdir(subdir, 0755) == 0, "mkdir");
 
         r = config_load(main_path, NULL, &c, &e);
         CHECK(r == 0, "load: %s", e.text);
