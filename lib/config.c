@@ -1278,8 +1278,9 @@ int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
         if (!hwloc_bitmap_iszero(outside)) {
                 if (!(outside_s = cpulist_format(outside)))
                         return -ENOMEM;
-                r = warn(warnings, o, "ReservedCPUs=%s: CPUs %s are not on this host (host CPUs: %s)",
-                         reserved_s, outside_s, host_s);
+                bool one = hwloc_bitmap_weight(outside) == 1;
+                r = warn(warnings, o, "ReservedCPUs=%s: %s %s %s not on this host (host CPUs: %s)",
+                         reserved_s, one ? "CPU" : "CPUs", outside_s, one ? "is" : "are", host_s);
                 if (r < 0)
                         return r;
         }
@@ -1311,8 +1312,10 @@ int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
                         continue;
                 if (!(bad_s = cpulist_format(outside)))
                         return -ENOMEM;
-                r = warn(warnings, &d->cpus_origin, "CPUs=%s: CPUs %s are not usable and are left out "
-                         "(usable CPUs: %s)", cpus_s, bad_s, usable_s);
+                bool one = hwloc_bitmap_weight(outside) == 1;
+                r = warn(warnings, &d->cpus_origin, "CPUs=%s: %s %s %s not usable and left out "
+                         "(usable CPUs: %s)", cpus_s, one ? "CPU" : "CPUs", bad_s, one ? "is" : "are",
+                         usable_s);
                 if (r < 0)
                         return r;
         }

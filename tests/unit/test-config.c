@@ -580,8 +580,23 @@ static void test_check_cpus(void)
         if (w.n == 2) {
                 CHECK(strcmp(w.lines[0], "vcpuspreadd.conf:2: ReservedCPUs=0,9-10: CPUs 9-10 are not on this host "
                                          "(host CPUs: 0-7)") == 0, "%s", w.lines[0]);
-                CHECK(strcmp(w.lines[1], "vcpuspreadd.conf:8: CPUs=0-1,6-12: CPUs 0,8-12 are not usable and are "
+                CHECK(strcmp(w.lines[1], "vcpuspreadd.conf:8: CPUs=0-1,6-12: CPUs 0,8-12 are not usable and "
                                          "left out (usable CPUs: 1-7)") == 0, "%s", w.lines[1]);
+        }
+        config_warnings_done(&w);
+        config_done(&c);
+
+        /* One CPU: singular. */
+        r = parse(&c, "[Daemon]\nReservedCPUs=8\n[Domain]\nName=a\nCPUs=6-7\n", &e);
+        CHECK(r == 0, "parse: %s", e.text);
+        _cleanup_bitmap_ hwloc_bitmap_t small = cpus("0-6");
+        r = config_check_cpus(&c, small, &w, &e);
+        CHECK(r == 0 && w.n == 2, "check: %d %zu %s", r, w.n, e.text);
+        if (w.n == 2) {
+                CHECK(strcmp(w.lines[0], "vcpuspreadd.conf:2: ReservedCPUs=8: CPU 8 is not on this host "
+                                         "(host CPUs: 0-6)") == 0, "%s", w.lines[0]);
+                CHECK(strcmp(w.lines[1], "vcpuspreadd.conf:5: CPUs=6-7: CPU 7 is not usable and left out "
+                                         "(usable CPUs: 0-6)") == 0, "%s", w.lines[1]);
         }
         config_warnings_done(&w);
         config_done(&c);
