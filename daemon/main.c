@@ -5,12 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "build-config.h"
 #include "cpulist.h"
+#include "lib/config.h"
+#include "topology.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "message-ids.h"
 
 enum {
         EXIT_OK = 0,
@@ -25,6 +29,7 @@ struct arguments {
         int log_level;
         bool once;
         bool dry_run;
+        bool check_config;
 };
 
 static void help(void)
@@ -36,6 +41,7 @@ static void help(void)
                "\n"
                "  -c, --connect URI       libvirt URI (default qemu:///system)\n"
                "      --config FILE       configuration file (default %s/vcpuspreadd/vcpuspreadd.conf)\n"
+               "      --check-config      validate the configuration, print it, exit 0 or 1\n"
                "      --once              discover, plan, apply once, then exit\n"
                "  -n, --dry-run           plan and log decisions, change nothing\n"
                "      --log-target TARGET auto (default), journal or console\n"
@@ -58,11 +64,12 @@ static int usage_error(const char *fmt, const char *arg)
 
 static int parse_args(int argc, char **argv, struct arguments *a)
 {
-        enum { ARG_CONFIG = 0x100, ARG_ONCE, ARG_LOG_TARGET, ARG_VERSION };
+        enum { ARG_CONFIG = 0x100, ARG_ONCE, ARG_LOG_TARGET, ARG_VERSION, ARG_CHECK_CONFIG };
         static const struct option options[] = {
                 { "connect", required_argument, NULL, 'c' },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "once", no_argument, NULL, ARG_ONCE },
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 { "dry-run", no_argument, NULL, 'n' },
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "verbose", no_argument, NULL, 'v' },
@@ -82,6 +89,7 @@ static int parse_args(int argc, char **argv, struct arguments *a)
                         break;
                 case ARG_CONFIG: a->config_file = optarg; break;
                 case ARG_ONCE: a->once = true; break;
+                case ARG_CHECK_CONFIG: a->check_config = true; break;
                 case 'n': a->dry_run = true; break;
                 case ARG_LOG_TARGET:
                         r = log_target_from_string(optarg);
@@ -100,31 +108,96 @@ static int parse_args(int argc, char **argv, struct arguments *a)
         return 1;
 }
 
+/*
+ * Load the configuration.  A missing default file means built-in defaults;
+ * a file named with --config must exist.  Errors go to stderr (and the
+ * journal when logging there): the daemon must not start on a config it
+ * cannot read.
+ */
+static int load_config(const struct arguments *a, struct config *c)
+{
+        struct config_error err = {};
+        int r;
+
+        if (a->config_file && access(a->config_file, R_OK) < 0) {
+                r = -errno;
+                fprintf(stderr, "vcpuspreadd: %s: %s\n", a->config_file, strerror(errno));
+                log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL, "%s: %m", a->config_file);
+                return r;
+        }
+        r = config_load(a->config_file, NULL, c, &err);
+        if (r < 0) {
+                fprintf(stderr, "vcpuspreadd: %s\n", err.text);
+                if (!isatty(STDERR_FILENO) || a->log_target == LOG_TARGET_JOURNAL)
+                        log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL, "invalid configuration: %s", err.text);
+        }
+        return r;
+}
+
+static int check_config(const struct arguments *a)
+{
+        struct config c;
+        _cleanup_topology_ struct topology *topo = NULL;
+        _cleanup_bitmap_ hwloc_bitmap_t host = hwloc_bitmap_alloc();
+        struct config_warnings warnings = {};
+        struct config_error err = {};
+        char msg[256];
+        int r;
+
+        if (load_config(a, &c) < 0)
+                return EXIT_RUNTIME;
+        r = topology_load_spec("host", &topo, msg, sizeof(msg));
+        if (r >= 0 && host) {
+                topology_usable(topo, NULL, host);
+                r = config_check_cpus(&c, host, &warnings, &err);
+                for (size_t i = 0; i < warnings.n; i++)
+                        fprintf(stderr, "vcpuspreadd: warning: %s\n", warnings.lines[i]);
+                config_warnings_done(&warnings);
+                if (r < 0) {
+                        fprintf(stderr, "vcpuspreadd: %s\n", err.text);
+                        config_done(&c);
+                        return EXIT_RUNTIME;
+                }
+        } else {
+                fprintf(stderr, "vcpuspreadd: warning: %s; CPU lists not checked against this host\n", msg);
+        }
+        _cleanup_free_ char *text = config_format(&c);
+        if (text)
+                fputs(text, stdout);
+        config_done(&c);
+        return text ? EXIT_OK : EXIT_RUNTIME;
+}
+
 int main(int argc, char **argv)
 {
         struct arguments args;
+        struct config config;
         int r;
 
         r = parse_args(argc, argv, &args);
         if (r <= 0)
                 return r < 0 ? EXIT_USAGE : EXIT_OK;
+        if (args.check_config)
+                return check_config(&args);
 
         log_setup(args.log_target, args.log_level);
+        if (load_config(&args, &config) < 0)
+                return EXIT_RUNTIME;
 
         struct manager_settings settings = {
                 .connect_uri = args.connect_uri,
-                .reserved = NULL,
-                .default_policy = POLICY_SPREAD,
+                .config_path = args.config_file,
                 .resync_usec = 30 * 1000 * 1000ULL,
-                .control_socket = CONTROL_SOCKET_DEFAULT,
                 .dry_run = args.dry_run,
                 .once = args.once,
+                .verbose = args.log_level == LOG_DEBUG,
         };
-        plan_params_default(&settings.plan);
 
         _cleanup_(manager_freep) struct manager *m = NULL;
-        r = manager_new(&settings, &m);
-        if (r < 0)
+        r = manager_new(&settings, &config, &m);
+        if (r < 0) {
+                config_done(&config);
                 return EXIT_RUNTIME;
+        }
         return manager_run(m);
 }

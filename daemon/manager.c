@@ -42,6 +42,61 @@ static struct log_domain guest_log(const struct managed_guest *g)
         return (struct log_domain){ .name = g->name, .uuid = g->uuid };
 }
 
+static const char *manager_uri(const struct manager *m)
+{
+        return m->settings.connect_uri ?: m->config.connect ?: "qemu:///system";
+}
+
+/* Host CPUs a configuration may name: online and allowed, before ReservedCPUs=. */
+static int host_cpus(const struct manager *m, hwloc_bitmap_t out)
+{
+        return topology_usable(m->topo, NULL, out);
+}
+
+/*
+ * Validate @c against this host and derive the plan parameters and usable
+ * CPUs from it.  On success takes @c over (the old configuration is freed);
+ * on failure leaves both untouched and writes the reason into @err.
+ */
+static int manager_take_config(struct manager *m, struct config *c, char *err, size_t errlen)
+{
+        _cleanup_bitmap_ hwloc_bitmap_t host = hwloc_bitmap_alloc();
+        _cleanup_bitmap_ hwloc_bitmap_t usable = hwloc_bitmap_alloc();
+        struct config_warnings warnings = {};
+        struct config_error cerr = {};
+        int r;
+
+        if (!host || !usable)
+                return -ENOMEM;
+        host_cpus(m, host);
+        r = config_check_cpus(c, host, &warnings, &cerr);
+        for (size_t i = 0; i < warnings.n; i++)
+                log_struct(LOG_WARNING, 0, MSGID_CONFIG, NULL, NULL, "%s", warnings.lines[i]);
+        config_warnings_done(&warnings);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", cerr.text);
+                return r;
+        }
+        r = topology_usable(m->topo, c->reserved_cpus, usable);
+        if (r < 0) {
+                _cleanup_free_ char *res = cpulist_format(c->reserved_cpus);
+                snprintf(err, errlen, "ReservedCPUs=%s leaves no CPU for guests", res ? res : "?");
+                return r;
+        }
+
+        hwloc_bitmap_copy(m->usable, usable);
+        plan_params_default(&m->plan_params);
+        m->plan_params.lane_max = c->lane_width;
+        m->plan_params.move_penalty = c->hysteresis;
+        m->plan_params.max_moves = c->moves_per_interval;
+        if (!m->settings.verbose)
+                log_set_max_level(c->log_level);
+        config_done(&m->config);
+        m->config = *c;
+        memset(c, 0, sizeof(*c));
+        return 0;
+}
+
 /* ---- guests table ------------------------------------------------------ */
 
 static void vcpus_free(struct managed_vcpu *v, size_t n)
@@ -60,6 +115,10 @@ static void guest_free(struct managed_guest *g)
         free(g->state_reason);
         if (g->restriction)
                 hwloc_bitmap_free(g->restriction);
+        if (g->xml_restriction)
+                hwloc_bitmap_free(g->xml_restriction);
+        free(g->xml_pinned);
+        free(g->runtime_pinned);
         vcpus_free(g->vcpus, g->n_vcpus);
         free(g);
 }
@@ -94,6 +153,55 @@ static void guest_set_state(struct managed_guest *g, enum guest_state s, const c
 }
 
 /*
+ * Decide the guest's policy, restriction and whether the operator owns it,
+ * from its live XML and the configuration.  Logs a change of ownership.
+ */
+static void guest_apply_config(struct manager *m, struct managed_guest *g, bool created)
+{
+        const struct config_domain *match = config_match_domain(&m->config, g->name, g->uuid);
+        enum guest_state old = g->state;
+        struct log_domain d = guest_log(g);
+        const char *why;
+
+        g->policy = config_domain_policy(&m->config, match);
+        g->override = match && match->override;
+
+        if (g->restriction)
+                hwloc_bitmap_free(g->restriction);
+        g->restriction = NULL;
+        if (g->xml_restriction || (match && match->cpus)) {
+                g->restriction = hwloc_bitmap_alloc_full();
+                if (g->restriction && g->xml_restriction)
+                        hwloc_bitmap_and(g->restriction, g->restriction, g->xml_restriction);
+                if (g->restriction && match && match->cpus)
+                        hwloc_bitmap_and(g->restriction, g->restriction, match->cpus);
+        }
+
+        why = g->xml_pinned ?: g->runtime_pinned;
+        if (why && !g->override)
+                guest_set_state(g, GUEST_OPERATOR, why);
+        else if (g->policy == POLICY_IGNORE)
+                guest_set_state(g, GUEST_IGNORED, "policy ignore");
+        else if (created || old == GUEST_OPERATOR || old == GUEST_IGNORED)
+                guest_set_state(g, GUEST_MANAGED, NULL);
+
+        if (!created && old == g->state)
+                return;
+        if (g->state == GUEST_OPERATOR) {
+                log_struct(LOG_NOTICE, 0, MSGID_BACKED_OFF, &d, NULL,
+                           "%s: pinned by the operator (%s); leaving it alone", g->name, g->state_reason);
+        } else if (g->state == GUEST_IGNORED) {
+                log_struct(LOG_INFO, 0, MSGID_BACKED_OFF, &d, NULL,
+                           "%s: policy ignore; leaving it alone (its load still counts)", g->name);
+        } else if (created || old == GUEST_OPERATOR || old == GUEST_IGNORED) {
+                _cleanup_free_ char *r = g->restriction ? cpulist_format(g->restriction) : NULL;
+                log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, NULL, "%s: managing it (policy %s%s%s%s)", g->name,
+                           placement_policy_to_string(g->policy), r ? ", CPUs " : "", r ? r : "",
+                           g->override && why ? ", overriding the operator's pins" : "");
+        }
+}
+
+/*
  * Take over what libvirt says about a running domain.  Creates the guest on
  * first sight.  Returns the guest, or NULL on allocation failure.
  */
@@ -101,6 +209,7 @@ static struct managed_guest *guest_update(struct manager *m, const struct lv_dom
 {
         struct managed_guest *g = guest_find(m, dom->uuid, NULL);
         bool created = false;
+
 
         if (g && g->id != dom->id) {
                 /* Same UUID, new run: nothing we knew about its threads holds. */
@@ -130,38 +239,14 @@ static struct managed_guest *guest_update(struct manager *m, const struct lv_dom
         g->name = name;
         g->id = dom->id;
         g->seen = true;
-        g->policy = m->settings.default_policy;
 
-        if (g->restriction) {
-                hwloc_bitmap_free(g->restriction);
-                g->restriction = NULL;
-        }
-        if (dom->restriction)
-                g->restriction = hwloc_bitmap_dup(dom->restriction);
+        free(g->xml_pinned);
+        g->xml_pinned = dom->operator_pinned ? strdup(dom->operator_reason ?: "pinning in its live XML") : NULL;
+        if (g->xml_restriction)
+                hwloc_bitmap_free(g->xml_restriction);
+        g->xml_restriction = dom->restriction ? hwloc_bitmap_dup(dom->restriction) : NULL;
 
-        enum guest_state old = g->state;
-        if (dom->operator_pinned)
-                guest_set_state(g, GUEST_OPERATOR, dom->operator_reason);
-        else if (g->policy == POLICY_IGNORE)
-                guest_set_state(g, GUEST_IGNORED, "policy ignore");
-        else if (g->state == GUEST_OPERATOR || g->state == GUEST_IGNORED || created)
-                guest_set_state(g, GUEST_MANAGED, NULL);
-
-        struct log_domain d = guest_log(g);
-        if (created || (old != g->state && g->state == GUEST_OPERATOR)) {
-                if (g->state == GUEST_OPERATOR)
-                        log_struct(LOG_NOTICE, 0, MSGID_BACKED_OFF, &d, NULL,
-                                   "%s: pinned by the operator (%s); leaving it alone", g->name,
-                                   g->state_reason ? g->state_reason : "pinning in its XML");
-                else {
-                        _cleanup_free_ char *r = g->restriction ? cpulist_format(g->restriction) : NULL;
-                        log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, NULL,
-                                   "%s: found running guest with %u vCPU%s (policy %s%s%s)", g->name,
-                                   dom->n_vcpus, dom->n_vcpus == 1 ? "" : "s",
-                                   placement_policy_to_string(g->policy), r ? ", restricted to CPUs " : "",
-                                   r ? r : "");
-                }
-        }
+        guest_apply_config(m, g, created);
         return g;
 }
 
@@ -371,7 +456,7 @@ int manager_compute_plan(struct manager *m, struct plan_inputs *in, struct plan 
         int r = plan_inputs_build(m, in);
         if (r < 0)
                 return log_error_errno(r, "cannot build the placement input: %m");
-        r = placement_plan(m->topo, m->usable, in->guests, in->n, &m->settings.plan, plan);
+        r = placement_plan(m->topo, m->usable, in->guests, in->n, &m->plan_params, plan);
         if (r < 0)
                 return log_error_errno(r, "placement failed: %m");
         return 0;
@@ -582,7 +667,7 @@ static void on_lv_connected(void *userdata)
         if (m->settings.once)
                 return;  /* manager_run_once does the one pass itself */
         log_struct(LOG_INFO, 0, MSGID_LIBVIRT_CONN, NULL, NULL, "connected to libvirt at %s",
-                   m->settings.connect_uri ? m->settings.connect_uri : "qemu:///system");
+                   manager_uri(m));
         manager_resync(m);
         manager_ready(m, "first placement applied");
 }
@@ -631,22 +716,16 @@ static void on_lv_vcpu_pinned(void *userdata, const char *uuid, unsigned vcpu, c
 {
         struct manager *m = userdata;
         struct managed_guest *g = guest_find(m, uuid, NULL);
-
-        if (!g || g->state == GUEST_OPERATOR)
-                return;
         char reason[96];
-        snprintf(reason, sizeof(reason), "operator pinned vcpu%u to %s", vcpu, cpulist ? cpulist : "?");
-        guest_set_state(g, GUEST_OPERATOR, reason);
-        struct log_domain d = guest_log(g);
-        char f_vcpu[48];
-        snprintf(f_vcpu, sizeof(f_vcpu), "VCPUSPREAD_VCPU=%u", vcpu);
-        const char *fields[] = { f_vcpu, NULL };
+
+        if (!g || g->runtime_pinned)
+                return;
+        snprintf(reason, sizeof(reason), "the operator pinned vcpu%u to %s", vcpu, cpulist ? cpulist : "?");
+        g->runtime_pinned = strdup(reason);
         /* The pin lands in the live XML, so after a restart the whole guest
          * is the operator's anyway; backing off from all of it now keeps the
          * daemon's behaviour the same either way. */
-        log_struct(LOG_NOTICE, 0, MSGID_BACKED_OFF, &d, fields,
-                   "%s: the operator pinned vcpu%u to %s; leaving this guest alone from now on", g->name, vcpu,
-                   cpulist ? cpulist : "?");
+        guest_apply_config(m, g, false);
 }
 
 static const struct lv_callbacks lv_callbacks = {
@@ -733,9 +812,40 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
 
 int manager_reload(struct manager *m, char *err, size_t errlen)
 {
-        /* Nothing to re-read until the configuration file lands. */
+        struct config c;
+        struct config_error cerr = {};
+        _cleanup_free_ char *old_socket = m->config.control_socket ? strdup(m->config.control_socket) : NULL;
+        _cleanup_free_ char *old_connect = m->config.connect ? strdup(m->config.connect) : NULL;
+        int r;
+
         sd_notify(false, "RELOADING=1");
-        log_struct(LOG_INFO, 0, MSGID_CONFIG, NULL, NULL, "reload requested; re-planning every guest");
+        r = config_load(m->settings.config_path, NULL, &c, &cerr);
+        if (r >= 0) {
+                r = manager_take_config(m, &c, err, errlen);
+                if (r < 0)
+                        config_done(&c);
+        } else {
+                snprintf(err, errlen, "%s", cerr.text);
+        }
+        if (r < 0) {
+                log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL,
+                           "configuration not reloaded, the previous one stays in force: %s", err);
+                sd_notify(false, "READY=1");
+                return r;
+        }
+
+        if (old_connect && m->config.connect && strcmp(old_connect, m->config.connect) != 0 && !m->settings.connect_uri)
+                log_struct(LOG_NOTICE, 0, MSGID_CONFIG, NULL, NULL,
+                           "Connect= changed to %s; it takes effect when the daemon restarts", m->config.connect);
+        if (old_socket && m->config.control_socket && strcmp(old_socket, m->config.control_socket) != 0)
+                log_struct(LOG_NOTICE, 0, MSGID_CONFIG, NULL, NULL,
+                           "ControlSocket= changed to %s; it takes effect when the daemon restarts",
+                           m->config.control_socket);
+
+        for (size_t i = 0; i < m->n_guests; i++)
+                guest_apply_config(m, m->guests[i], false);
+        log_struct(LOG_INFO, 0, MSGID_CONFIG, NULL, NULL, "configuration reloaded (%zu file%s); re-planning",
+                   m->config.n_files, m->config.n_files == 1 ? "" : "s");
         manager_schedule_plan(m);
         sd_notify(false, "READY=1");
         return 0;
@@ -743,29 +853,27 @@ int manager_reload(struct manager *m, char *err, size_t errlen)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-int manager_new(const struct manager_settings *settings, struct manager **out)
+int manager_new(const struct manager_settings *settings, struct config *config, struct manager **out)
 {
         _cleanup_(manager_freep) struct manager *m = calloc(1, sizeof(*m));
-        char err[256];
+        char err[2200];
         int r;
 
         if (!m)
                 return log_error_errno(-ENOMEM, "out of memory");
         m->settings = *settings;
-        m->settings.reserved = settings->reserved ? hwloc_bitmap_dup(settings->reserved) : hwloc_bitmap_alloc();
+        config_init(&m->config);
         m->usable = hwloc_bitmap_alloc();
-        if (!m->settings.reserved || !m->usable)
+        if (!m->usable)
                 return log_error_errno(-ENOMEM, "out of memory");
         m->apply_env.dry_run = settings->dry_run;
 
         r = topology_load_spec("host", &m->topo, err, sizeof(err));
         if (r < 0)
                 return log_error_errno(r, "%s", err);
-        r = topology_usable(m->topo, m->settings.reserved, m->usable);
-        if (r < 0) {
-                _cleanup_free_ char *res = cpulist_format(m->settings.reserved);
-                return log_error_errno(r, "ReservedCPUs=%s leaves no CPU for guests", res ? res : "?");
-        }
+        r = manager_take_config(m, config, err, sizeof(err));
+        if (r < 0)
+                return log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL, "invalid configuration: %s", err);
 
         r = sd_event_default(&m->event);
         if (r < 0)
@@ -790,8 +898,8 @@ int manager_new(const struct manager_settings *settings, struct manager **out)
         if (r < 0)
                 return log_error_errno(r, "cannot attach libvirt to the event loop: %m");
 
-        if (settings->control_socket && !settings->once) {
-                r = control_server_new(m->event, settings->control_socket, settings->control_group,
+        if (!settings->once && m->config.control_socket && *m->config.control_socket) {
+                r = control_server_new(m->event, m->config.control_socket, m->config.control_socket_group,
                                        manager_control, m, &m->control);
                 if (r < 0)
                         return r;  /* logged */
@@ -828,8 +936,7 @@ void manager_free(struct manager *m)
         topology_free(m->topo);
         if (m->usable)
                 hwloc_bitmap_free(m->usable);
-        if (m->settings.reserved)
-                hwloc_bitmap_free(m->settings.reserved);
+        config_done(&m->config);
         free(m);
 }
 
@@ -839,7 +946,7 @@ static int manager_run_once(struct manager *m)
 
         if (!lv_conn_is_alive(m->lv))
                 return log_error_errno(-ENOTCONN, "cannot connect to libvirt at %s; is libvirtd running?",
-                                       m->settings.connect_uri ? m->settings.connect_uri : "qemu:///system"),
+                                       manager_uri(m)),
                        1;
         r = manager_resync(m);
         /* Give threads of guests that are just starting a moment to appear;
@@ -861,7 +968,7 @@ int manager_run(struct manager *m)
         int r;
 
         /* with --once, the connected callback does the pass synchronously */
-        r = lv_conn_new(m->event, m->settings.connect_uri, &lv_callbacks, m, &m->lv);
+        r = lv_conn_new(m->event, manager_uri(m), &lv_callbacks, m, &m->lv);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the libvirt connection: %m"), 1;
         if (m->settings.once)

@@ -17,22 +17,21 @@
 #include <systemd/sd-event.h>
 
 #include "apply.h"
+#include "lib/config.h"
 #include "control.h"
 #include "libvirt.h"
 #include "placement.h"
 #include "topology.h"
 #include "vcpu-threads.h"
 
+/* What the command line decides; the rest comes from the configuration. */
 struct manager_settings {
-        const char *connect_uri;        /* NULL: qemu:///system */
-        hwloc_bitmap_t reserved;        /* owned; may be empty */
-        enum placement_policy default_policy;
-        struct plan_params plan;
+        const char *connect_uri;        /* --connect; NULL: Connect= */
+        const char *config_path;        /* --config; NULL: the default file */
         uint64_t resync_usec;           /* periodic full resync (safety net) */
-        const char *control_socket;     /* NULL: no control socket (--once) */
-        const char *control_group;      /* NULL: socket mode 0600 */
         bool dry_run;
         bool once;
+        bool verbose;                   /* -v: ignore LogLevel= */
 };
 
 enum guest_state {
@@ -64,8 +63,12 @@ struct managed_guest {
         int id;
         enum guest_state state;
         char *state_reason;             /* why it is not managed; owned, may be NULL */
-        enum placement_policy policy;
-        hwloc_bitmap_t restriction;     /* <vcpu cpuset=...>; owned, may be NULL */
+        enum placement_policy policy;   /* from the matching [Domain] or DefaultPolicy= */
+        bool override;                  /* [Domain] Override=yes: operator pins don't stop us */
+        hwloc_bitmap_t restriction;     /* <vcpu cpuset=...> ∩ [Domain] CPUs=; owned, may be NULL */
+        hwloc_bitmap_t xml_restriction; /* <vcpu cpuset=...> alone; owned, may be NULL */
+        char *xml_pinned;               /* why its live XML says the operator pinned it; owned */
+        char *runtime_pinned;           /* operator pinned a vCPU while we ran; owned */
         pid_t qemu_pid;
         size_t n_vcpus;
         struct managed_vcpu *vcpus;     /* owned, sorted by vcpu */
@@ -77,6 +80,8 @@ struct managed_guest {
 struct manager {
         sd_event *event;
         struct manager_settings settings;
+        struct config config;
+        struct plan_params plan_params;
         struct lv_conn *lv;
         struct control_server *control;
         struct topology *topo;
@@ -121,7 +126,8 @@ int manager_reload(struct manager *m, char *err, size_t errlen);
 /* The control socket's request handler (manager-control.c). */
 json_object *manager_control(void *userdata, const char *command, json_object *request);
 
-int manager_new(const struct manager_settings *settings, struct manager **out);
+/* Takes @config over on success. */
+int manager_new(const struct manager_settings *settings, struct config *config, struct manager **out);
 void manager_free(struct manager *m);
 static inline void manager_freep(struct manager **m)
 {
