@@ -435,7 +435,8 @@ static int cgroup_mask_write(const struct apply_env *env, pid_t tid, const struc
         int fd, r;
 
         snprintf(path, sizeof(path), "%s/cpuset.cpus", cg->dir);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
+        /* O_TRUNC as a shell's `>` does: cgroupfs ignores it, a test tree needs it. */
+        fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
         } else {

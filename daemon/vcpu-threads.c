@@ -390,7 +390,12 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
                 return -EBADMSG;
         xmlNode *vcpus = child_element(root, "vcpus");
         info->has_vcpus = vcpus != NULL;
-        return vcpus ? status_read_vcpus(vcpus, info) : 0;
+        if (vcpus) {
+                int r = status_read_vcpus(vcpus, info);
+                if (r < 0)
+                        return r;
+        }
+        return 1;
 }
 
 /* Find @uuid's status file in @dir.  Entry names come from readdir and are
