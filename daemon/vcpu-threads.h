@@ -35,13 +35,16 @@ struct vcpu_threads {
         size_t n;
         struct vcpu_thread *threads;    /* sorted by vcpu; owned */
         enum vcpu_threads_origin origin;
+        size_t n_rejected;              /* threads listed or named as vCPUs that failed the check */
         char *status_file;              /* path of the matched status file, or NULL; owned */
 };
 
 /*
  * Find the vCPU threads of the running domain @uuid (canonical string form).
- * Returns 0, -ENOENT when no QEMU process of that UUID is found, -ESRCH when
- * the process vanished while reading, other negative errno otherwise.
+ * Returns 0, -EINVAL for a malformed UUID, -ENOENT when no QEMU process of
+ * that UUID is found, -ESRCH when the process vanished while reading,
+ * -ENOTUNIQ when several processes claim the UUID, other negative errno
+ * otherwise.
  * Threads that fail the cross-check are left out (never guessed).
  */
 int vcpu_threads_find(const struct vcpu_threads_source *src, const char *uuid,

@@ -1,0 +1,595 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "vcpu-threads.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define STATUS_DIR_DEFAULT "/run/libvirt/qemu"
+#define PROC_ROOT_DEFAULT "/proc"
+/* libvirt's status files are ~10 KiB; anything far larger is not one. */
+#define STATUS_FILE_MAX (4u << 20)
+#define CMDLINE_MAX (1u << 20)
+
+static void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
+
+static void xml_doc_freep(xmlDoc **d)
+{
+        if (*d)
+                xmlFreeDoc(*d);
+}
+#define _cleanup_xml_doc_ _cleanup_(xml_doc_freep)
+
+static void xml_freep(xmlChar **s)
+{
+        if (*s)
+                xmlFree(*s);
+}
+#define _cleanup_xml_ _cleanup_(xml_freep)
+
+static const char *proc_root(const struct vcpu_threads_source *src)
+{
+        return src && src->proc_root ? src->proc_root : PROC_ROOT_DEFAULT;
+}
+
+static const char *status_dir(const struct vcpu_threads_source *src)
+{
+        return src && src->status_dir ? src->status_dir : STATUS_DIR_DEFAULT;
+}
+
+/* Whole file into a NUL-terminated buffer; *len excludes the NUL. */
+static int read_fd_all(int fd, size_t max, char **out, size_t *len)
+{
+        size_t size = 4096, n = 0;
+        _cleanup_free_ char *buf = malloc(size);
+
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (n + 1 >= size) {
+                        if (size >= max)
+                                return -EFBIG;
+                        char *bigger = realloc(buf, size * 2);
+                        if (!bigger)
+                                return -ENOMEM;
+                        buf = bigger;
+                        size *= 2;
+                }
+                ssize_t k = read(fd, buf + n, size - 1 - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+        }
+        buf[n] = '\0';
+        *out = TAKE_PTR(buf);
+        if (len)
+                *len = n;
+        return 0;
+}
+
+static int read_file(const char *path, size_t max, char **out, size_t *len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = read_fd_all(fd, max, out, len);
+        close(fd);
+        return r;
+}
+
+/* Strict decimal: digits only, no sign or blanks, fits in @max. */
+static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
+{
+        unsigned long v = 0;
+
+        if (!s || !isdigit((unsigned char)*s))
+                return -EINVAL;
+        for (; *s; s++) {
+                if (!isdigit((unsigned char)*s))
+                        return -EINVAL;
+                unsigned d = (unsigned)(*s - '0');
+                if (v > (max - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *out = v;
+        return 0;
+}
+
+static int parse_pid(const char *s, pid_t *out)
+{
+        unsigned long v;
+        int r = parse_ulong(s, INT_MAX, &v);
+        if (r < 0)
+                return r;
+        if (v == 0)
+                return -EINVAL;
+        *out = (pid_t)v;
+        return 0;
+}
+
+/* The canonical text form 8-4-4-4-12; anything else never matches. */
+static bool uuid_is_valid(const char *uuid)
+{
+        if (strlen(uuid) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                if (i == 8 || i == 13 || i == 18 || i == 23) {
+                        if (uuid[i] != '-')
+                                return false;
+                } else if (!isxdigit((unsigned char)uuid[i])) {
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* "CPU 3/KVM" or "CPU 3/TCG", exactly: QEMU's name for vCPU thread 3. */
+static bool parse_vcpu_comm(const char *comm, unsigned *vcpu)
+{
+        unsigned long n = 0;
+        const char *p;
+
+        if (strncmp(comm, "CPU ", 4) != 0)
+                return false;
+        p = comm + 4;
+        if (!isdigit((unsigned char)*p))
+                return false;
+        for (; isdigit((unsigned char)*p); p++) {
+                n = n * 10 + (unsigned long)(*p - '0');
+                if (n > 1u << 20)
+                        return false;
+        }
+        if (strcmp(p, "/KVM") != 0 && strcmp(p, "/TCG") != 0)
+                return false;
+        *vcpu = (unsigned)n;
+        return true;
+}
+
+static int read_thread_comm(const char *proc, pid_t pid, pid_t tid, char comm[static 32])
+{
+        char path[PATH_MAX];
+        char *text = NULL;
+        size_t len;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%d/task/%d/comm", proc, (int)pid, (int)tid);
+        r = read_file(path, 4096, &text, &len);
+        if (r < 0)
+                return r;
+        if (len > 0 && text[len - 1] == '\n')
+                text[len - 1] = '\0';
+        snprintf(comm, 32, "%s", text);
+        free(text);
+        return 0;
+}
+
+static bool process_exists(const char *proc, pid_t pid)
+{
+        char path[PATH_MAX];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%d", proc, (int)pid);
+        return stat(path, &st) == 0;
+}
+
+/* Does process @pid run with `-uuid UUID`?  1 yes, 0 no, negative errno
+ * when its cmdline cannot be read (typically: it exited). */
+static int cmdline_has_uuid(const char *proc, pid_t pid, const char *uuid)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *args = NULL;
+        size_t len;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%d/cmdline", proc, (int)pid);
+        r = read_file(path, CMDLINE_MAX, &args, &len);
+        if (r < 0)
+                return r;
+        /* Arguments are NUL separated; the buffer's extra NUL ends the last. */
+        for (size_t i = 0; i < len;) {
+                const char *arg = args + i;
+                size_t alen = strlen(arg);
+                size_t next = i + alen + 1;
+
+                if ((strcmp(arg, "-uuid") == 0 || strcmp(arg, "--uuid") == 0) && next < len &&
+                    strcasecmp(args + next, uuid) == 0)
+                        return 1;
+                i = next;
+        }
+        return 0;
+}
+
+static int threads_append(struct vcpu_threads *t, size_t *cap, unsigned vcpu, pid_t tid)
+{
+        if (t->n == *cap) {
+                size_t c = *cap ? *cap * 2 : 8;
+                struct vcpu_thread *bigger = realloc(t->threads, c * sizeof(*bigger));
+                if (!bigger)
+                        return -ENOMEM;
+                t->threads = bigger;
+                *cap = c;
+        }
+        t->threads[t->n++] = (struct vcpu_thread){ .vcpu = vcpu, .tid = tid };
+        return 0;
+}
+
+static int thread_cmp(const void *a, const void *b)
+{
+        const struct vcpu_thread *x = a, *y = b;
+        if (x->vcpu != y->vcpu)
+                return x->vcpu < y->vcpu ? -1 : 1;
+        return x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+/* Sort by vCPU and drop every vCPU number claimed by two threads: which one
+ * is real cannot be told, and a wrong guess would pin a stranger. */
+static void threads_sort_unique(struct vcpu_threads *t)
+{
+        size_t w = 0;
+
+        qsort(t->threads, t->n, sizeof(*t->threads), thread_cmp);
+        for (size_t i = 0; i < t->n;) {
+                size_t j = i + 1;
+                while (j < t->n && t->threads[j].vcpu == t->threads[i].vcpu)
+                        j++;
+                if (j - i == 1)
+                        t->threads[w++] = t->threads[i];
+                else {
+                        log_debug("pid %d: %zu threads claim vCPU %u, ignoring them",
+                                  (int)t->qemu_pid, j - i, t->threads[i].vcpu);
+                        t->n_rejected += j - i;
+                }
+                i = j;
+        }
+        t->n = w;
+}
+
+/* Fallback: every task of @pid named like a vCPU thread. */
+static int threads_from_names(const char *proc, pid_t pid, struct vcpu_threads *t)
+{
+        char path[PATH_MAX];
+        _cleanup_closedir_ DIR *d = NULL;
+        struct dirent *de;
+        size_t cap = 0;
+
+        snprintf(path, sizeof(path), "%s/%d/task", proc, (int)pid);
+        d = opendir(path);
+        if (!d)
+                return errno == ENOENT ? -ESRCH : -errno;
+        t->n = 0;
+        while ((de = readdir(d))) {
+                char comm[32];
+                unsigned vcpu;
+                pid_t tid;
+
+                if (parse_pid(de->d_name, &tid) < 0)
+                        continue;
+                /* A task that exits between readdir and read is simply not ours. */
+                if (read_thread_comm(proc, pid, tid, comm) < 0 || !parse_vcpu_comm(comm, &vcpu))
+                        continue;
+                int r = threads_append(t, &cap, vcpu, tid);
+                if (r < 0)
+                        return r;
+        }
+        if (t->n == 0 && !process_exists(proc, pid))
+                return -ESRCH;
+        t->origin = VCPU_THREADS_THREAD_NAMES;
+        threads_sort_unique(t);
+        return 0;
+}
+
+/* What a status file says about its domain. */
+struct status_info {
+        pid_t pid;
+        bool has_vcpus;                 /* a <vcpus> element was present */
+        size_t n;
+        struct vcpu_thread *vcpus;      /* as listed, unchecked */
+};
+
+static xmlNode *child_element(xmlNode *parent, const char *name)
+{
+        for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
+                if (c->type == XML_ELEMENT_NODE && xmlStrcmp(c->name, BAD_CAST name) == 0)
+                        return c;
+        return NULL;
+}
+
+static bool uuid_text_equal(const xmlChar *text, const char *uuid)
+{
+        const char *s = (const char *)text;
+        size_t n;
+
+        while (isspace((unsigned char)*s))
+                s++;
+        n = strlen(s);
+        while (n > 0 && isspace((unsigned char)s[n - 1]))
+                n--;
+        return n == strlen(uuid) && strncasecmp(s, uuid, n) == 0;
+}
+
+static int status_read_vcpus(xmlNode *vcpus, struct status_info *info)
+{
+        size_t cap = 0;
+
+        for (xmlNode *c = vcpus->children; c; c = c->next) {
+                if (c->type != XML_ELEMENT_NODE || xmlStrcmp(c->name, BAD_CAST "vcpu") != 0)
+                        continue;
+                _cleanup_xml_ xmlChar *id = xmlGetProp(c, BAD_CAST "id");
+                _cleanup_xml_ xmlChar *pid = xmlGetProp(c, BAD_CAST "pid");
+                unsigned long vcpu;
+                pid_t tid;
+
+                /* An entry without a usable thread id cannot be checked: skip it. */
+                if (parse_ulong((const char *)id, UINT_MAX, &vcpu) < 0 ||
+                    parse_pid((const char *)pid, &tid) < 0)
+                        continue;
+                if (info->n == cap) {
+                        cap = cap ? cap * 2 : 8;
+                        struct vcpu_thread *bigger = realloc(info->vcpus, cap * sizeof(*bigger));
+                        if (!bigger)
+                                return -ENOMEM;
+                        info->vcpus = bigger;
+                }
+                info->vcpus[info->n++] = (struct vcpu_thread){ .vcpu = (unsigned)vcpu, .tid = tid };
+        }
+        return 0;
+}
+
+/* Parse one status file: 1 when it is @uuid's (and @info is filled), 0 when
+ * it belongs to another domain, negative errno when it is not a usable
+ * status file. */
+static int status_parse(const char *buf, size_t len, const char *uuid, struct status_info *info)
+{
+        _cleanup_xml_doc_ xmlDoc *doc = NULL;
+        xmlNode *root, *domain, *uuid_node;
+
+        if (len > INT_MAX)
+                return -EFBIG;
+        doc = xmlReadMemory(buf, (int)len, NULL, NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        if (!doc)
+                return -EBADMSG;
+        root = xmlDocGetRootElement(doc);
+        if (!root || xmlStrcmp(root->name, BAD_CAST "domstatus") != 0)
+                return -EBADMSG;
+        domain = child_element(root, "domain");
+        uuid_node = child_element(domain, "uuid");
+        if (!uuid_node)
+                return -EBADMSG;
+        _cleanup_xml_ xmlChar *text = xmlNodeGetContent(uuid_node);
+        if (!text || !uuid_text_equal(text, uuid))
+                return 0;
+
+        _cleanup_xml_ xmlChar *pid = xmlGetProp(root, BAD_CAST "pid");
+        if (parse_pid((const char *)pid, &info->pid) < 0)
+                return -EBADMSG;
+        xmlNode *vcpus = child_element(root, "vcpus");
+        info->has_vcpus = vcpus != NULL;
+        if (vcpus) {
+                int r = status_read_vcpus(vcpus, info);
+                if (r < 0)
+                        return r;
+        }
+        return 1;
+}
+
+/* Find @uuid's status file in @dir.  Entry names come from readdir and are
+ * never built from a domain name.  Returns 0 and fills @info / @path_out,
+ * -ENOENT when no file matches, negative errno when the directory is
+ * unreadable. */
+static int status_find(const char *dir, const char *uuid, struct status_info *info, char **path_out)
+{
+        _cleanup_closedir_ DIR *d = opendir(dir);
+        struct dirent *de;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                size_t nlen = strlen(de->d_name);
+                _cleanup_free_ char *buf = NULL;
+                size_t len;
+                int fd, r;
+
+                if (nlen <= 4 || strcmp(de->d_name + nlen - 4, ".xml") != 0)
+                        continue;
+                fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                if (fd < 0)
+                        continue;
+                r = read_fd_all(fd, STATUS_FILE_MAX, &buf, &len);
+                close(fd);
+                /* Cheap filter: most files are other domains'. */
+                if (r < 0 || !strcasestr(buf, uuid))
+                        continue;
+                r = status_parse(buf, len, uuid, info);
+                if (r < 0)
+                        log_debug("%s/%s: not a usable libvirt status file", dir, de->d_name);
+                if (r <= 0) {
+                        free(info->vcpus);
+                        *info = (struct status_info){};
+                        continue;
+                }
+                if (asprintf(path_out, "%s/%s", dir, de->d_name) < 0) {
+                        free(info->vcpus);
+                        return -ENOMEM;
+                }
+                return 0;
+        }
+        return -ENOENT;
+}
+
+/* Keep the status file's threads that really are vCPU @vcpu of info->pid. */
+static int threads_from_status(const char *proc, const struct status_info *info,
+                               struct vcpu_threads *t)
+{
+        size_t cap = 0;
+
+        for (size_t i = 0; i < info->n; i++) {
+                const struct vcpu_thread *v = &info->vcpus[i];
+                char comm[32];
+                unsigned named;
+                int r = read_thread_comm(proc, info->pid, v->tid, comm);
+
+                if (r < 0 || !parse_vcpu_comm(comm, &named) || named != v->vcpu) {
+                        log_debug("status file lists tid %d as vCPU %u of pid %d, but %s%s%s: ignoring it",
+                                  (int)v->tid, v->vcpu, (int)info->pid,
+                                  r < 0 ? "it is not a task of that process" : "it is named \"",
+                                  r < 0 ? "" : comm, r < 0 ? "" : "\"");
+                        t->n_rejected++;
+                        continue;
+                }
+                r = threads_append(t, &cap, v->vcpu, v->tid);
+                if (r < 0)
+                        return r;
+        }
+        if (t->n == 0 && !process_exists(proc, info->pid))
+                return -ESRCH;
+        t->origin = VCPU_THREADS_STATUS_FILE;
+        threads_sort_unique(t);
+        return 0;
+}
+
+/* The status file route.  -ENOENT (or another error) means: try the
+ * fallback; -ESRCH means the process it names is gone. */
+static int find_by_status(const struct vcpu_threads_source *src, const char *uuid,
+                          struct vcpu_threads *t)
+{
+        const char *proc = proc_root(src);
+        struct status_info info = {};
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = status_find(status_dir(src), uuid, &info, &path);
+        if (r < 0)
+                return r;
+        /* A stale file (libvirtd died with the guest) may name a reused pid:
+         * the process must still carry the domain's UUID. */
+        r = cmdline_has_uuid(proc, info.pid, uuid);
+        if (r <= 0) {
+                log_debug("%s names pid %d, which %s", path ? path : "status file", (int)info.pid,
+                          r == 0 ? "is another process" : "is gone");
+                free(info.vcpus);
+                return r == 0 ? -ENOENT : -ESRCH;
+        }
+        t->qemu_pid = info.pid;
+        /* No <vcpus> at all: this libvirt did not record threads, names will do. */
+        if (info.has_vcpus && info.n > 0)
+                r = threads_from_status(proc, &info, t);
+        else
+                r = threads_from_names(proc, info.pid, t);
+        free(info.vcpus);
+        if (r < 0)
+                return r;
+        t->status_file = TAKE_PTR(path);
+        return 0;
+}
+
+/* The QEMU process started with `-uuid UUID`: -ENOENT if none, -ENOTUNIQ if
+ * several claim it. */
+static int find_qemu_by_cmdline(const char *proc, const char *uuid, pid_t *out)
+{
+        _cleanup_closedir_ DIR *d = opendir(proc);
+        struct dirent *de;
+        pid_t found = 0;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                pid_t pid;
+
+                if (parse_pid(de->d_name, &pid) < 0)
+                        continue;
+                /* Processes come and go while we scan: unreadable is not ours. */
+                if (cmdline_has_uuid(proc, pid, uuid) <= 0)
+                        continue;
+                if (found)
+                        return -ENOTUNIQ;
+                found = pid;
+        }
+        if (!found)
+                return -ENOENT;
+        *out = found;
+        return 0;
+}
+
+int vcpu_threads_find(const struct vcpu_threads_source *src, const char *uuid,
+                      struct vcpu_threads *out)
+{
+        struct vcpu_threads t = {};
+        bool vanished;
+        int r;
+
+        if (!uuid_is_valid(uuid))
+                return -EINVAL;
+
+        r = find_by_status(src, uuid, &t);
+        if (r == 0) {
+                *out = t;
+                return 0;
+        }
+        vcpu_threads_done(&t);
+        if (r == -ENOMEM)
+                return r;
+        if (r != -ENOENT && r != -ESRCH)
+                log_debug("No usable libvirt status file for %s (%s), using thread names",
+                          uuid, strerror(-r));
+        vanished = r == -ESRCH;
+
+        r = find_qemu_by_cmdline(proc_root(src), uuid, &t.qemu_pid);
+        if (r == -ENOENT && vanished)
+                r = -ESRCH;
+        if (r == 0)
+                r = threads_from_names(proc_root(src), t.qemu_pid, &t);
+        if (r < 0) {
+                vcpu_threads_done(&t);
+                return r;
+        }
+        *out = t;
+        return 0;
+}
+
+void vcpu_threads_done(struct vcpu_threads *t)
+{
+        free(t->threads);
+        free(t->status_file);
+        *t = (struct vcpu_threads){};
+}
+
+bool vcpu_thread_verify(const struct vcpu_threads_source *src, pid_t pid, pid_t tid,
+                        unsigned *vcpu)
+{
+        char comm[32];
+        unsigned n;
+
+        if (pid <= 0 || tid <= 0)
+                return false;
+        if (read_thread_comm(proc_root(src), pid, tid, comm) < 0 || !parse_vcpu_comm(comm, &n))
+                return false;
+        if (vcpu)
+                *vcpu = n;
+        return true;
+}
