@@ -334,10 +334,12 @@ struct lv_conn {
         char last_error[256];
 };
 
-static void silence_libvirt(void *userdata, virErrorPtr error)
+static void libvirt_error_to_debug(void *userdata, virErrorPtr error)
 {
-        /* libvirt prints every error to stderr by default; we report the ones
-         * that matter ourselves, with context. */
+        /* libvirt prints every error to stderr by default; the ones that
+         * matter are reported with context by us, the rest is for -v. */
+        if (error && error->message)
+                log_debug("libvirt: %s", error->message);
 }
 
 static void record_error(struct lv_conn *c, const char *what)
@@ -614,7 +616,7 @@ static int try_connect(struct lv_conn *c)
 
         c->conn = virConnectOpen(c->uri);
         if (!c->conn) {
-                record_error(c, "connecting");
+                snprintf(c->last_error, sizeof(c->last_error), "%s", virGetLastErrorMessage());
                 r = -ECONNREFUSED;
                 goto failed;
         }
@@ -646,10 +648,10 @@ failed:
         c->failed_attempts++;
         if (!c->failing)
                 log_struct(LOG_WARNING, 0, MSGID_LIBVIRT_CONN, NULL, NULL,
-                           "Cannot connect to libvirt at %s, retrying in the background (%s)",
+                           "Cannot connect to libvirt at %s, retrying in the background: %s",
                            c->uri, c->last_error);
         else
-                log_debug("Still cannot connect to libvirt at %s (%s)", c->uri, c->last_error);
+                log_debug("Still cannot connect to libvirt at %s: %s", c->uri, c->last_error);
         c->failing = true;
         return r;
 }
@@ -709,7 +711,7 @@ int lv_conn_new(sd_event *e, const char *uri, const struct lv_callbacks *cb, voi
         c->userdata = userdata;
         c->lifecycle_id = c->tunable_id = -1;
         c->backoff_usec = BACKOFF_FIRST_USEC;
-        virSetErrorFunc(NULL, silence_libvirt);
+        virSetErrorFunc(NULL, libvirt_error_to_debug);
 
         if (try_connect(c) < 0)
                 (void) schedule_retry(c);
