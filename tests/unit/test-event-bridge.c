@@ -124,6 +124,12 @@ static void test_handles(void)
         CHECK(w.calls >= 1 && (w.last_events & VIR_EVENT_HANDLE_HANGUP),
               "hangup not reported (calls %d, events %d)", w.calls, w.last_events);
 
+        /* epoll reports a hangup even for an empty mask: 0 must still silence. */
+        virEventUpdateHandle(id, 0);
+        w.calls = 0;
+        run_for(20);
+        CHECK(w.calls == 0, "watch with events 0 reported a hangup %d times", w.calls);
+
         freed = 0;
         in_remove = true;
         CHECK(virEventRemoveHandle(id) == 0, "remove");
