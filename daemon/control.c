@@ -54,11 +54,9 @@ static void conn_free(struct control_conn *c)
         free(c);
 }
 
-static json_object *error_reply(const char *fmt, const char *arg)
+static json_object *error_reply(const char *msg)
 {
         json_object *o = json_object_new_object();
-        char msg[256];
-        snprintf(msg, sizeof(msg), fmt, arg);
         json_object_object_add(o, "ok", json_object_new_boolean(false));
         json_object_object_add(o, "error", json_object_new_string(msg));
         return o;
@@ -74,7 +72,7 @@ static json_object *conn_handle_request(struct control_conn *c)
 
         if (!req || !json_object_is_type(req, json_type_object) ||
             !json_object_object_get_ex(req, "command", &cmd) || !json_object_is_type(cmd, json_type_string))
-                reply = error_reply("bad request: expected {\"command\":\"...\"}%s", "");
+                reply = error_reply("bad request: expected {\"command\":\"...\"}");
         else
                 reply = c->server->handler(c->server->userdata, json_object_get_string(cmd), req);
         json_object_put(req);
@@ -114,7 +112,7 @@ static int conn_read(struct control_conn *c)
                 if (eof || memchr(c->request, '\n', c->request_len))
                         return conn_start_reply(c, conn_handle_request(c));
                 if (c->request_len == CONTROL_REQUEST_MAX)
-                        return conn_start_reply(c, error_reply("request longer than %s bytes", "4096"));
+                        return conn_start_reply(c, error_reply("request too long"));
         }
 }
 

@@ -14,12 +14,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <hwloc.h>
 #include <systemd/sd-event.h>
 
 /* Map libvirt's event loop onto @e.  Call once per process, before any
- * connection is opened. */
+ * connection is opened; -EBUSY if already registered with another loop. */
 int lv_event_bridge_register(sd_event *e);
+/* VIR_EVENT_HANDLE_* <-> EPOLL* (exposed for unit tests). */
+uint32_t lv_event_to_epoll(int events);
+int lv_event_from_epoll(uint32_t revents);
 
 struct lv_domain {
         char uuid[37];
@@ -27,19 +31,27 @@ struct lv_domain {
         int id;                         /* libvirt's running id */
         unsigned n_vcpus;               /* vCPUs online now */
         unsigned max_vcpus;
-        /* Operator's own pinning in the live XML: <vcpupin>, <emulatorpin> is
-         * not counted; <vcpu placement='auto'>, or <cputune> with vcpupin. */
+        /* The operator pins this guest in its live XML: any <cputune><vcpupin>,
+         * or <vcpu placement='auto'> (numad).  <emulatorpin> and <iothreadpin>
+         * alone do not count: they leave the vCPUs free. */
         bool operator_pinned;
         char *operator_reason;          /* e.g. "<vcpupin vcpu='0'> in the live XML"; owned, NULL if not */
-        /* <vcpu cpuset='...'>: the guest may only use these; NULL if none. */
+        /* <vcpu cpuset='...'> (libvirt syntax, "0-3,^2" excludes 2): the guest
+         * may only use these; NULL if none. */
         hwloc_bitmap_t restriction;     /* owned */
 };
 
 void lv_domain_done(struct lv_domain *d);
+/* lv_domain_done() on each of @n and free the array. */
+void lv_domains_free(struct lv_domain *d, size_t n);
 
+/* From libvirt's lifecycle events; the detail string is "event/detail",
+ * e.g. "started/booted", "resumed/unpaused", "stopped/destroyed",
+ * "stopped/crashed", "stopped/migrated".  A guest that crashes or shuts down
+ * is reported when QEMU exits (STOPPED), not before. */
 enum lv_domain_event {
         LV_DOMAIN_STARTED,              /* started, resumed, migrated in, restored */
-        LV_DOMAIN_STOPPED,              /* stopped, crashed, shut down, migrated out */
+        LV_DOMAIN_STOPPED,              /* stopped: shut down, destroyed, crashed, migrated out, saved */
 };
 
 struct lv_callbacks {
@@ -59,11 +71,16 @@ struct lv_conn;
 /* Create a connection manager for @uri (NULL: qemu:///system).  Connects at
  * once when possible, otherwise keeps retrying with backoff (1 s doubling to
  * 30 s), calling cb->connected each time it gets through.  Returns -ENOMEM or
- * 0; a libvirtd that is down is not an error. */
+ * 0; a libvirtd that is down is not an error.  Callbacks only ever run from
+ * @e's loop, never from inside an lv_* call. */
 int lv_conn_new(sd_event *e, const char *uri, const struct lv_callbacks *cb, void *userdata,
                 struct lv_conn **out);
 void lv_conn_free(struct lv_conn *c);
 bool lv_conn_is_alive(struct lv_conn *c);
+const char *lv_conn_uri(struct lv_conn *c);
+/* Why the last lv_list_domains / lv_get_domain on @c failed (libvirt's
+ * message), for the caller's log line. */
+const char *lv_conn_last_error(struct lv_conn *c);
 
 /* Running domains, with their live XML interpreted.  -ENOTCONN when not
  * connected. */
@@ -71,5 +88,6 @@ int lv_list_domains(struct lv_conn *c, struct lv_domain **out, size_t *n_out);
 /* One running domain by UUID; -ENOENT if it is not running. */
 int lv_get_domain(struct lv_conn *c, const char *uuid, struct lv_domain *out);
 
-/* Parse a live domain XML document (exposed for unit tests). */
-int lv_domain_parse_xml(const char *xml, struct lv_domain *out);
+/* Parse a live domain XML document (exposed for unit tests).  -EINVAL with a
+ * one-line reason in @err when it is not a usable <domain>; -ENOMEM. */
+int lv_domain_parse_xml(const char *xml, struct lv_domain *out, char *err, size_t errlen);

@@ -2,6 +2,7 @@
 /* vcpuspreadd: keep the vCPUs of each libvirt guest on disjoint host CPUs. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +55,14 @@ static void help(void)
                SYSCONFDIR);
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+        va_list ap;
         fprintf(stderr, "vcpuspreadd: ");
-        fprintf(stderr, fmt, arg);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
         fprintf(stderr, "\nTry 'vcpuspreadd --help'.\n");
         return -EINVAL;
 }
@@ -84,7 +89,7 @@ static int parse_args(int argc, char **argv, struct arguments *a)
                 switch (c) {
                 case 'c':
                         if (!*optarg)
-                                return usage_error("--connect needs a libvirt URI%s", "");
+                                return usage_error("--connect needs a libvirt URI");
                         a->connect_uri = optarg;
                         break;
                 case ARG_CONFIG: a->config_file = optarg; break;
