@@ -360,7 +360,17 @@ guest_start() {
         printf '%s\n' "$xml" > "$file"
         # Tracked before it exists, so a start that half-succeeds is cleaned up too.
         VST_GUESTS+=("$full")
-        vsh create "$file" >/dev/null || fail "guest_start: virsh create failed for '$full' (domain XML in $file)"
+        if ! vsh create "$file" >/dev/null 2>"$file.err"; then
+                cat "$file.err" >&2
+                # Other tests restart the shared libvirtd on purpose; a create
+                # cut off by that is retried once, anything else is a failure.
+                grep -Eq 'End of file|Disconnected from|Cannot recv data|Failed to connect' "$file.err" ||
+                        fail "guest_start: virsh create failed for '$full' (domain XML in $file)"
+                note "guest_start: lost libvirtd while creating '$full'; retrying once when it answers"
+                _ensure_libvirtd || fail "guest_start: libvirtd does not answer again"
+                guest_exists "$1" || vsh create "$file" >/dev/null ||
+                        fail "guest_start: virsh create failed twice for '$full' (domain XML in $file)"
+        fi
         wait_until 10000 _guest_has_vcpu_threads "$1" "$current" ||
                 fail "guest_start: '$full' has not $current vCPU threads after 10 s (found: $(guest_vcpu_tids "$1" | paste -sd' '))"
         pid=$(guest_qemu_pid "$1")
@@ -426,17 +436,31 @@ guest_vcpu_tid() {
 # guest_log_file NAME: libvirt's log of the guest's QEMU (where "tainted" shows).
 guest_log_file() { printf '/var/log/libvirt/qemu/%s.log\n' "$VST_PREFIX$1"; }
 
-# guest_exists NAME
-guest_exists() { _domain_exists "$VST_PREFIX$1"; }
+# domain_listed FULLNAME: 0 when libvirt lists the domain, 1 when it answers
+# without it, 2 when libvirt does not answer.  So "gone" is never concluded
+# from a libvirtd that is down (other tests restart it).
+domain_listed() {
+        local names
+        names=$(vsh list --all --name 2>/dev/null) || return 2
+        grep -Fxq -- "$1" <<< "$names"
+}
 
-_domain_exists() { vsh domstate "$1" >/dev/null 2>&1; }
-_domain_gone() { ! _domain_exists "$1"; }
+# domain_gone FULLNAME: libvirt answers and does not list the domain.
+domain_gone() {
+        local rc=0
+        domain_listed "$1" || rc=$?
+        (( rc == 1 ))
+}
+
+# guest_exists NAME, guest_gone NAME: the same for this test's guest NAME.
+guest_exists() { domain_listed "$VST_PREFIX$1"; }
+guest_gone() { domain_gone "$VST_PREFIX$1"; }
 
 _domain_destroy() {
         local full=$1
-        _domain_exists "$full" || return 0
+        domain_gone "$full" && return 0
         vsh destroy "$full" >/dev/null 2>&1 || true
-        wait_until 10000 _domain_gone "$full" || { note "could not destroy guest '$full'"; return 1; }
+        wait_until 10000 domain_gone "$full" || { note "could not destroy guest '$full'"; return 1; }
 }
 
 # guest_destroy NAME: destroy the guest now and wait until it is gone.
@@ -450,12 +474,14 @@ guest_destroy() {
 }
 
 # env_prefixed_guests: full names of every domain that carries this test's
-# prefix (including ones started from subshells).
+# prefix (including ones started from subshells).  Returns 2 when libvirt
+# does not answer, so "none left" is never concluded from a down libvirtd.
 env_prefixed_guests() {
-        local n
-        vsh list --all --name 2>/dev/null | while IFS= read -r n; do
+        local names n
+        names=$(vsh list --all --name 2>/dev/null) || return 2
+        while IFS= read -r n; do
                 [[ -n $n && $n == "$VST_PREFIX"* ]] && printf '%s\n' "$n"
-        done
+        done <<< "$names"
         return 0
 }
 

@@ -14,7 +14,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/vst-test-env-work.XXXXXX")
 env_on_exit rm -rf -- "$work"
 
 process_gone() { [[ ! -e /proc/$1 ]]; }
-domain_listed() { vsh list --all --name | grep -Fxq -- "$1"; }
+# Other tests restart the shared libvirtd; give it time to answer again.
+listed() { wait_until 30000 domain_listed "$1"; }
+gone() { wait_until 30000 domain_gone "$1"; }
 
 # Each assertion must be able to fail, or the tests built on it prove nothing.
 expect_failure() {
@@ -59,8 +61,8 @@ guest_start plain 2
 guest_start --cpuset "$last_cpu" "$odd_name" 4 2
 guest_odd=$(guest_name "$odd_name")
 guest_plain=$(guest_name plain)
-assert_ok "guest '$guest_odd' listed by virsh under its exact name" domain_listed "$guest_odd"
-assert_ok "guest '$guest_plain' listed by virsh" domain_listed "$guest_plain"
+assert_ok "guest '$guest_odd' listed by virsh under its exact name" listed "$guest_odd"
+assert_ok "guest '$guest_plain' listed by virsh" listed "$guest_plain"
 
 pid_plain=$(guest_qemu_pid plain)
 pid_odd=$(guest_qemu_pid "$odd_name")
@@ -108,7 +110,7 @@ assert_eq "$(guest_vcpu_map "$odd_name" | cut -d' ' -f1 | paste -sd,)" "0,1,2" "
 
 note "guest_destroy"
 guest_destroy plain
-if domain_listed "$guest_plain"; then fail "'$guest_plain' still listed after guest_destroy"; fi
+assert_ok "'$guest_plain' gone after guest_destroy" gone "$guest_plain"
 wait_until 5000 process_gone "$pid_plain" || fail "QEMU $pid_plain of '$guest_plain' still runs after guest_destroy"
 for n in "${VST_GUESTS[@]}"; do
         [[ $n != "$guest_plain" ]] || fail "guest_destroy left '$n' in the tracking list"
@@ -134,7 +136,7 @@ bash -c "$child" test-env-child fail "$work/fail" 2>"$work/fail.log" || status=$
 assert_eq "$status" 1 "exit status of a child whose assertion failed"
 name=$(<"$work/fail.name")
 [[ $name == vst-test-env-child-* ]] || fail "child guest name '$name' lacks the child's prefix"
-if domain_listed "$name"; then fail "guest '$name' survived its test's failed assertion"; fi
+assert_ok "guest '$name' gone after its test's failed assertion" gone "$name"
 wait_until 5000 process_gone "$(<"$work/fail.pid")" || fail "QEMU of '$name' survived its test"
 
 for sig in TERM KILL; do
@@ -142,7 +144,7 @@ for sig in TERM KILL; do
         child_pid=$!
         wait_until 30000 test -s "$work/$sig.sleep" || fail "child did not start its guest: $(<"$work/$sig.log")"
         name=$(<"$work/$sig.name")
-        assert_ok "child's guest '$name' runs" domain_listed "$name"
+        assert_ok "child's guest '$name' runs" listed "$name"
         kill -"$sig" "$child_pid"
         status=0; wait "$child_pid" || status=$?
         kill "$(<"$work/$sig.sleep")" 2>/dev/null || true
@@ -151,19 +153,20 @@ for sig in TERM KILL; do
         else
                 # No trap runs on SIGKILL: the guest stays until the next
                 # env_init reaps it, which must leave live tests' guests alone.
-                assert_ok "a SIGKILLed test's guest is still there" domain_listed "$name"
+                assert_ok "a SIGKILLed test's guest is still there" listed "$name"
                 env_reap_stale_guests
-                assert_ok "a live test's guest survives reaping" domain_listed "$guest_odd"
+                assert_ok "a live test's guest survives reaping" listed "$guest_odd"
         fi
-        if domain_listed "$name"; then fail "guest '$name' survived SIG$sig of its test"; fi
+        assert_ok "guest '$name' gone after SIG$sig of its test" gone "$name"
         wait_until 5000 process_gone "$(<"$work/$sig.pid")" || fail "QEMU of '$name' survived SIG$sig of its test"
 done
 
 note "cleanup leaves nothing behind"
 tmpdir=$VST_TMPDIR
 env_cleanup
-assert_eq "$(env_prefixed_guests)" "" "guests named '$VST_PREFIX*' after cleanup"
-if domain_listed "$guest_odd"; then fail "'$guest_odd' survived env_cleanup"; fi
+left=$(env_prefixed_guests) || fail "libvirt does not answer 'virsh list'"
+assert_eq "$left" "" "guests named '$VST_PREFIX*' after cleanup"
+assert_ok "'$guest_odd' gone after env_cleanup" gone "$guest_odd"
 wait_until 5000 process_gone "$pid_odd" || fail "QEMU $pid_odd survived env_cleanup"
 [[ -z $tmpdir || ! -e $tmpdir ]] || fail "temporary directory $tmpdir survived env_cleanup"
 [[ ! -e $work ]] || fail "exit hook did not remove $work"
