@@ -1,0 +1,35 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# libvirtd goes away and comes back: the daemon survives, reconnects and
+# places a guest started afterwards.  Also: started while libvirtd is down,
+# it waits rather than failing.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/env.sh"
+env_init
+source "$here/daemon.sh"
+
+libvirtd_down() { ! pgrep -x libvirtd >/dev/null; }
+
+daemon_start
+guest_start before 2
+wait_until 1000 guest_is_spread before || fail "guest not spread before the restart"
+
+note "kill libvirtd"
+pkill -x libvirtd
+wait_until 5000 libvirtd_down || fail "libvirtd does not stop"
+sleep 1
+daemon_alive || fail "daemon died with libvirtd: $(cat "$VST_TMPDIR/daemon.out")"
+"$VST_CTL" status --socket "$(daemon_socket)" | grep -q "libvirt disconnected" ||
+        fail "status does not say libvirt is disconnected"
+
+note "start libvirtd again"
+_ensure_libvirtd || fail "libvirtd does not come back"
+guest_start after 2
+# Reconnection backoff starts at 1 s; allow for a couple of attempts.
+wait_until 10000 guest_is_spread after || fail "guest started after libvirtd's restart not spread: $(guest_affinities after)"
+n=$(daemon_fields "MESSAGE_ID=0ff863a46cb049839834518806bf56c0" -- MESSAGE | grep -ci "connected") || true
+(( n >= 2 )) || fail "expected the connection loss and reconnect in the journal, found $n entries"
+daemon_stop
+note "ok"
