@@ -35,7 +35,8 @@ struct vcpu_cgroup {
 };
 
 /* Locate the cpuset cgroup of @tid.  -ESRCH if the thread is gone, -ENOENT if
- * it has none (no cpuset controller). */
+ * it has none (no cpuset controller).  Mount points come from libcgroup, or
+ * /proc/self/mountinfo when libcgroup cannot tell; found once per process. */
 int vcpu_cgroup_find(const struct apply_env *env, pid_t tid, struct vcpu_cgroup *out);
 void vcpu_cgroup_done(struct vcpu_cgroup *cg);
 
@@ -47,7 +48,10 @@ int vcpu_masks_read(const struct apply_env *env, pid_t tid, hwloc_bitmap_t affin
 /*
  * Give @tid the mask @to: cgroup first, then affinity, then read back both.
  * Returns 0; -ESRCH when the thread vanished (normal: caller drops and
- * resyncs); -EIO when the read-back differs; other negative errno on failure.
+ * resyncs); -EIO when the read-back differs; -EACCES (or -EINVAL) when a v1
+ * parent cpuset lacks CPUs of @to; other negative errno on failure.  The
+ * caller re-checks the thread with vcpu_thread_verify() first: thread ids
+ * are reused.  With env->dry_run the cgroup is located and nothing written.
  * On failure @err (if given) holds a one-line reason naming the file or call.
  * A failed affinity write after a successful cgroup write leaves the cgroup
  * holding @to, which still contains the thread: never a half state the

@@ -312,6 +312,62 @@ static void v1_parse(void)
         CHECK(vcpu_cgroup_find(&env, tid, &cg) == -ENOENT, "v1 asked, only v2 there");
 }
 
+/* Is the host's cpuset controller on cgroup v2?  Then libcgroup answers for
+ * v2 with the real mount and the mountinfo fallback is not reached. */
+static bool host_has_v2_cpuset(void)
+{
+        char line[4096];
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        bool yes = false;
+
+        while (f && fgets(line, sizeof(line), f)) {
+                char dir[PATH_MAX];
+                if (strstr(line, " - cgroup2 ") && sscanf(line, "%*s %*s %*s %*s %4095s", dir) == 1 &&
+                    strstr(slurp(pathf("%s/cgroup.controllers", dir)), "cpuset"))
+                        yes = true;
+        }
+        if (f)
+                fclose(f);
+        return yes;
+}
+
+/*
+ * Discovery without cgroup_root, v2 on a host whose cpuset is not on v2:
+ * libcgroup's cpuset mount is not cgroup2, so /proc/self/mountinfo (here
+ * the fake one) decides.  Its mount point is escaped (\040 for a blank) and
+ * it mounts a sub-cgroup ("/lxc/c1"), whose prefix the path loses.
+ */
+static void mountinfo_fallback(void)
+{
+        struct apply_env env = { .proc_root = proc };
+        struct vcpu_cgroup cg = {};
+        const pid_t tid = 4712;
+        char mnt[PATH_MAX * 2];
+        int r;
+
+        snprintf(mnt, sizeof(mnt), "%s/mnt/cg two", root);
+
+        if (host_has_v2_cpuset()) {
+                fprintf(stderr, "# host has cpuset on cgroup v2: mountinfo fallback not reachable, skipped\n");
+                return;
+        }
+        put(pathf("%s/self/mountinfo", proc),
+            pathf("30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+                  "41 30 0:38 /lxc/c1 %s/mnt/cg\\040two rw,relatime - cgroup2 cgroup2 rw\n", root));
+        put(pathf("%s/machine/vcpu0/cpuset.cpus", mnt), "0\n");
+        point_tid_at(tid, "0::/lxc/c1/machine/vcpu0\n");
+        r = vcpu_cgroup_find(&env, tid, &cg);
+        CHECK(r == 0 && cg.version == 2, "mountinfo fallback: %s", strerror(-r));
+        CHECK(cg.dir && strcmp(cg.dir, pathf("%s/machine/vcpu0", mnt)) == 0, "dir %s", cg.dir);
+        vcpu_cgroup_done(&cg);
+
+        /* A cgroup outside what is mounted cannot be reached. */
+        point_tid_at(tid, "0::/lxc/c2/machine/vcpu0\n");
+        CHECK(vcpu_cgroup_find(&env, tid, &cg) == -ENOENT, "cgroup outside the mount");
+        point_tid_at(tid, "0::/lxc/c10/machine/vcpu0\n");
+        CHECK(vcpu_cgroup_find(&env, tid, &cg) == -ENOENT, "prefix match is by component");
+}
+
 int main(void)
 {
         _cleanup_bitmap_ hwloc_bitmap_t original = hwloc_bitmap_alloc();
@@ -333,6 +389,7 @@ int main(void)
         v2_apply(&env, original);
         vanished(&env);
         v1_parse();
+        mountinfo_fallback();
 
         if (system(pathf("rm -rf '%s'", root)) != 0)
                 fprintf(stderr, "could not remove %s\n", root);
