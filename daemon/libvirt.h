@@ -28,7 +28,7 @@ int lv_event_from_epoll(uint32_t revents);
 struct lv_domain {
         char uuid[37];
         char *name;                     /* as libvirt has it: any bytes but NUL; owned */
-        int id;                         /* libvirt's running id */
+        int id;                         /* libvirt's running id; -1 if the XML has none */
         unsigned n_vcpus;               /* vCPUs online now */
         unsigned max_vcpus;
         /* The operator pins this guest in its live XML: any <cputune><vcpupin>,

@@ -366,7 +366,8 @@ static void count_lines(const char *path, const char *needle, const char *prefix
 }
 
 /* An unreachable libvirt is not an error: lv_conn_new succeeds, retries at
- * 1 s and 3 s (backoff 1, 2, ...) and says so once. */
+ * 1 s and 3 s, then 7 s (backoff 1, 2, 4, ...) and says so once.  5 s leaves
+ * 2 s of slack either way on a loaded host. */
 static void test_unreachable_logs_once(void)
 {
         const char *uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
@@ -388,7 +389,7 @@ static void test_unreachable_logs_once(void)
 
         r = lv_conn_new(loop, uri, &callbacks, &rec, &c);
         bool alive = c && lv_conn_is_alive(c);
-        RUN_UNTIL(false, 3500);
+        RUN_UNTIL(false, 5000);
         int listed = c ? lv_list_domains(c, &doms, &n) : 0;
         lv_conn_free(c);
 
@@ -405,7 +406,7 @@ static void test_unreachable_logs_once(void)
         CHECK(listed == -ENOTCONN, "lv_list_domains while unreachable: %d", listed);
         CHECK(rec.connected == 0, "connected called %d times", rec.connected);
         CHECK(warnings == 1, "%d warnings about %s, expected exactly one", warnings, uri);
-        CHECK(lines == 3, "%d attempts logged in 3.5 s, expected 3 (t=0, 1 s, 3 s)", lines);
+        CHECK(lines == 3, "%d attempts logged in 5 s, expected 3 (t=0, 1 s, 3 s)", lines);
 }
 
 /* Kill libvirtd, expect disconnected; start it again, expect connected again
@@ -447,9 +448,10 @@ static void test_reconnect(struct lv_conn *c, struct recorder *rec)
         restarted_at = now_usec();
         CHECK(r == 0, "libvirtd -d failed: %d", r);
 
-        /* Retries come 1, 3, 7, 15 s after the loss: 20 s covers a slow start. */
-        CHECK(RUN_UNTIL(rec->connected == connected_before + 1 && rec2.connected == 1, 20000),
-              "not reconnected within 20 s (connected %d -> %d, new manager %d)", connected_before,
+        /* Retries come 1, 3, 7, 15, 31 s after the loss; libvirtd is up within
+         * seconds, so one of them gets through well inside 35 s. */
+        CHECK(RUN_UNTIL(rec->connected == connected_before + 1 && rec2.connected == 1, 35000),
+              "not reconnected within 35 s (connected %d -> %d, new manager %d)", connected_before,
               rec->connected, rec2.connected);
         if (rec->connected > connected_before)
                 fprintf(stderr, "# reconnected %.1f s after the loss, %.1f s after libvirtd -d\n",

@@ -50,20 +50,27 @@ static void on_free(void *opaque)
         freed++;
 }
 
-/* Run the loop for up to @ms without blocking longer. */
-static void run_for(int ms)
+static uint64_t now_usec(void)
 {
-        struct timespec start, now;
+        struct timespec ts;
 
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        for (;;) {
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-                if (elapsed >= ms)
-                        return;
-                (void) sd_event_run(loop, (uint64_t)(ms - elapsed) * 1000);
-        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
+
+/* Run the loop until @cond holds or @ms pass, at least one iteration;
+ * evaluates to @cond.  Positive checks wait generously (this host is often
+ * loaded by other tests); "must not happen" checks use short windows. */
+#define RUN_UNTIL(cond, ms)                                                           \
+        ({                                                                            \
+                uint64_t _deadline = now_usec() + (uint64_t)(ms) * 1000;              \
+                do                                                                    \
+                        (void) sd_event_run(loop, 10 * 1000);                         \
+                while (!(cond) && now_usec() < _deadline);                            \
+                (cond);                                                               \
+        })
+#define run_for(ms) ((void) RUN_UNTIL(false, ms))
+#define PATIENCE_MS 2000
 
 static void test_mapping(void)
 {
@@ -101,6 +108,7 @@ static void test_handles(void)
         CHECK(w.calls == 0, "idle pipe reported %d times", w.calls);
 
         CHECK(write(p[1], "x", 1) == 1, "write");
+        RUN_UNTIL(w.calls > 0, PATIENCE_MS);
         run_for(20);
         CHECK(w.calls == 1, "readable pipe reported %d times", w.calls);
         CHECK(w.last_events == VIR_EVENT_HANDLE_READABLE, "events %d", w.last_events);
@@ -114,13 +122,14 @@ static void test_handles(void)
         CHECK(w.calls == 0, "disabled watch reported %d times", w.calls);
 
         virEventUpdateHandle(id, VIR_EVENT_HANDLE_READABLE);
+        RUN_UNTIL(w.calls > 0, PATIENCE_MS);
         run_for(20);
         CHECK(w.calls == 1, "re-enabled watch reported %d times", w.calls);
 
         /* The writer goes away: a hangup, even though only READABLE was asked. */
         close(p[1]);
         w.calls = 0;
-        run_for(20);
+        RUN_UNTIL(w.calls > 0, PATIENCE_MS);
         CHECK(w.calls >= 1 && (w.last_events & VIR_EVENT_HANDLE_HANGUP),
               "hangup not reported (calls %d, events %d)", w.calls, w.last_events);
 
@@ -136,6 +145,7 @@ static void test_handles(void)
         in_remove = false;
         CHECK(freed == 0, "free callback ran inside remove");
         w.calls = 0;
+        RUN_UNTIL(freed > 0, PATIENCE_MS);
         run_for(20);
         CHECK(freed == 1, "free callback ran %d times", freed);
         CHECK(w.calls == 0, "removed watch still reported");
@@ -152,7 +162,8 @@ static void test_writable_and_self_removal(void)
         id = virEventAddHandle(p[1], VIR_EVENT_HANDLE_WRITABLE, on_watch, &w, on_free);
         CHECK(id > 0, "add handle returned %d", id);
         freed = 0;
-        run_for(30);
+        RUN_UNTIL(freed > 0, PATIENCE_MS);
+        run_for(20);
         CHECK(w.calls == 1, "self-removing watch called %d times", w.calls);
         CHECK(w.last_events == VIR_EVENT_HANDLE_WRITABLE, "events %d", w.last_events);
         CHECK(freed == 1, "free callback ran %d times", freed);
@@ -170,7 +181,7 @@ static void test_same_fd_twice(void)
         ida = virEventAddHandle(p[1], VIR_EVENT_HANDLE_WRITABLE, on_watch, &a, NULL);
         idb = virEventAddHandle(p[1], VIR_EVENT_HANDLE_WRITABLE, on_watch, &b, NULL);
         CHECK(ida > 0 && idb > 0 && ida != idb, "ids %d %d", ida, idb);
-        run_for(10);
+        RUN_UNTIL(a.calls > 0 && b.calls > 0, PATIENCE_MS);
         CHECK(a.calls >= 1 && b.calls >= 1, "calls %d %d", a.calls, b.calls);
         CHECK(b.last_fd == p[1], "second watch reported fd %d, not libvirt's %d", b.last_fd, p[1]);
         CHECK(virEventRemoveHandle(ida) == 0 && virEventRemoveHandle(idb) == 0, "remove");
@@ -180,6 +191,7 @@ static void test_same_fd_twice(void)
 
 struct timer_rec {
         int calls;
+        uint64_t at[16];        /* when the first calls came */
         int then_interval;      /* applied from inside the callback, unless -2 */
         bool remove_self;
 };
@@ -188,6 +200,8 @@ static void on_timer(int id, void *opaque)
 {
         struct timer_rec *t = opaque;
 
+        if (t->calls < 16)
+                t->at[t->calls] = now_usec();
         t->calls++;
         if (t->then_interval != -2)
                 virEventUpdateTimeout(id, t->then_interval);
@@ -219,27 +233,36 @@ static void test_timeouts(void)
         run_for(50);
         CHECK(zero.calls == 0 && off.calls == 0, "disabled timeouts fired %d/%d", zero.calls, off.calls);
 
-        /* 40 ms period over 210 ms: 5 firings (allow one either way for
-         * scheduling noise). */
+        /* 40 ms: fires again and again, never sooner than 40 ms apart (35:
+         * the re-arm counts from the loop's wakeup, a little before the
+         * callback runs). */
+        uint64_t added = now_usec();
         idp = virEventAddTimeout(40, on_timer, &periodic, NULL);
-        run_for(210);
-        CHECK(periodic.calls >= 4 && periodic.calls <= 6, "40 ms timeout fired %d times in 210 ms",
-              periodic.calls);
+        CHECK(RUN_UNTIL(periodic.calls >= 4, PATIENCE_MS), "40 ms timeout fired %d times", periodic.calls);
+        CHECK(periodic.at[0] >= added + 35000, "40 ms timeout fired after %.1f ms",
+              (double)(periodic.at[0] - added) / 1000);
+        for (int i = 1; i < 4; i++)
+                CHECK(periodic.at[i] >= periodic.at[i - 1] + 35000, "40 ms timeout fired %.1f ms after the last",
+                      (double)(periodic.at[i] - periodic.at[i - 1]) / 1000);
         virEventUpdateTimeout(idp, -1);
         periodic.calls = 0;
         run_for(100);
         CHECK(periodic.calls == 0, "disabled periodic timeout fired %d times", periodic.calls);
 
         /* -1 -> 20 ms re-arms it from now. */
+        uint64_t rearmed = now_usec();
         virEventUpdateTimeout(idp, 20);
-        run_for(50);
-        CHECK(periodic.calls >= 1, "re-armed timeout did not fire");
+        CHECK(RUN_UNTIL(periodic.calls >= 1, PATIENCE_MS), "re-armed timeout did not fire");
+        CHECK(periodic.at[0] >= rearmed + 15000, "re-armed 20 ms timeout fired after %.1f ms",
+              (double)(periodic.at[0] - rearmed) / 1000);
+        virEventUpdateTimeout(idp, -1);
 
         /* 0 switched to a period and back. */
         virEventUpdateTimeout(idz, 30);
         zero.calls = 0;
-        run_for(100);
-        CHECK(zero.calls >= 2 && zero.calls <= 4, "0 -> 30 ms timeout fired %d times", zero.calls);
+        CHECK(RUN_UNTIL(zero.calls >= 2, PATIENCE_MS), "0 -> 30 ms timeout fired %d times", zero.calls);
+        CHECK(zero.at[1] >= zero.at[0] + 25000, "0 -> 30 ms timeout fired %.1f ms apart",
+              (double)(zero.at[1] - zero.at[0]) / 1000);
         virEventUpdateTimeout(idz, 0);
         zero.calls = 0;
         for (int i = 0; i < 3; i++)
@@ -248,6 +271,7 @@ static void test_timeouts(void)
 
         /* A one-shot the way libvirt uses them: fire at 0, disable itself. */
         idonce = virEventAddTimeout(0, on_timer, &once, NULL);
+        RUN_UNTIL(once.calls > 0, PATIENCE_MS);
         run_for(30);
         CHECK(once.calls == 1, "self-disabling timeout fired %d times", once.calls);
 
@@ -290,7 +314,8 @@ static void test_timeout_self_removal(void)
         freed = 0;
         id = virEventAddTimeout(10, on_timer, &t, on_free);
         CHECK(id > 0, "add timeout");
-        run_for(60);
+        RUN_UNTIL(freed > 0, PATIENCE_MS);
+        run_for(30);
         CHECK(t.calls == 1, "self-removing timeout fired %d times", t.calls);
         CHECK(freed == 1, "free callback ran %d times", freed);
 }
