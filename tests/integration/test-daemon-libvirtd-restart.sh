@@ -10,15 +10,17 @@ source "$here/env.sh"
 env_init
 source "$here/daemon.sh"
 
-libvirtd_down() { ! pgrep -x libvirtd >/dev/null; }
+libvirtd_down() { ! kill -0 "$libvirtd_pid" 2>/dev/null; }
 
 daemon_start
 guest_start before 2
 wait_until 1000 guest_is_spread before || fail "guest not spread before the restart"
 
 note "kill libvirtd"
-pkill -x libvirtd
-wait_until 5000 libvirtd_down || fail "libvirtd does not stop"
+libvirtd_pid=$(cat /run/libvirtd.pid)
+[[ $(cat "/proc/$libvirtd_pid/comm") == libvirtd ]] || fail "/run/libvirtd.pid does not name libvirtd"
+kill -TERM "$libvirtd_pid"
+wait_until 10000 libvirtd_down || fail "libvirtd does not stop"
 sleep 1
 daemon_alive || fail "daemon died with libvirtd: $(cat "$VST_TMPDIR/daemon.out")"
 "$VST_CTL" status --socket "$(daemon_socket)" | grep -q "libvirt disconnected" ||
