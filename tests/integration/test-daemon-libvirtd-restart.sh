@@ -26,6 +26,15 @@ daemon_alive || fail "daemon died with libvirtd: $(cat "$VST_TMPDIR/daemon.out")
 "$VST_CTL" status --socket "$(daemon_socket)" | grep -q "libvirt disconnected" ||
         fail "status does not say libvirt is disconnected"
 
+note "a second daemon started while libvirtd is down waits for it (dry run, own socket)"
+sed "s|^ControlSocket=.*|ControlSocket=$VST_TMPDIR/second.sock|" "$(daemon_conf)" > "$VST_TMPDIR/second.conf"
+"$VST_DAEMON" --config "$VST_TMPDIR/second.conf" --dry-run --log-target console > "$VST_TMPDIR/second.out" 2>&1 &
+second=$!
+env_on_exit kill -KILL "$second"
+second_status() { "$VST_CTL" status --socket "$VST_TMPDIR/second.sock" 2>/dev/null; }
+wait_until 5000 eval 'second_status | grep -q "libvirt disconnected"' ||
+        fail "daemon started without libvirtd does not run and say so: $(cat "$VST_TMPDIR/second.out")"
+
 note "start libvirtd again"
 _ensure_libvirtd || fail "libvirtd does not come back"
 guest_start after 2
@@ -33,5 +42,8 @@ guest_start after 2
 wait_until 10000 guest_is_spread after || fail "guest started after libvirtd's restart not spread: $(guest_affinities after)"
 n=$(daemon_fields "MESSAGE_ID=0ff863a46cb049839834518806bf56c0" -- MESSAGE | grep -ci "connected") || true
 (( n >= 2 )) || fail "expected the connection loss and reconnect in the journal, found $n entries"
+wait_until 10000 eval 'second_status | grep -q "libvirt connected"' ||
+        fail "the daemon started without libvirtd never connected: $(cat "$VST_TMPDIR/second.out")"
+kill -TERM "$second"; wait "$second" || fail "second daemon exited non-zero"
 daemon_stop
 note "ok"
