@@ -571,6 +571,7 @@ _libvirt_answers() { virsh -c "$VST_CONNECT" version >/dev/null 2>&1; }
 # to the test's process group reaches it.
 _start_detached() {
         setsid "$@" </dev/null >/dev/null 2>&1 &
+        note "started $* (pid $!)"
 }
 
 # _ensure_libvirtd: virtlogd running and libvirtd answering, starting what
@@ -584,11 +585,9 @@ _ensure_libvirtd() {
                 # QEMU guests log through virtlogd: libvirtd answering without
                 # it still cannot start a guest.
                 if ! pgrep -x virtlogd >/dev/null; then
-                        note "starting virtlogd -d"
                         _start_detached virtlogd -d
                 fi
                 if ! _libvirt_answers && ! pgrep -x libvirtd >/dev/null; then
-                        note "starting libvirtd -d"
                         _start_detached libvirtd -d
                 fi
         fi
@@ -616,7 +615,7 @@ env_setup_host() {
                 else
                         # No systemd as PID 1: journald runs fine started by hand,
                         # creating its own sockets.
-                        note "starting /lib/systemd/systemd-journald by hand (systemd is not PID 1)"
+                        note "no journald and systemd is not PID 1: starting it by hand"
                         [[ -x /lib/systemd/systemd-journald ]] ||
                                 skip_or_fail "/lib/systemd/systemd-journald is missing; install systemd"
                         _start_detached /lib/systemd/systemd-journald
