@@ -26,6 +26,8 @@
 
 VST_CONNECT=${VST_CONNECT:-qemu:///system}
 VST_SOURCE_ROOT=${SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# Where tests find the built programs ($VST_BUILD_ROOT/daemon/vcpuspreadd).
+# shellcheck disable=SC2034
 VST_BUILD_ROOT=${BUILD_ROOT:-$VST_SOURCE_ROOT/build}
 VST_EMULATOR=${VST_EMULATOR:-/usr/bin/qemu-system-x86_64}
 VST_TEST_NAME=${VST_TEST_NAME:-$(basename "$0" .sh)}
@@ -132,18 +134,18 @@ cpulist_expand() {
 
 # cpulist_normalize LIST: "3,0-1,2" to "0-3", the kernel's own spelling.
 cpulist_normalize() {
-        local cpus c start=-1 prev=-1 out=""
+        local cpus c start=-1 prev=-1 spelled=""
         cpus=$(cpulist_expand "$1") || return 1
         for c in $cpus; do
                 if (( c == prev + 1 && start >= 0 )); then
                         prev=$c
                         continue
                 fi
-                (( start >= 0 )) && out+=$(_cpulist_range "$start" "$prev"),
+                (( start >= 0 )) && spelled+=$(_cpulist_range "$start" "$prev"),
                 start=$c prev=$c
         done
-        (( start >= 0 )) && out+=$(_cpulist_range "$start" "$prev")
-        printf '%s\n' "${out%,}"
+        (( start >= 0 )) && spelled+=$(_cpulist_range "$start" "$prev")
+        printf '%s\n' "${spelled%,}"
 }
 
 _cpulist_range() {
@@ -202,8 +204,8 @@ cpuset_of() {
 
 # _cgroup_mount FSTYPE [OPTION]: mount point of the first such cgroup mount.
 _cgroup_mount() {
-        local dev mnt type opts rest
-        while read -r dev mnt type opts rest; do
+        local mnt type opts
+        while read -r _ mnt type opts _; do
                 [[ $type == "$1" ]] || continue
                 [[ -z ${2:-} || ,$opts, == *,$2,* ]] || continue
                 printf '%s\n' "$mnt"
@@ -373,7 +375,7 @@ guest_start() {
         fi
         wait_until 10000 _guest_has_vcpu_threads "$1" "$current" ||
                 fail "guest_start: '$full' has not $current vCPU threads after 10 s (found: $(guest_vcpu_tids "$1" | paste -sd' '))"
-        pid=$(guest_qemu_pid "$1")
+        pid=$(guest_qemu_pid "$1") || fail "guest_start: no QEMU process for '$full'"
         note "started guest '$full': ${4:-qemu}, $current of $2 vCPUs${opts[*]:+, ${opts[*]}}, qemu pid $pid, vCPU tids $(guest_vcpu_tids "$1" | paste -sd' ')"
 }
 
@@ -569,6 +571,7 @@ _libvirt_answers() { virsh -c "$VST_CONNECT" version >/dev/null 2>&1; }
 # to the test's process group reaches it.
 _start_detached() {
         setsid "$@" </dev/null >/dev/null 2>&1 &
+        note "started $* (pid $!)"
 }
 
 # _ensure_libvirtd: virtlogd running and libvirtd answering, starting what
@@ -582,11 +585,9 @@ _ensure_libvirtd() {
                 # QEMU guests log through virtlogd: libvirtd answering without
                 # it still cannot start a guest.
                 if ! pgrep -x virtlogd >/dev/null; then
-                        note "starting virtlogd -d"
                         _start_detached virtlogd -d
                 fi
                 if ! _libvirt_answers && ! pgrep -x libvirtd >/dev/null; then
-                        note "starting libvirtd -d"
                         _start_detached libvirtd -d
                 fi
         fi
@@ -614,7 +615,7 @@ env_setup_host() {
                 else
                         # No systemd as PID 1: journald runs fine started by hand,
                         # creating its own sockets.
-                        note "starting /lib/systemd/systemd-journald by hand (systemd is not PID 1)"
+                        note "no journald and systemd is not PID 1: starting it by hand"
                         [[ -x /lib/systemd/systemd-journald ]] ||
                                 skip_or_fail "/lib/systemd/systemd-journald is missing; install systemd"
                         _start_detached /lib/systemd/systemd-journald

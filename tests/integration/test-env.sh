@@ -38,7 +38,7 @@ grep -q "CPU 1 is in both a (0-1) and c (1)" "$work/stderr" ||
 assert_disjoint 0 1-2 x=3
 status=0; (unset CI; skip_or_fail "testing") 2>/dev/null || status=$?
 assert_eq "$status" 77 "skip_or_fail outside CI"
-status=0; (CI=1; skip_or_fail "testing") 2>/dev/null || status=$?
+status=0; (CI=1 skip_or_fail "testing") 2>/dev/null || status=$?
 assert_eq "$status" 1 "skip_or_fail in CI"
 _now_ms; t0=$REPLY
 if wait_until 200 false; then fail "wait_until false succeeded"; fi
