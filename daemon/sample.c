@@ -269,6 +269,9 @@ static int taskstats_open(struct sampler *s)
         /* One reply per request, matched by thread id: no acks, no sequence
          * bookkeeping. */
         nl_socket_disable_auto_ack(s->nl);
+        /* A reply is under 1 KiB: one page-sized read, no MSG_PEEK first
+         * (libnl's default peek doubles the recvmsg calls). */
+        nl_socket_disable_msg_peek(s->nl);
         r = genl_connect(s->nl);
         if (r < 0)
                 return nlerr_to_errno(r);
