@@ -18,7 +18,16 @@
  * moves in scheduler ticks (4 ms steps on this host).
  *
  * sampler_description() says which source is used and why, for the daemon to
- * log once; the sampler itself never logs.
+ * log once; the sampler itself never logs.  Both sources report CPU time and
+ * run-queue wait together or not at all (the probe in sampler_new() checks).
+ *
+ * kernel.task_delayacct (5.14+) gates the block-I/O, swap and reclaim delays.
+ * On this 6.18 host the two CPU fields are filled with it at 0 (checked:
+ * cpu_delay_total equalled schedstat's wait), since sched_info is always
+ * kept with CONFIG_SCHED_INFO; older kernels without CONFIG_SCHEDSTATS kept
+ * it only with delay accounting on.  The probe catches either case.
+ *
+ * A sampler is not thread-safe: it owns one netlink socket and one buffer.
  */
 
 #include <stdbool.h>
@@ -62,9 +71,6 @@ enum sampler_source sampler_source(const struct sampler *s);
 /* One line for the log: the source, why it was chosen, and the state of
  * kernel.task_delayacct, e.g. "taskstats (generic netlink); ...". */
 const char *sampler_description(const struct sampler *s);
-
-/* Does the source report run-queue wait?  When false, wait_ns reads 0. */
-bool sampler_has_wait(const struct sampler *s);
 
 /*
  * Read thread @tid's counters into @out (when_ns taken right after the read).

@@ -30,7 +30,8 @@
 #include "sample.h"
 #include "tap.h"
 
-#define GUEST "sample-itest"
+/* Every guest this test creates is named sample-... (libvirtd is shared). */
+#define GUEST_PREFIX "sample-itest-"
 
 enum { TS, SS, N_SOURCES };
 static const char *const source_name[N_SOURCES] = { "taskstats", "schedstat" };
@@ -292,12 +293,46 @@ static void test_vanished_thread(void)
         }
 }
 
+/* The real switch: written when allowed, and restored afterwards since it
+ * is global. */
+static void test_enable_delayacct(void)
+{
+        const char *path = "/proc/sys/kernel/task_delayacct";
+        char before[8] = "", after[8] = "";
+        FILE *f = fopen(path, "re");
+
+        if (!f) {
+                printf("no %s on this kernel\n", path);
+                return;
+        }
+        CHECK(fgets(before, sizeof(before), f) != NULL, "read %s", path);
+        fclose(f);
+        if (before[0] != '0') {
+                printf("%s is already %c: nothing to enable\n", path, before[0]);
+                return;
+        }
+
+        struct sampler_config cfg = { .use_taskstats = true, .enable_delayacct = true };
+        _cleanup_sampler_ struct sampler *s = NULL;
+        CHECK(sampler_new(&cfg, &s) == 0, "new");
+        f = fopen(path, "re");
+        CHECK(f && fgets(after, sizeof(after), f), "read %s", path);
+        if (f)
+                fclose(f);
+        CHECK(after[0] == '1', "%s after enable_delayacct: %s", path, after);
+        CHECK(s && strstr(sampler_description(s), "kernel.task_delayacct set to 1 (enable_delayacct)"),
+              "description: %s", s ? sampler_description(s) : "");
+
+        f = fopen(path, "we");
+        CHECK(f && fputs(before, f) >= 0 && fclose(f) == 0, "restore %s", path);
+}
+
 /* ---- a real TCG guest ---------------------------------------------------- */
 
 static int virsh(const char *args)
 {
         char cmd[512];
-        snprintf(cmd, sizeof(cmd), "virsh -q %s >/dev/null 2>&1", args);
+        snprintf(cmd, sizeof(cmd), "virsh -q %s >/dev/null", args);
         return system(cmd);
 }
 
@@ -329,10 +364,12 @@ static pid_t find_vcpu0(pid_t pid)
         return 0;
 }
 
-static pid_t guest_pid(void)
+static pid_t guest_pid(const char *name)
 {
+        char path[128];
+        snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", name);
         for (int tries = 0; tries < 100; tries++) {
-                FILE *f = fopen("/run/libvirt/qemu/" GUEST ".pid", "re");
+                FILE *f = fopen(path, "re");
                 int pid = 0;
                 if (f) {
                         if (fscanf(f, "%d", &pid) != 1)
@@ -346,57 +383,105 @@ static pid_t guest_pid(void)
         return 0;
 }
 
-static void test_tcg_guest(void)
+/* A disk whose boot sector is "cli; jmp $": SeaBIOS boots it and the vCPU
+ * spins in TCG for ever, with no OS.  Returns a malloc'ed path. */
+static char *spin_disk(void)
 {
-        char xml[] = "/tmp/" GUEST "-XXXXXX";
-        int fd = mkstemp(xml);
-        struct measured m;
+        char *path = strdup("/tmp/" GUEST_PREFIX "spin-disk-XXXXXX");
+        unsigned char sector[512] = { 0xfa, 0xeb, 0xfe };
+        int fd = path ? mkstemp(path) : -1;
+
+        sector[510] = 0x55;
+        sector[511] = 0xaa;
+        if (fd < 0 || write(fd, sector, sizeof(sector)) != sizeof(sector) || fchmod(fd, 0644) < 0)
+                abort();
+        close(fd);
+        return path;
+}
+
+/* Start guest @name (with @disk as its boot disk, or none), measure its
+ * vCPU 0 for 2 s through both sources, destroy it, check the thread is then
+ * reported gone.  Returns 0 with @m filled. */
+static int measure_guest(const char *name, const char *disk, struct measured *m)
+{
+        char xml[] = "/tmp/" GUEST_PREFIX "xml-XXXXXX";
+        char args[256];
         struct thread_counters c;
+        int fd = mkstemp(xml), r;
 
         if (fd < 0)
                 abort();
-        dprintf(fd, "<domain type='qemu'><name>" GUEST "</name><memory unit='MiB'>64</memory>"
-                "<vcpu current='1'>4</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"
-                "<features><acpi/></features><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
-                "</devices></domain>\n");
+        dprintf(fd, "<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>"
+                "<vcpu current='1'>4</vcpu><os><type arch='x86_64' machine='pc'>hvm</type>"
+                "<boot dev='hd'/></os><features><acpi/></features><devices>"
+                "<emulator>/usr/bin/qemu-system-x86_64</emulator>", name);
+        if (disk)
+                dprintf(fd, "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                        "<source file='%s'/><target dev='hda' bus='ide'/></disk>", disk);
+        dprintf(fd, "</devices></domain>\n");
         close(fd);
-        (void) virsh("destroy " GUEST);
-        char args[128];
-        snprintf(args, sizeof(args), "create %s", xml);
-        int r = virsh(args);
-        unlink(xml);
-        CHECK(r == 0, "virsh create " GUEST " failed");
-        if (r != 0)
-                return;
 
-        pid_t pid = guest_pid();
+        /* A leftover from an interrupted run. */
+        snprintf(args, sizeof(args), "virsh -q destroy %s >/dev/null 2>&1", name);
+        (void) system(args);
+        snprintf(args, sizeof(args), "create %s", xml);
+        r = virsh(args);
+        unlink(xml);
+        CHECK(r == 0, "virsh create %s failed", name);
+        if (r != 0)
+                return -EIO;
+
+        pid_t pid = guest_pid(name);
         pid_t vcpu = pid ? find_vcpu0(pid) : 0;
-        CHECK(vcpu > 0, "no 'CPU 0/TCG' thread in QEMU pid %d", (int)pid);
+        CHECK(vcpu > 0, "%s: no 'CPU 0/TCG' thread in QEMU pid %d", name, (int)pid);
         if (vcpu > 0) {
-                /* Let SeaBIOS find nothing to boot first. */
+                /* Past SeaBIOS's start-up. */
                 sleep(2);
-                r = measure(&vcpu, 1, 2.0, &m);
-                CHECK(r == 0, "measure guest vCPU %d: %s", (int)vcpu, strerror(-r));
-                if (r == 0) {
-                        print("TCG vCPU, no OS", &m);
-                        printf("%-22s scheduled in %llu times in 2 s\n", "TCG vCPU, no OS",
-                               (unsigned long long)m.slices[SS]);
-                        check_agreement("TCG vCPU", &m);
-                        CHECK(m.slices[TS] > 0 && m.slices[SS] > 0, "vCPU never scheduled: %llu %llu",
-                              (unsigned long long)m.slices[TS], (unsigned long long)m.slices[SS]);
-                        for (int s = 0; s < N_SOURCES; s++)
-                                CHECK(m.util[s] + m.wait[s] <= 1.01, "via %s: %.4f + %.4f",
-                                      source_name[s], m.util[s], m.wait[s]);
+                r = measure(&vcpu, 1, 2.0, m);
+                CHECK(r == 0, "measure %s vCPU %d: %s", name, (int)vcpu, strerror(-r));
+        }
+        snprintf(args, sizeof(args), "destroy %s", name);
+        CHECK(virsh(args) == 0, "virsh destroy %s", name);
+        if (vcpu <= 0)
+                return -ESRCH;
+
+        /* The vCPU thread is gone with its guest: a normal event. */
+        for (int tries = 0; tries < 50 && kill(pid, 0) == 0; tries++)
+                usleep(100000);
+        for (int s = 0; s < N_SOURCES; s++) {
+                int k = sampler_read_thread(samplers[s], vcpu, &c);
+                CHECK(k == -ESRCH, "%s: destroyed guest's vCPU via %s: %d", name, source_name[s], k);
+        }
+        return r;
+}
+
+static void test_tcg_guests(void)
+{
+        struct measured m;
+
+        /* No disk: SeaBIOS finds nothing to boot and halts; a halted TCG
+         * vCPU sleeps in QEMU, so it shows almost no load. */
+        if (measure_guest(GUEST_PREFIX "idle", NULL, &m) == 0) {
+                print("TCG vCPU, BIOS halted", &m);
+                check_agreement("halted TCG vCPU", &m);
+                for (int s = 0; s < N_SOURCES; s++) {
+                        CHECK(m.slices[s] > 0, "halted vCPU via %s never scheduled", source_name[s]);
+                        CHECK(m.util[s] < 0.1, "halted vCPU via %s: util %.4f", source_name[s], m.util[s]);
                 }
         }
-        CHECK(virsh("destroy " GUEST) == 0, "virsh destroy " GUEST);
-        /* The vCPU thread is gone with its guest: a normal event. */
-        if (vcpu > 0) {
-                for (int tries = 0; tries < 50 && kill(pid, 0) == 0; tries++)
-                        usleep(100000);
+
+        /* Spinning: always runnable, so it runs or waits for the whole
+         * interval, however busy the host is. */
+        _cleanup_free_ char *disk = spin_disk();
+        int r = measure_guest(GUEST_PREFIX "spin", disk, &m);
+        unlink(disk);
+        if (r == 0) {
+                print("TCG vCPU, spinning", &m);
+                check_agreement("spinning TCG vCPU", &m);
                 for (int s = 0; s < N_SOURCES; s++) {
-                        r = sampler_read_thread(samplers[s], vcpu, &c);
-                        CHECK(r == -ESRCH, "destroyed guest's vCPU via %s: %d", source_name[s], r);
+                        CHECK(m.util[s] > 0.1, "spinning vCPU via %s: util %.4f", source_name[s], m.util[s]);
+                        CHECK(fabs(m.util[s] + m.wait[s] - 1) < 0.05, "spinning vCPU via %s: %.4f + %.4f",
+                              source_name[s], m.util[s], m.wait[s]);
                 }
         }
 }
@@ -459,7 +544,8 @@ static int run(void)
         test_busy_and_idle();
         test_shared_cpu();
         test_vanished_thread();
-        test_tcg_guest();
+        test_enable_delayacct();
+        test_tcg_guests();
 
         sampler_free(samplers[TS]);
         sampler_free(samplers[SS]);
