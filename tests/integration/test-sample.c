@@ -21,7 +21,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/capability.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -293,6 +295,44 @@ static void test_vanished_thread(void)
         }
 }
 
+/* Without CAP_NET_ADMIN taskstats refuses; the sampler falls back to
+ * schedstat and says why.  The capability is dropped in a child. */
+static void test_fallback_without_cap(void)
+{
+        int status;
+
+        fflush(stdout);
+        pid_t child = fork();
+        if (child < 0)
+                abort();
+        if (child == 0) {
+                struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+                struct __user_cap_data_struct data[2] = {};
+                if (syscall(SYS_capget, &hdr, data) < 0)
+                        _exit(2);
+                data[CAP_NET_ADMIN / 32].effective &= ~(1u << (CAP_NET_ADMIN % 32));
+                if (syscall(SYS_capset, &hdr, data) < 0)
+                        _exit(2);
+
+                struct sampler_config cfg = { .use_taskstats = true };
+                _cleanup_sampler_ struct sampler *s = NULL;
+                struct thread_counters c;
+                if (sampler_new(&cfg, &s) < 0)
+                        _exit(3);
+                printf("without CAP_NET_ADMIN: %s\n", sampler_description(s));
+                fflush(stdout);
+                if (sampler_source(s) != SAMPLER_SCHEDSTAT)
+                        _exit(4);
+                if (!strstr(sampler_description(s), "/proc/TID/schedstat: taskstats unavailable (no CAP_NET_ADMIN)"))
+                        _exit(5);
+                if (sampler_read_thread(s, getppid(), &c) < 0 || c.cpu_ns == 0)
+                        _exit(6);
+                _exit(0);
+        }
+        CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status), "child");
+        CHECK(WEXITSTATUS(status) == 0, "fallback without CAP_NET_ADMIN: step %d failed", WEXITSTATUS(status));
+}
+
 /* The real switch: written when allowed, and restored afterwards since it
  * is global. */
 static void test_enable_delayacct(void)
@@ -544,6 +584,7 @@ static int run(void)
         test_busy_and_idle();
         test_shared_cpu();
         test_vanished_thread();
+        test_fallback_without_cap();
         test_enable_delayacct();
         test_tcg_guests();
 
