@@ -21,11 +21,20 @@
 # README-hardening.md for why they do not stand in the daemon's way.
 #
 # Usage: sandbox-probe.sh [UNIT-FILE]   (root, running libvirtd; exit 77 = skip)
+#        sandbox-probe.sh --exec UNIT-FILE [--] COMMAND [ARGS...]
+#                                      run any command in the same sandbox
 # The guest it creates is named "${PROBE_PREFIX:-ops}-sandbox-probe".
 
 set -u
 
-unit=${1:-$(dirname "$0")/vcpuspreadd.service.in}
+exec_cmd=
+if [ "${1:-}" = --exec ]; then
+        exec_cmd=1; shift
+        unit=${1:?usage: sandbox-probe.sh --exec UNIT-FILE [--] COMMAND [ARGS...]}; shift
+        [ "${1:-}" = -- ] && shift
+else
+        unit=${1:-$(dirname "$0")/vcpuspreadd.service.in}
+fi
 guest="${PROBE_PREFIX:-ops}-sandbox-probe"
 
 # Outside CI a host that cannot run this skips (77); in CI that is a failure.
@@ -38,6 +47,28 @@ virsh -q -c qemu:///system uri >/dev/null 2>&1 || skip "libvirtd not reachable"
 
 unit_values() {         # all values of KEY= in the unit, space separated
         sed -n "s/^$1=//p" "$unit" | tr '\n' ' '
+}
+
+vcpu_cgroup_dir() {     # the thread's own cpuset cgroup, from /proc/TID/cgroup (v1, else v2)
+        local rel root
+        rel=$(sed -n 's/^[0-9]*:\([^:]*,\)\?cpuset\(,[^:]*\)\?:\(.*\)/\3/p' "/proc/$1/cgroup")
+        if [ -n "$rel" ]; then
+                root=$(awk '$9 == "cgroup" && $NF ~ /(^|,)cpuset(,|$)/ { print $5; exit }' /proc/self/mountinfo)
+        else
+                rel=$(sed -n 's/^0::\(.*\)/\1/p' "/proc/$1/cgroup")
+                root=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+        fi
+        echo "$root$rel"
+}
+
+expand_cpulist() {      # 0-2,5 -> 0 1 2 5, one a line, sorted as text for comm
+        local part
+        for part in ${1//,/ }; do
+                case "$part" in
+                *-*) seq "${part%-*}" "${part#*-}" ;;
+                *) echo "$part" ;;
+                esac
+        done | sort
 }
 
 # CAP_SYS_NICE CAP_FOO -> +sys_nice,+foo
@@ -57,6 +88,55 @@ for d in $(unit_values RuntimeDirectory); do
 done
 grep -qx 'ProtectSystem=strict' "$unit" || { echo "FAIL: unit is not ProtectSystem=strict, probe does not apply"; exit 1; }
 grep -qx 'PrivateNetwork=yes' "$unit" && netns=--net || netns=
+
+# in_sandbox CMD ARGS...: run CMD in the emulated sandbox.  The mounts are
+# built in the new namespaces while still fully privileged, then setpriv
+# drops to the unit's capabilities and runs CMD.
+in_sandbox() {
+        unshare --mount --propagation private $netns -- \
+                bash -c "$stage1" stage1 "$bounding" "$rw_paths" "$runtime_dirs" "$@"
+}
+stage1=$(cat <<'STAGE1'
+set -eu
+bounding=$1 rw_paths=$2 runtime_dirs=$3; shift 3
+[ -n "$(ip -o link 2>/dev/null | grep -v ' lo:')" ] && echo "info: network interfaces visible" || echo "info: private network namespace (only lo)"
+# Writable islands first, each its own mount so the read-only pass skips it.
+for p in $rw_paths $runtime_dirs; do
+        mountpoint -q "$p" || mount --bind "$p" "$p"
+done
+keep_rw() {
+        case "$1" in
+        /proc|/proc/*|/dev|/dev/*) return 0 ;;
+        /mnt/sandboxing|/mnt/sandboxing/*) return 0 ;;    # not ours, already read-only
+        esac
+        for p in $rw_paths $runtime_dirs; do
+                case "$1" in "$p"|"$p"/*) return 0 ;; esac
+        done
+        return 1
+}
+awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r m; do
+        keep_rw "$m" && continue
+        mount -o remount,bind,ro "$m"
+done
+mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
+for h in /root /home /run/user; do
+        [ -d "$h" ] && mount -t tmpfs -o ro,mode=000 none "$h"
+done
+mount -t tmpfs -o mode=1777 none /tmp
+exec setpriv --bounding-set="$bounding" --inh-caps=-all --no-new-privs "$@"
+STAGE1
+)
+
+if [ -n "$exec_cmd" ]; then
+        created_dirs=""
+        for d in $runtime_dirs; do
+                if [ ! -d "$d" ]; then mkdir -m 0755 "$d" && created_dirs="$created_dirs $d"; fi
+        done
+        in_sandbox "$@"
+        rc=$?
+        for d in $created_dirs; do rmdir "$d" 2>/dev/null; done
+        exit $rc
+fi
 
 xml=$(mktemp /tmp/sandbox-probe-XXXXXX.xml)
 created_dirs=""
@@ -83,8 +163,8 @@ token="$guest-$$-$(date +%s%N)"
 echo "unit: $unit"
 echo "emulating: bounding set $bounding, read-write: $rw_paths$runtime_dirs, ${netns:-host network}"
 
-# Stage 1 (in the new namespaces, still fully privileged): build the mounts.
-# Stage 2 (after setpriv): the probes, with only the unit's capabilities.
+
+# The probes, run in the sandbox with only the unit's capabilities.
 exec 3<<'PROBES'
 set -u
 guest=$1
@@ -141,36 +221,7 @@ expect_fail "kill another user's process (no CAP_KILL)" kill -0 "$qpid"
 exit $((fails > 0))
 PROBES
 
-unshare --mount --propagation private $netns -- bash -s "$guest" "$bounding" "$rw_paths" "$runtime_dirs" "$token" 3<&3 <<'STAGE1'
-set -eu
-guest=$1 bounding=$2 rw_paths=$3 runtime_dirs=$4 token=$5
-[ -n "$(ip -o link 2>/dev/null | grep -v ' lo:')" ] && echo "info: network interfaces visible" || echo "info: private network namespace (only lo)"
-# Writable islands first, each its own mount so the read-only pass skips it.
-for p in $rw_paths $runtime_dirs; do
-        mountpoint -q "$p" || mount --bind "$p" "$p"
-done
-keep_rw() {
-        case "$1" in
-        /proc|/proc/*|/dev|/dev/*) return 0 ;;
-        /mnt/sandboxing|/mnt/sandboxing/*) return 0 ;;    # not ours, already read-only
-        esac
-        for p in $rw_paths $runtime_dirs; do
-                case "$1" in "$p"|"$p"/*) return 0 ;; esac
-        done
-        return 1
-}
-awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r m; do
-        keep_rw "$m" && continue
-        mount -o remount,bind,ro "$m"
-done
-mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
-for h in /root /home /run/user; do
-        [ -d "$h" ] && mount -t tmpfs -o ro,mode=000 none "$h"
-done
-mount -t tmpfs -o mode=1777 none /tmp
-TOKEN=$token RUNTIME_DIRS=$runtime_dirs exec setpriv --bounding-set="$bounding" --inh-caps=-all --no-new-privs \
-        bash /dev/fd/3 "$guest"
-STAGE1
+TOKEN=$token RUNTIME_DIRS=$runtime_dirs in_sandbox bash /dev/fd/3 "$guest" 3<&3
 rc=$?
 if journalctl -q -t vcpuspreadd-sandbox-probe --since=-1min -o cat 2>/dev/null | grep -qx "sandbox probe $token"; then
         echo "PASS: the journal holds the entry logged from inside"
@@ -186,5 +237,50 @@ if setpriv --bounding-set=-all --inh-caps=-all taskset -pc 0 "$tid" >/dev/null 2
         echo "FAIL: sched_setaffinity worked without CAP_SYS_NICE: the check is meaningless"; rc=1
 else
         echo "PASS: without CAP_SYS_NICE sched_setaffinity is refused (control)"
+fi
+
+# The daemon itself, when built ($VCPUSPREADD): one pass in the sandbox over
+# this guest alone (every other guest on the host is Policy=ignore); then its
+# two vCPUs must sit on disjoint CPUs, with equal affinity and cgroup masks.
+# If the pass fails, the same pass outside the sandbox tells whether the
+# sandbox is to blame.  The binary and configuration are copied to /run: the
+# sandbox hides /tmp, /root and /home.
+if [ -n "${VCPUSPREADD:-}" ] && [ -x "$VCPUSPREADD" ]; then
+        bin=$(mktemp -d /run/vcpuspreadd-sandbox-probe.XXXXXX)
+        created_dirs="$created_dirs $bin"
+        cp "$VCPUSPREADD" "$bin/vcpuspreadd"
+        printf '[Daemon]\nDefaultPolicy=ignore\n\n[Domain]\nName=%s\nPolicy=spread\n' "$guest" >"$bin/probe.conf"
+        daemon_once() { "$@" "$bin/vcpuspreadd" --once --config "$bin/probe.conf" --log-target console 2>&1; }
+        out=$(daemon_once in_sandbox)
+        drc=$?
+        echo "$out" | grep -v '^info: ' | sed 's/^/  daemon in the sandbox: /'
+        if [ $drc = 0 ]; then
+                masks=""
+                for v in 0 1; do
+                        t=$(sed -n "s/.*<vcpu id='$v' pid='\([0-9]*\)'.*/\1/p" "/run/libvirt/qemu/$guest.xml")
+                        aff=$(taskset -pc "$t" | sed 's/.*: //')
+                        cpus=$(cat "$(vcpu_cgroup_dir "$t")/cpuset.cpus" 2>/dev/null || echo "?")
+                        echo "info: vcpu$v tid $t: affinity $aff, cgroup cpuset.cpus $cpus"
+                        [ "$(expand_cpulist "$aff")" = "$(expand_cpulist "$cpus")" ] ||
+                                { echo "FAIL: vcpu$v affinity $aff and cgroup $cpus differ"; rc=1; }
+                        masks="$masks $aff"
+                done
+                set -- $masks
+                if [ -z "$(comm -12 <(expand_cpulist "$1") <(expand_cpulist "$2"))" ]; then
+                        echo "PASS: vcpuspreadd --once in the sandbox placed the vCPUs on disjoint CPUs:$masks"
+                else
+                        echo "FAIL: vCPUs share CPUs after vcpuspreadd --once in the sandbox:$masks"; rc=1
+                fi
+        else
+                out=$(daemon_once)
+                orc=$?
+                echo "$out" | sed 's/^/  daemon outside: /'
+                if [ $orc = 0 ]; then
+                        echo "FAIL: vcpuspreadd --once fails in the sandbox (exit $drc) but works outside"; rc=1
+                else
+                        echo "note: vcpuspreadd --once fails outside the sandbox too (exit $orc): not the sandbox's doing, daemon part inconclusive"
+                fi
+        fi
+        rm -f "$bin/vcpuspreadd" "$bin/probe.conf"
 fi
 exit $rc
