@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 static struct lt_key lower(struct lt_key a, struct lt_key b)
@@ -15,10 +16,21 @@ static struct lt_key higher(struct lt_key a, struct lt_key b)
         return b.value > a.value || (b.value == a.value && b.index < a.index) ? b : a;
 }
 
-static void pull(struct loadtree *t, size_t i)
+static bool same(struct lt_key a, struct lt_key b)
 {
-        t->min[i] = lower(t->min[2 * i], t->min[2 * i + 1]);
-        t->max[i] = higher(t->max[2 * i], t->max[2 * i + 1]);
+        return a.value == b.value && a.index == b.index;
+}
+
+/* Recompute node i from its children; false when it did not change. */
+static bool pull(struct loadtree *t, size_t i)
+{
+        struct lt_key min = lower(t->min[2 * i], t->min[2 * i + 1]);
+        struct lt_key max = higher(t->max[2 * i], t->max[2 * i + 1]);
+        bool changed = !same(min, t->min[i]) || !same(max, t->max[i]);
+
+        t->min[i] = min;
+        t->max[i] = max;
+        return changed;
 }
 
 int loadtree_init(struct loadtree *t, size_t n)
@@ -39,7 +51,7 @@ int loadtree_init(struct loadtree *t, size_t n)
                 t->max[size + i] = (struct lt_key){ -HUGE_VAL, (unsigned)i };
         }
         for (size_t i = size; --i > 0;)
-                pull(t, i);
+                (void)pull(t, i);
         return 0;
 }
 
@@ -56,8 +68,9 @@ void loadtree_set(struct loadtree *t, size_t leaf, double min_key, double max_ke
 
         t->min[i].value = min_key;
         t->max[i].value = max_key;
-        for (i >>= 1; i > 0; i >>= 1)
-                pull(t, i);
+        /* Ancestors only change while their key does: stop at the first that keeps it. */
+        for (i >>= 1; i > 0 && pull(t, i); i >>= 1)
+                ;
 }
 
 struct lt_key loadtree_min(const struct loadtree *t, size_t lo, size_t hi)

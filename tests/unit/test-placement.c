@@ -27,24 +27,56 @@ static const char *const topologies[] = {
         "pack:4 numa:2 l3:4 core:16 pu:2",      /* 1,024 */
 };
 
-/* ---- Scenario: a topology, a usable set and guests, all owned ---- */
+/* ---- Topologies, each loaded once (hwloc loads its plugins on every load) ---- */
+
+struct topo_cache {
+        size_t n;
+        struct {
+                const char *name;
+                struct topology *topo;
+        } slot[32];
+};
+
+static struct topology *topo_get(struct topo_cache *tc, const char *synthetic)
+{
+        for (size_t i = 0; i < tc->n; i++)
+                if (strcmp(tc->slot[i].name, synthetic) == 0)
+                        return tc->slot[i].topo;
+        struct topology *t = NULL;
+        int r = topology_load_synthetic(synthetic, &t);
+        CHECK(r == 0 && tc->n < ELEMENTSOF(tc->slot), "load %s: %s", synthetic, strerror(-r));
+        if (r < 0 || tc->n >= ELEMENTSOF(tc->slot)) {
+                topology_free(t);
+                return NULL;
+        }
+        tc->slot[tc->n].name = synthetic;
+        tc->slot[tc->n++].topo = t;
+        return t;
+}
+
+static void topo_cache_done(struct topo_cache *tc)
+{
+        for (size_t i = 0; i < tc->n; i++)
+                topology_free(tc->slot[i].topo);
+}
+
+/* ---- Scenario: a topology (borrowed), a usable set and guests (owned) ---- */
 
 struct scenario {
-        struct topology *topo;
+        struct topology *topo;          /* borrowed from the cache */
         hwloc_bitmap_t usable;
         struct guest_input *guests;
         size_t n_guests;
         struct plan_params params;
 };
 
-static int scenario_init(struct scenario *s, const char *synthetic)
+static int scenario_init(struct scenario *s, struct topo_cache *tc, const char *synthetic)
 {
         *s = (struct scenario){};
         plan_params_default(&s->params);
-        int r = topology_load_synthetic(synthetic, &s->topo);
-        CHECK(r == 0, "load %s: %s", synthetic, strerror(-r));
-        if (r < 0)
-                return r;
+        s->topo = topo_get(tc, synthetic);
+        if (!s->topo)
+                return -EINVAL;
         s->usable = hwloc_bitmap_alloc();
         CHECK(topology_usable(s->topo, NULL, s->usable) == 0, "usable of %s", synthetic);
         return 0;
@@ -64,7 +96,6 @@ static void scenario_done(struct scenario *s)
         free(s->guests);
         if (s->usable)
                 hwloc_bitmap_free(s->usable);
-        topology_free(s->topo);
         *s = (struct scenario){};
 }
 
@@ -273,12 +304,12 @@ static void test_strings(void)
         CHECK(strcmp(plan_scope_to_string(SCOPE_NUMA), "numa") == 0, "scope name");
 }
 
-static void test_bad_input(void)
+static void test_bad_input(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "core:4 pu:1") < 0)
+        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
                 return;
         size_t g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
         vcpus_of(&s, g)[1].load = NAN;
@@ -311,12 +342,12 @@ static void test_bad_input(void)
 
 /* ---- 1. Spread ---- */
 
-static void test_spread_tiny(void)
+static void test_spread_tiny(struct topo_cache *tc)
 {
         for (size_t t = 0; t < 2; t++) {
                 struct scenario s;
                 struct plan p;
-                if (scenario_init(&s, topologies[t]) < 0)
+                if (scenario_init(&s, tc, topologies[t]) < 0)
                         continue;
                 size_t two = add_guest(&s, POLICY_SPREAD, 2, 1);
                 size_t one = add_guest(&s, POLICY_SPREAD, 1, 0.5);
@@ -335,12 +366,12 @@ static void test_spread_tiny(void)
         }
 }
 
-static void test_overcommit(void)
+static void test_overcommit(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "pu:2") < 0)
+        if (scenario_init(&s, tc, "pu:2") < 0)
                 return;
         size_t g = add_guest(&s, POLICY_SPREAD, 5, 0.8);
         if (plan_checked(&s, &p, "5 vCPUs on 2 PUs") == 0) {
@@ -358,7 +389,7 @@ static void test_overcommit(void)
 
         /* Many more vCPUs than PUs, many guests: 10,000 on 64. */
         struct rng r = { 0x5eed0001 };
-        if (scenario_init(&s, "pack:1 l3:2 core:16 pu:2") < 0)
+        if (scenario_init(&s, tc, "pack:1 l3:2 core:16 pu:2") < 0)
                 return;
         random_guests(&r, &s, 10000.0 / 64);
         if (plan_checked(&s, &p, "10,000 vCPUs on 64 PUs") == 0)
@@ -368,12 +399,12 @@ static void test_overcommit(void)
 
 /* ---- 2. Spread-cores ---- */
 
-static void test_spread_cores(void)
+static void test_spread_cores(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "core:4 pu:2") < 0)
+        if (scenario_init(&s, tc, "core:4 pu:2") < 0)
                 return;
         s.params.lane_max = 1;
         size_t cores = add_guest(&s, POLICY_SPREAD_CORES, 4, 1);
@@ -422,13 +453,13 @@ static void test_spread_cores(void)
 
 /* ---- 3. Locality ---- */
 
-static void test_locality(void)
+static void test_locality(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
         /* 4 NUMA nodes of 32 PUs, each 2 L3 groups of 16: 0-15, 16-31, 32-47, ... */
-        if (scenario_init(&s, "pack:2 numa:2 l3:2 core:8 pu:2") < 0)
+        if (scenario_init(&s, tc, "pack:2 numa:2 l3:2 core:8 pu:2") < 0)
                 return;
         size_t busy = add_guest(&s, POLICY_IGNORE, 16, 1);
         for (size_t j = 0; j < 16; j++)
@@ -455,7 +486,7 @@ static void test_locality(void)
          * already carries 4.0 on its 2 PUs.  Keeping it there would put node 0
          * above ideal + max vCPU load, so it spills and says so.
          */
-        if (scenario_init(&s, "numa:3 core:2 pu:1") < 0)
+        if (scenario_init(&s, tc, "numa:3 core:2 pu:1") < 0)
                 return;
         s.params.lane_max = 1;
         size_t hog = add_guest(&s, POLICY_IGNORE, 4, 1);
@@ -485,7 +516,7 @@ static void test_locality(void)
 
 /* ---- 4. Balance on random inputs ---- */
 
-static void test_random_balance(void)
+static void test_random_balance(struct topo_cache *tc)
 {
         struct rng r = { 0x5eed0004 };
         static const unsigned lanes[] = { 0, 1, 2 };
@@ -499,7 +530,7 @@ static void test_random_balance(void)
                                         struct scenario s;
                                         struct plan p;
                                         char what[128];
-                                        if (scenario_init(&s, topologies[t]) < 0)
+                                        if (scenario_init(&s, tc, topologies[t]) < 0)
                                                 continue;
                                         s.params.lane_max = lanes[l];
                                         random_guests(&r, &s, densities[d]);
@@ -534,7 +565,7 @@ static bool plans_equal(const struct plan *a, const struct plan *b)
         return true;
 }
 
-static void test_stability_random(void)
+static void test_stability_random(struct topo_cache *tc)
 {
         struct rng r = { 0x5eed0005 };
 
@@ -543,7 +574,7 @@ static void test_stability_random(void)
                         struct scenario s;
                         struct plan first, again, adopted, changed;
                         char what[128];
-                        if (scenario_init(&s, topologies[t]) < 0)
+                        if (scenario_init(&s, tc, topologies[t]) < 0)
                                 continue;
                         s.params.lane_max = lane;
                         random_guests(&r, &s, 1.5);
@@ -588,12 +619,12 @@ static void test_stability_random(void)
 }
 
 /* Masks someone else set that satisfy 1-3, balanced enough: adopted as they are. */
-static void test_adopt_foreign(void)
+static void test_adopt_foreign(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "pack:1 l3:2 core:4 pu:2") < 0)
+        if (scenario_init(&s, tc, "pack:1 l3:2 core:4 pu:2") < 0)
                 return;
         size_t a = add_guest(&s, POLICY_SPREAD, 2, 0.2);
         size_t b = add_guest(&s, POLICY_SPREAD_CORES, 2, 0.2);
@@ -610,12 +641,12 @@ static void test_adopt_foreign(void)
 }
 
 /* Only violating vCPUs move, each with its reason. */
-static void test_fix_violations(void)
+static void test_fix_violations(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "core:4 pu:2") < 0)
+        if (scenario_init(&s, tc, "core:4 pu:2") < 0)
                 return;
         hwloc_bitmap_clr(s.usable, 7);          /* reserved */
         s.params.lane_max = 1;
@@ -644,7 +675,7 @@ static void test_fix_violations(void)
         scenario_done(&s);
 
         /* Split over two NUMA nodes although it fits one: moved together. */
-        if (scenario_init(&s, "numa:2 core:4 pu:1") < 0)
+        if (scenario_init(&s, tc, "numa:2 core:4 pu:1") < 0)
                 return;
         s.params.lane_max = 1;
         g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
@@ -659,12 +690,12 @@ static void test_fix_violations(void)
 }
 
 /* Rebalancing: bounded by max_moves, worth more than move_penalty, off above the threshold. */
-static void test_rebalance(void)
+static void test_rebalance(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "core:8 pu:1") < 0)
+        if (scenario_init(&s, tc, "core:8 pu:1") < 0)
                 return;
         s.params.lane_max = 1;
         for (size_t i = 0; i < 4; i++) {
@@ -702,7 +733,7 @@ static void test_rebalance(void)
 
 /* ---- 6. Lanes ---- */
 
-static void test_lanes(void)
+static void test_lanes(struct topo_cache *tc)
 {
         static const unsigned lane_max[] = { 1, 4, 0 };
         static const unsigned sizes[] = { 1, 2, 3, 5, 8, 16 };
@@ -710,7 +741,7 @@ static void test_lanes(void)
         for (size_t l = 0; l < ELEMENTSOF(lane_max); l++) {
                 struct scenario s;
                 struct plan p;
-                if (scenario_init(&s, "pack:2 numa:2 l3:2 core:8 pu:2") < 0)
+                if (scenario_init(&s, tc, "pack:2 numa:2 l3:2 core:8 pu:2") < 0)
                         continue;
                 s.params.lane_max = lane_max[l];
                 for (size_t i = 0; i < ELEMENTSOF(sizes); i++)
@@ -735,12 +766,12 @@ static void test_lanes(void)
 
 /* ---- 7. Ignored guests ---- */
 
-static void test_ignore(void)
+static void test_ignore(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "core:4 pu:1") < 0)
+        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
                 return;
         s.params.lane_max = 1;
         size_t ign = add_guest(&s, POLICY_IGNORE, 3, 1);
@@ -807,7 +838,7 @@ static unsigned replay_violations(const struct scenario *s, const struct plan *p
         return bad;
 }
 
-static void test_move_order(void)
+static void test_move_order(struct topo_cache *tc)
 {
         struct scenario s;
         struct plan p;
@@ -817,7 +848,7 @@ static void test_move_order(void)
          * placed first) has to enter one: PU 0, which vCPU 1 leaves.  vCPU 1
          * must move first.
          */
-        if (scenario_init(&s, "core:4 pu:1") < 0)
+        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
                 return;
         hwloc_bitmap_clr(s.usable, 3);
         s.params.lane_max = 1;
@@ -848,7 +879,7 @@ static void test_move_order(void)
         for (size_t t = 0; t < ELEMENTSOF(topologies); t++)
                 for (unsigned round = 0; round < 6; round++) {
                         bool big = round >= 3;
-                        if (scenario_init(&s, topologies[t]) < 0)
+                        if (scenario_init(&s, tc, topologies[t]) < 0)
                                 continue;
                         s.params.lane_max = round % 3;
                         random_guests_sized(&r, &s, 1.0, big);
@@ -875,13 +906,13 @@ static void test_move_order(void)
 
 /* ---- The largest topology, dense ---- */
 
-static void test_large(void)
+static void test_large(struct topo_cache *tc)
 {
         struct rng r = { 0x5eed0008 };
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, "pack:4 numa:2 l3:4 core:16 pu:2") < 0)
+        if (scenario_init(&s, tc, "pack:4 numa:2 l3:4 core:16 pu:2") < 0)
                 return;
         CHECK(s.topo->n_pus == 1024, "1,024 PUs");
         random_guests(&r, &s, 10000.0 / 1024);
@@ -898,20 +929,23 @@ static void test_large(void)
 
 int main(void)
 {
+        struct topo_cache tc = {};
+
         test_strings();
-        test_bad_input();
-        test_spread_tiny();
-        test_overcommit();
-        test_spread_cores();
-        test_locality();
-        test_random_balance();
-        test_stability_random();
-        test_adopt_foreign();
-        test_fix_violations();
-        test_rebalance();
-        test_lanes();
-        test_ignore();
-        test_move_order();
-        test_large();
+        test_bad_input(&tc);
+        test_spread_tiny(&tc);
+        test_overcommit(&tc);
+        test_spread_cores(&tc);
+        test_locality(&tc);
+        test_random_balance(&tc);
+        test_stability_random(&tc);
+        test_adopt_foreign(&tc);
+        test_fix_violations(&tc);
+        test_rebalance(&tc);
+        test_lanes(&tc);
+        test_ignore(&tc);
+        test_move_order(&tc);
+        test_large(&tc);
+        topo_cache_done(&tc);
         return test_result();
 }
