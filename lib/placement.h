@@ -44,6 +44,17 @@ enum place_reason {
 /* "new-guest", "sibling-conflict", ...: the VCPUSPREAD_REASON vocabulary. */
 const char *place_reason_to_string(enum place_reason r);
 
+/* The narrowest domain holding all of a guest's vCPUs (property 3). */
+enum plan_scope {
+        SCOPE_L3,               /* one L3 group (within one NUMA node) */
+        SCOPE_NUMA,             /* one NUMA node */
+        SCOPE_ANY,              /* anywhere the guest may run */
+        _SCOPE_MAX,
+};
+
+/* "l3", "numa", "any". */
+const char *plan_scope_to_string(enum plan_scope s);
+
 struct vcpu_input {
         unsigned vcpu;                  /* the guest's vCPU number */
         double load;                    /* expected load in [0,1] */
@@ -93,6 +104,14 @@ struct guest_plan {
         unsigned max_per_pu;
         /* 0, or -ENOSPC: the restriction leaves no usable CPU (guest untouched). */
         int error;
+        /*
+         * Where the engine keeps the guest.  @spilled: the guest fits a
+         * narrower domain than @scope, but every such domain that could hold
+         * it was too loaded: its average PU load with the guest added would
+         * exceed ideal + largest vCPU load ("when load allows").
+         */
+        enum plan_scope scope;
+        bool spilled;
 };
 
 struct plan_move {
@@ -107,16 +126,21 @@ struct plan {
         size_t n_guests;
         struct guest_plan *guests;      /* owned */
         /* Moves in an order that is safe to apply one by one: no step puts
-         * two vCPUs of one guest on a common CPU that the final plan keeps apart. */
+         * two vCPUs of one guest on a common CPU that the final plan keeps apart
+         * (except for overcommitted guests, whose vCPUs share CPUs anyway). */
         size_t n_moves;
         struct plan_move *moves;        /* owned */
+        /* Moves placed out of dependency order to break a cycle (a swap):
+         * applying those may briefly put two siblings on one CPU.  The engine
+         * keeps vCPUs where they are when it can, so this is normally 0. */
+        size_t n_unordered;
         size_t n_pus;
         double *pu_load;                /* expected load per PU, by dense index; owned */
         double ideal_load;              /* total load / usable PUs */
 };
 
 /*
- * Compute a plan.  Returns 0, or a negative errno: -EINVAL for invalid input
+ * Compute a plan.  @params may be NULL for the defaults.  Returns 0, or a negative errno: -EINVAL for invalid input
  * (load outside [0,1], NaN), -ENOSPC when @usable is empty, -ENOMEM.
  * On success @out must be released with plan_done().
  */
@@ -132,6 +156,7 @@ struct plan_checks {
         bool smt;               /* 2: spread-cores guests avoid sharing cores when they fit */
         bool locality;          /* 3: guests that fit one NUMA node (L3 group) are kept in it */
         bool balance;           /* 4: max PU load <= ideal + largest vCPU load */
+        bool bounds;            /* every managed mask is non-empty and inside usable ∩ restriction */
         double max_pu_load;
         double max_vcpu_load;
 };
