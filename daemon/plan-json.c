@@ -124,11 +124,11 @@ void plan_print_text(FILE *f, const struct topology *topo, hwloc_const_bitmap_t 
                         gp->error ? ": ERROR no usable CPU in its restriction" : "");
                 for (size_t v = 0; v < g->n_vcpus; v++) {
                         _cleanup_free_ char *cpus = cpulist_format(gp->vcpus[v].target);
-                        fprintf(f, "  vcpu%-3u -> %-12s load %.2f%s%s\n", g->vcpus[v].vcpu, cpus ? cpus : "?",
-                                g->vcpus[v].load, gp->vcpus[v].reason != PLACE_NONE ? "  (" : "",
-                                gp->vcpus[v].reason != PLACE_NONE ? place_reason_to_string(gp->vcpus[v].reason) : "");
-                        if (gp->vcpus[v].reason != PLACE_NONE)
-                                fputc(')', f);
+                        enum place_reason why = gp->vcpus[v].reason;
+                        fprintf(f, "  vcpu%-3u -> %-12s load %.2f", g->vcpus[v].vcpu, cpus ? cpus : "?",
+                                g->vcpus[v].load);
+                        if (why != PLACE_NONE)
+                                fprintf(f, "  (%s)", place_reason_to_string(why));
                         fputc('\n', f);
                 }
         }
