@@ -164,7 +164,8 @@ static int run_request(int argc, char **argv, const char *usage, bool allow_json
                 return CTL_EXIT_OK;
         if (r < 0)
                 return CTL_EXIT_USAGE;
-        r = ctl_request(o->socket, argv[0], reply);
+        /* The map is drawn from the status reply; the daemon has no map of its own. */
+        r = ctl_request(o->socket, strcmp(argv[0], "map") == 0 ? "status" : argv[0], reply);
         if (r != 0)
                 return r;
         json_object *ok;
