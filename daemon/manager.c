@@ -426,15 +426,17 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
         }
 
         _cleanup_free_ char *f_vcpu = NULL, *f_tid = NULL, *f_from = NULL, *f_to = NULL, *f_reason = NULL,
-                            *f_dry = NULL;
+                            *f_dry = NULL, *f_load = NULL, *f_wait = NULL;
         if (asprintf(&f_vcpu, "VCPUSPREAD_VCPU=%u", v->vcpu) < 0 ||
             asprintf(&f_tid, "VCPUSPREAD_TID=%d", (int)v->tid) < 0 ||
             asprintf(&f_from, "VCPUSPREAD_CPUS_FROM=%s", from_s) < 0 ||
             asprintf(&f_to, "VCPUSPREAD_CPUS_TO=%s", to_s) < 0 ||
             asprintf(&f_reason, "VCPUSPREAD_REASON=%s", reason) < 0 ||
-            asprintf(&f_dry, "VCPUSPREAD_DRY_RUN=%d", m->settings.dry_run) < 0)
+            asprintf(&f_dry, "VCPUSPREAD_DRY_RUN=%d", m->settings.dry_run) < 0 ||
+            asprintf(&f_load, "VCPUSPREAD_LOAD=%.3f", v->load) < 0 ||
+            asprintf(&f_wait, "VCPUSPREAD_WAIT_MS=%.1f", v->wait_ms) < 0)
                 return log_error_errno(-ENOMEM, "out of memory");
-        const char *fields[] = { f_vcpu, f_tid, f_from, f_to, f_reason, f_dry, NULL };
+        const char *fields[] = { f_vcpu, f_tid, f_from, f_to, f_reason, f_dry, f_load, f_wait, NULL };
         log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &d, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s)",
                    m->settings.dry_run ? "would move: " : "", g->name, v->vcpu, (int)v->tid, from_s, to_s,
                    reason);
@@ -448,6 +450,69 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
         snprintf(m->last_change, sizeof(m->last_change), "%s vcpu%u %s -> %s (%s)", g->name, v->vcpu, from_s,
                  to_s, reason);
         return 0;
+}
+
+/*
+ * A rebalancing move of a vCPU moved less than MinDwellSec ago waits, so the
+ * system converges instead of chasing noise, unless the vCPU starves (its
+ * run-queue wait is over StarvationWaitSec per second).  Moves that fix a
+ * conflict or place a new vCPU never wait.
+ */
+static bool move_too_soon(const struct manager *m, const struct plan_move *mv, const struct managed_guest *g,
+                          uint64_t now)
+{
+        const struct managed_vcpu *v = &g->vcpus[mv->vcpu];
+
+        if (mv->reason != PLACE_REBALANCE || !v->last_move_usec)
+                return false;
+        if (now - v->last_move_usec >= m->config.min_dwell_usec)
+                return false;
+        return !(m->config.starvation_wait_usec &&
+                 v->wait_ms * 1000.0 >= (double)m->config.starvation_wait_usec);
+}
+
+/*
+ * The engine orders moves so that siblings never share a CPU on the way,
+ * but skipped moves (dwell, failures) and swap cycles break that chain:
+ * never move a vCPU onto CPUs a placed sibling still holds.  A sibling that
+ * is not placed yet (a new guest's vCPUs all start on every CPU) overlaps
+ * anyway until its own later move in this pass.
+ */
+static bool sibling_in_the_way(const struct plan *plan, const struct plan_move *mv, const bool *skip,
+                               const struct managed_guest *g, size_t k)
+{
+        for (size_t s = 0; s < g->n_vcpus; s++) {
+                if (s == mv->vcpu || !hwloc_bitmap_intersects(g->vcpus[s].current, mv->to))
+                        continue;
+                bool placed_later = false;
+                for (size_t j = k + 1; j < plan->n_moves; j++)
+                        if (plan->moves[j].guest == mv->guest && plan->moves[j].vcpu == s && !skip[j] &&
+                            plan->moves[j].reason != PLACE_REBALANCE)
+                                placed_later = true;
+                if (!placed_later)
+                        return true;
+        }
+        return false;
+}
+
+/* For every guest whose start event we saw: how long until all its vCPUs were placed. */
+static void log_placement_latency(struct manager *m, const struct plan_inputs *in, const unsigned *failed,
+                                  uint64_t now)
+{
+        for (size_t i = 0; i < in->n; i++) {
+                struct managed_guest *g = in->owner[i];
+                if (!g->start_event_usec || failed[i] || g->state != GUEST_MANAGED)
+                        continue;
+                uint64_t us = now - g->start_event_usec;
+                char f_lat[64];
+                snprintf(f_lat, sizeof(f_lat), "VCPUSPREAD_LATENCY_US=%llu", (unsigned long long)us);
+                const char *fields[] = { f_lat, NULL };
+                struct log_domain d = guest_log(g);
+                log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, fields,
+                           "%s: all %zu vCPUs placed %.1f ms after its start event", g->name, g->n_vcpus,
+                           (double)us / 1000.0);
+                g->start_event_usec = 0;
+        }
 }
 
 /* Compute what the engine would do now; the caller owns @in and @plan. */
@@ -495,21 +560,40 @@ static int manager_plan_and_apply(struct manager *m)
                 }
         }
 
+        uint64_t now;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        _cleanup_free_ bool *skip = calloc(plan.n_moves ?: 1, sizeof(bool));
+        if (!skip) {
+                plan_done(&plan);
+                return log_error_errno(-ENOMEM, "out of memory");
+        }
+        for (size_t k = 0; k < plan.n_moves; k++)
+                skip[k] = move_too_soon(m, &plan.moves[k], in.owner[plan.moves[k].guest], now);
+
         for (size_t k = 0; k < plan.n_moves; k++) {
                 const struct plan_move *mv = &plan.moves[k];
                 struct managed_guest *g = in.owner[mv->guest];
                 struct managed_vcpu *v = &g->vcpus[mv->vcpu];
 
-                if (in.guests[mv->guest].policy == POLICY_IGNORE)
-                        continue;  /* the engine never moves these; belt and braces */
+                if (in.guests[mv->guest].policy == POLICY_IGNORE || skip[k])
+                        continue;  /* the engine never moves ignored guests; belt and braces */
                 attempted[mv->guest]++;
+                if (!plan.guests[mv->guest].overcommitted && sibling_in_the_way(&plan, mv, skip, g, k)) {
+                        log_debug("%s vcpu%u: a sibling still holds part of the target; retrying next pass",
+                                  g->name, v->vcpu);
+                        failed[mv->guest]++;
+                        continue;
+                }
                 r = apply_move(m, g, v, mv->to, move_reason(g, v, mv->reason));
                 if (r < 0) {
                         failed[mv->guest]++;
                         if (r == -ESRCH)
                                 resync = true;
+                } else {
+                        v->last_move_usec = now;
                 }
         }
+        log_placement_latency(m, &in, failed, now);
 
         for (size_t i = 0; i < in.n; i++) {
                 struct managed_guest *g = in.owner[i];
@@ -708,6 +792,8 @@ static void on_lv_domain_event(void *userdata, const char *uuid, enum lv_domain_
                 log_error_errno(-ENOMEM, "out of memory");
                 return;
         }
+        if (g->is_new && !g->start_event_usec)
+                sd_event_now(m->event, CLOCK_MONOTONIC, &g->start_event_usec);
         guest_discover_threads(m, g);
         manager_schedule_plan(m);
 }
@@ -775,6 +861,72 @@ static int on_statusfile_changed(sd_event_source *s, const struct inotify_event 
         sd_event_source_set_time(m->statusfile_debounce, now + STATUSFILE_DEBOUNCE_USEC);
         sd_event_source_set_enabled(m->statusfile_debounce, SD_EVENT_ONESHOT);
         return 0;
+}
+
+/* ---- sampling ----------------------------------------------------------- */
+
+/*
+ * A vCPU's demand is the CPU time it got plus the time it waited for a CPU:
+ * a starved vCPU uses little but wants much, and it is exactly the one the
+ * engine must see as loaded.
+ */
+static void vcpu_sample(struct manager *m, struct managed_guest *g, struct managed_vcpu *v, double window_s)
+{
+        struct thread_counters c;
+        int r = sampler_read_thread(m->sampler, v->tid, &c);
+
+        if (r < 0) {
+                if (r != -ESRCH && r != -EOPNOTSUPP)
+                        log_debug_errno(r, "%s vcpu%u (tid %d): cannot sample: %m", g->name, v->vcpu, (int)v->tid);
+                return;  /* a vanished thread is found out by the next resync */
+        }
+        if (thread_load_update(&v->tl, &c, window_s) != THREAD_LOAD_UPDATED)
+                return;
+        double demand = v->tl.util.value + v->tl.wait.value;
+        v->load = demand > 1.0 ? 1.0 : demand < 0.0 ? 0.0 : demand;
+        v->wait_ms = v->tl.last_wait_ms;
+}
+
+static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct manager *m = userdata;
+        double window_s = (double)m->config.load_window_usec / 1e6;
+
+        sd_event_source_set_time(s, usec + m->config.sample_interval_usec);
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                for (size_t k = 0; k < g->n_vcpus; k++)
+                        vcpu_sample(m, g, &g->vcpus[k], window_s);
+        }
+        /* Re-plan with the new loads: the engine only moves what clears the
+         * hysteresis, and at most MovesPerInterval= vCPUs. */
+        if (lv_conn_is_alive(m->lv))
+                manager_plan_and_apply(m);
+        return 0;
+}
+
+static int manager_start_sampling(struct manager *m)
+{
+        struct sampler_config sc = {
+                .use_taskstats = true,
+                .enable_delayacct = m->config.task_delay_accounting,
+        };
+        uint64_t now;
+        int r;
+
+        r = sampler_new(&sc, &m->sampler);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up load sampling: %m");
+        log_struct(sampler_source(m->sampler) == SAMPLER_NONE ? LOG_WARNING : LOG_INFO, 0, MSGID_DAEMON_STATE,
+                   NULL, NULL, "load sampling: %s", sampler_description(m->sampler));
+        if (sampler_source(m->sampler) == SAMPLER_NONE)
+                return 0;  /* placement still works, with every vCPU counted as busy */
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        r = sd_event_add_time(m->event, &m->sample_timer, CLOCK_MONOTONIC, now + m->config.sample_interval_usec,
+                              0, on_sample_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "cannot arm the sampling timer: %m");
+        return sd_event_source_set_enabled(m->sample_timer, SD_EVENT_ON);
 }
 
 /* ---- timers and signals ------------------------------------------------ */
@@ -928,6 +1080,8 @@ void manager_free(struct manager *m)
         free(m->guests);
         control_server_free(m->control);
         sd_event_source_unref(m->replan_source);
+        sd_event_source_unref(m->sample_timer);
+        sampler_free(m->sampler);
         sd_event_source_unref(m->resync_timer);
         sd_event_source_unref(m->retry_timer);
         sd_event_source_unref(m->inotify_source);
@@ -981,6 +1135,9 @@ int manager_run(struct manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot arm the resync timer: %m"), 1;
         sd_event_source_set_enabled(m->resync_timer, SD_EVENT_ON);
+        r = manager_start_sampling(m);
+        if (r < 0)
+                return 1;
 
         if (!lv_conn_is_alive(m->lv))
                 /* Not fatal: a host boots libvirtd after us sometimes. */

@@ -21,6 +21,7 @@
 #include "control.h"
 #include "libvirt.h"
 #include "placement.h"
+#include "sample.h"
 #include "topology.h"
 #include "vcpu-threads.h"
 
@@ -50,8 +51,10 @@ struct managed_vcpu {
         hwloc_bitmap_t current;         /* affinity as last read or written; owned */
         bool operator_pinned;           /* pinned by the operator while we ran */
         bool is_new;                    /* appeared since the last plan (hotplug) */
-        double load;                    /* recent utilisation of a CPU, [0,1] */
+        double load;                    /* recent demand (CPU use + run-queue wait), [0,1] */
         double wait_ms;                 /* run-queue wait in the last interval */
+        struct thread_load tl;          /* sampling state of this thread */
+        uint64_t last_move_usec;        /* CLOCK_MONOTONIC of our last move, 0 never */
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
@@ -75,6 +78,7 @@ struct managed_guest {
         bool is_new;                    /* not planned yet */
         bool seen;                      /* mark for resync */
         unsigned thread_retries;        /* vCPU threads looked for but not found */
+        uint64_t start_event_usec;      /* CLOCK_MONOTONIC of its start event, until placed */
 };
 
 struct manager {
@@ -93,6 +97,8 @@ struct manager {
         struct managed_guest **guests;
 
         sd_event_source *replan_source;         /* deferred plan after changes */
+        sd_event_source *sample_timer;
+        struct sampler *sampler;
         sd_event_source *resync_timer;
         sd_event_source *retry_timer;           /* threads not found yet */
         sd_event_source *inotify_source;        /* status files (hotplug) */
