@@ -98,6 +98,13 @@ static int release_dispatch(sd_event_source *s, void *userdata)
         return 0;
 }
 
+/* Once the loop has finished (the daemon is exiting and tears libvirt
+ * down) sd-event refuses changes with ESTALE: expected then, not a problem. */
+static int bridge_failure_level(int r, int level)
+{
+        return r == -ESTALE ? LOG_DEBUG : level;
+}
+
 /* Run @ff(@opaque) on a later iteration, never now. */
 static void release_later(virFreeCallback ff, void *opaque)
 {
@@ -116,7 +123,7 @@ static void release_later(virFreeCallback ff, void *opaque)
         if (r < 0) {
                 /* Calling ff here could deadlock inside libvirt; a leak is the
                  * lesser harm. */
-                log_error_errno(r, "Cannot defer a libvirt free callback, leaking it: %m");
+                log_full_errno(bridge_failure_level(r, LOG_ERR), r, "Cannot defer a libvirt free callback, leaking it: %m");
                 free(rel);
                 return;
         }
@@ -204,7 +211,7 @@ static void bridge_update_handle(int id, int events)
         h->events = events;
         r = handle_apply_events(h);
         if (r < 0)
-                log_warning_errno(r, "Cannot update libvirt watch on fd %d: %m", h->fd);
+                log_full_errno(bridge_failure_level(r, LOG_WARNING), r, "Cannot update libvirt watch on fd %d: %m", h->fd);
 }
 
 static int bridge_remove_handle(int id)
@@ -313,7 +320,7 @@ static void bridge_update_timeout(int id, int interval_ms)
         t->interval_ms = interval_ms;
         r = timeout_arm(t);
         if (r < 0)
-                log_warning_errno(r, "Cannot update libvirt timeout to %d ms: %m", interval_ms);
+                log_full_errno(bridge_failure_level(r, LOG_WARNING), r, "Cannot update libvirt timeout to %d ms: %m", interval_ms);
 }
 
 static int bridge_remove_timeout(int id)

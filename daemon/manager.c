@@ -750,8 +750,7 @@ static void on_lv_connected(void *userdata)
         struct manager *m = userdata;
         if (m->settings.once)
                 return;  /* manager_run_once does the one pass itself */
-        log_struct(LOG_INFO, 0, MSGID_LIBVIRT_CONN, NULL, NULL, "connected to libvirt at %s",
-                   manager_uri(m));
+        /* The adapter already logged the connection. */
         manager_resync(m);
         manager_ready(m, "first placement applied");
 }
