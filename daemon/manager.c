@@ -262,6 +262,17 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 vcpu_threads_done(&t);
                 return r < 0 ? r : -ENOENT;
         }
+        /*
+         * A guest that just started has no vCPUs in libvirt's status file
+         * until libvirt has finished setting it up, and that setup resets the
+         * vCPUs' affinity (seen here: a guest placed from thread names alone
+         * was back on every CPU a moment later).  So wait for the status
+         * file a while; fall back to thread names only after that.
+         */
+        if (t.origin == VCPU_THREADS_THREAD_NAMES && g->is_new && g->thread_retries < THREAD_RETRY_MAX) {
+                vcpu_threads_done(&t);
+                return -EAGAIN;
+        }
         if (t.origin == VCPU_THREADS_THREAD_NAMES)
                 log_struct(LOG_NOTICE, 0, MSGID_DOMAIN_FOUND, &d, NULL,
                            "%s: libvirt's status file could not be read; found its vCPU threads by name",
