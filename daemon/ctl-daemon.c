@@ -314,28 +314,34 @@ static int map_add(struct map_cpu *c, struct map_entry e)
 static void map_print(struct map_cpu *cpus, size_t n_cpus, json_object *guests, json_object *floating, bool colour)
 {
         int pkg = -1, numa = -1, l3 = -1, core = -1;
+        bool open_line = false;
 
+#define END_LINE() do { if (open_line) { putchar('\n'); open_line = false; } } while (0)
         for (size_t i = 0; i < n_cpus; i++) {
                 struct map_cpu *c = &cpus[i];
                 if (c->package != pkg) {
+                        END_LINE();
                         printf("Package %d\n", c->package);
                         pkg = c->package;
-                        numa = l3 = -1;
+                        numa = l3 = core = -1;
                 }
                 if (c->numa != numa) {
+                        END_LINE();
                         printf("  NUMA node %d\n", c->numa);
                         numa = c->numa;
-                        l3 = -1;
+                        l3 = core = -1;
                 }
                 if (c->l3 != l3) {
+                        END_LINE();
                         printf("    L3 %d\n", c->l3);
                         l3 = c->l3;
+                        core = -1;
                 }
                 if (c->core != core) {
-                        if (core != -1 && i > 0)
-                                putchar('\n');
+                        END_LINE();
                         printf("      core %-4d", c->core);
                         core = c->core;
+                        open_line = true;
                 }
                 printf(" cpu%-3d%s[", c->cpu, c->usable ? "" : "(reserved)");
                 for (size_t k = 0; k < c->n; k++) {
@@ -346,7 +352,8 @@ static void map_print(struct map_cpu *cpus, size_t n_cpus, json_object *guests, 
                 }
                 printf("]");
         }
-        putchar('\n');
+        END_LINE();
+#undef END_LINE
         if (json_object_array_length(floating) > 0) {
                 printf("\nNot placed by vcpuspreadd (may run on any usable CPU):\n ");
                 for (size_t k = 0; k < json_object_array_length(floating); k++)
@@ -357,38 +364,29 @@ static void map_print(struct map_cpu *cpus, size_t n_cpus, json_object *guests, 
         (void)guests;
 }
 
-int ctl_map(int argc, char **argv)
+/* Draw the map from a reply carrying "cpus" (topology) and "guests" with
+ * each vCPU's "cpus": the daemon's status and simulate's plan both do. */
+int ctl_map_render(json_object *reply, bool colour)
 {
-        static const char usage[] =
-                "Usage: vcpuspreadctl map [--socket PATH]\n"
-                "\n"
-                "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
-                "vCPUs that sit on each CPU; a colour per guest on a terminal.\n";
-        json_object *reply = NULL;
-        struct ctl_opts o;
-        int r = run_request(argc, argv, usage, false, &reply, &o);
-        if (r >= 0)
-                return r;
-
         json_object *jcpus = jarr(reply, "cpus"), *guests = jarr(reply, "guests");
-        json_object *d = NULL;
-        json_object_object_get_ex(reply, "daemon", &d);
         size_t n_cpus = jcpus ? json_object_array_length(jcpus) : 0;
         struct map_cpu *cpus = calloc(n_cpus ?: 1, sizeof(*cpus));
         json_object *floating = json_object_new_array();
         _cleanup_bitmap_ hwloc_bitmap_t usable = hwloc_bitmap_alloc();
         _cleanup_bitmap_ hwloc_bitmap_t mask = hwloc_bitmap_alloc();
         if (!cpus || !floating || !usable || !mask) {
-                json_object_put(reply);
+                free(cpus);
+                json_object_put(floating);
                 return ctl_error(-ENOMEM, "out of memory");
         }
-        cpulist_parse(jstr(d, "usable_cpus") ?: "", usable, NULL, 0);
 
         for (size_t i = 0; i < n_cpus; i++) {
                 json_object *c = json_object_array_get_idx(jcpus, i);
                 cpus[i] = (struct map_cpu){ .cpu = jint(c, "cpu"), .core = jint(c, "core"), .l3 = jint(c, "l3"),
                                             .numa = jint(c, "numa"), .package = jint(c, "package"),
                                             .usable = json_object_get_boolean(json_object_object_get(c, "usable")) };
+                if (cpus[i].usable)
+                        hwloc_bitmap_set(usable, (unsigned)cpus[i].cpu);
         }
         for (size_t gi = 0; guests && gi < json_object_array_length(guests); gi++) {
                 json_object *g = json_object_array_get_idx(guests, gi);
@@ -411,11 +409,27 @@ int ctl_map(int argc, char **argv)
                                                                              .lane = hwloc_bitmap_weight(mask) > 1 });
                 }
         }
-        map_print(cpus, n_cpus, guests, floating, isatty(STDOUT_FILENO));
+        map_print(cpus, n_cpus, guests, floating, colour);
         for (size_t i = 0; i < n_cpus; i++)
                 free(cpus[i].e);
         free(cpus);
         json_object_put(floating);
-        json_object_put(reply);
         return CTL_EXIT_OK;
+}
+
+int ctl_map(int argc, char **argv)
+{
+        static const char usage[] =
+                "Usage: vcpuspreadctl map [--socket PATH]\n"
+                "\n"
+                "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
+                "vCPUs that sit on each CPU; a colour per guest on a terminal.\n";
+        json_object *reply = NULL;
+        struct ctl_opts o;
+        int r = run_request(argc, argv, usage, false, &reply, &o);
+        if (r >= 0)
+                return r;
+        r = ctl_map_render(reply, isatty(STDOUT_FILENO));
+        json_object_put(reply);
+        return r;
 }

@@ -115,6 +115,7 @@ static void simulate_help(void)
                "  --policy POLICY    spread (default) or spread-cores\n"
                "  --lane-width N     CPUs per vCPU mask: auto (default) or a number (1 = pin to one CPU)\n"
                "  --json             print one JSON object\n"
+               "  --map              draw the plan as vcpuspreadctl map does\n"
                "  -h, --help         show this help\n"
                "\n"
                "Exit status: 0 all checks pass, 1 a check fails, 2 bad arguments.\n");
@@ -122,7 +123,7 @@ static void simulate_help(void)
 
 int ctl_simulate(int argc, char **argv)
 {
-        enum { ARG_DOMAINS = 0x100, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE };
+        enum { ARG_DOMAINS = 0x100, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE, ARG_MAP };
         static const struct option options[] = {
                 { "domains", required_argument, NULL, ARG_DOMAINS },
                 { "topology", required_argument, NULL, ARG_TOPOLOGY },
@@ -130,12 +131,13 @@ int ctl_simulate(int argc, char **argv)
                 { "policy", required_argument, NULL, ARG_POLICY },
                 { "lane-width", required_argument, NULL, ARG_LANE },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "map", no_argument, NULL, ARG_MAP },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         const char *domains = NULL, *topo_spec = "host", *reserved_spec = NULL;
         enum placement_policy policy = POLICY_SPREAD;
-        bool json = false;
+        bool json = false, map = false;
         struct plan_params params;
         char err[512];
         int c, r;
@@ -148,6 +150,7 @@ int ctl_simulate(int argc, char **argv)
                 case ARG_TOPOLOGY: topo_spec = optarg; break;
                 case ARG_RESERVED: reserved_spec = optarg; break;
                 case ARG_JSON: json = true; break;
+                case ARG_MAP: map = true; break;
                 case ARG_POLICY:
                         r = placement_policy_from_string(optarg);
                         if (r < 0 || r == POLICY_IGNORE)
@@ -205,13 +208,16 @@ int ctl_simulate(int argc, char **argv)
         placement_check(topo, usable, sim.guests, sim.n, &plan, &checks);
         bool ok = checks.anti_affinity && checks.smt && checks.locality && checks.balance;
 
-        if (json) {
+        if (json || map) {
                 json_object *o = plan_to_json(topo, usable, sim.guests, sim.n, &plan, &checks);
                 if (!o) {
                         plan_done(&plan);
                         return ctl_error(-ENOMEM, "out of memory");
                 }
-                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+                if (map)
+                        ctl_map_render(o, isatty(STDOUT_FILENO));
+                else
+                        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         } else {
                 plan_print_text(stdout, topo, usable, sim.guests, sim.n, &plan, &checks);

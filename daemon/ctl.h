@@ -15,6 +15,9 @@ int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ctl_error(int error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int ctl_simulate(int argc, char **argv);
+#include <stdbool.h>
+#include <json-c/json.h>
+int ctl_map_render(json_object *reply, bool colour);
 int ctl_status(int argc, char **argv);
 int ctl_map(int argc, char **argv);
 int ctl_plan(int argc, char **argv);
