@@ -87,6 +87,10 @@ static json_object *topology_json(const struct manager *m)
                 json_object_object_add(c, "numa", json_object_new_int((int)m->topo->numas[pu->numa].os_index));
                 json_object_object_add(c, "package", json_object_new_int((int)pu->package));
                 json_object_object_add(c, "usable", json_object_new_boolean(hwloc_bitmap_isset(m->usable, pu->os_index)));
+                if (m->host_load && m->host_load[p].busy.primed) {
+                        json_object_object_add(c, "busy", json_object_new_double(m->host_load[p].busy.value));
+                        json_object_object_add(c, "steal", json_object_new_double(m->host_load[p].steal.value));
+                }
                 json_object_array_add(cpus, c);
         }
         return cpus;

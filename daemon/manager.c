@@ -897,12 +897,31 @@ static void vcpu_sample(struct manager *m, struct managed_guest *g, struct manag
         v->wait_ms = v->tl.last_wait_ms;
 }
 
+/* Busy and steal time per host CPU, for status: the operator sees a CPU
+ * that another hypervisor layer takes away. */
+static void host_sample(struct manager *m, double window_s)
+{
+        size_t n = m->topo->n_pus;
+        struct timespec ts;
+
+        if (sampler_read_host(m->sampler, m->host_counters, &n) < 0)
+                return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t when = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < n; i++) {
+                int p = topology_pu_dense(m->topo, m->host_counters[i].cpu);
+                if (p >= 0)
+                        host_cpu_load_update(&m->host_load[p], &m->host_counters[i], when, window_s);
+        }
+}
+
 static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct manager *m = userdata;
         double window_s = (double)m->config.load_window_usec / 1e6;
 
         sd_event_source_set_time(s, usec + m->config.sample_interval_usec);
+        host_sample(m, window_s);
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];
                 for (size_t k = 0; k < g->n_vcpus; k++)
@@ -927,6 +946,10 @@ static int manager_start_sampling(struct manager *m)
         r = sampler_new(&sc, &m->sampler);
         if (r < 0)
                 return log_error_errno(r, "cannot set up load sampling: %m");
+        m->host_load = calloc(m->topo->n_pus, sizeof(*m->host_load));
+        m->host_counters = calloc(m->topo->n_pus, sizeof(*m->host_counters));
+        if (!m->host_load || !m->host_counters)
+                return log_error_errno(-ENOMEM, "out of memory");
         log_struct(sampler_source(m->sampler) == SAMPLER_NONE ? LOG_WARNING : LOG_INFO, 0, MSGID_DAEMON_STATE,
                    NULL, NULL, "load sampling: %s", sampler_description(m->sampler));
         if (sampler_source(m->sampler) == SAMPLER_NONE)
@@ -1092,6 +1115,8 @@ void manager_free(struct manager *m)
         sd_event_source_unref(m->replan_source);
         sd_event_source_unref(m->sample_timer);
         sampler_free(m->sampler);
+        free(m->host_load);
+        free(m->host_counters);
         sd_event_source_unref(m->resync_timer);
         sd_event_source_unref(m->retry_timer);
         sd_event_source_unref(m->inotify_source);

@@ -99,6 +99,9 @@ struct manager {
         sd_event_source *replan_source;         /* deferred plan after changes */
         sd_event_source *sample_timer;
         struct sampler *sampler;
+        /* Busy and steal per host CPU, by dense topology index. */
+        struct host_cpu_load *host_load;
+        struct host_cpu_counters *host_counters;        /* scratch, n_pus entries */
         sd_event_source *resync_timer;
         sd_event_source *retry_timer;           /* threads not found yet */
         sd_event_source *inotify_source;        /* status files (hotplug) */
