@@ -8,25 +8,29 @@
 
 #include "build-config.h"
 
+static void print_error(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static void print_error(const char *fmt, va_list ap)
+{
+        fputs("vcpuspreadctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+}
+
 int ctl_usage_error(const char *fmt, ...)
 {
         va_list ap;
-        fputs("vcpuspreadctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        print_error(fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         return CTL_EXIT_USAGE;
 }
 
 int ctl_error(int error, const char *fmt, ...)
 {
         va_list ap;
-        fputs("vcpuspreadctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        print_error(fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         return CTL_EXIT_FAILURE;
 }
 
