@@ -64,13 +64,37 @@ def virsh(*args, check=True):
     return subprocess.run(["virsh", "-q", *args], capture_output=True, text=True, check=check)
 
 
+def virsh_create(xml_path, retry_s=90.0):
+    """virsh create, retried while libvirtd is away: other users of this
+    libvirtd restart it now and then."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        r = virsh("create", xml_path, check=False)
+        if r.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"virsh create {os.path.basename(xml_path)}: {r.stderr.strip()}")
+        time.sleep(2.0)
+
+
 def list_bench_domains():
     r = virsh("list", "--name", check=False)
     return [n.strip() for n in r.stdout.splitlines() if n.strip().startswith(GUEST_PREFIX)]
 
 
-def destroy_domain(name):
-    virsh("destroy", name, check=False)
+def destroy_domain(name, timeout=90.0):
+    """Destroy a guest and make sure it is gone, also across a libvirtd
+    restart (a guest left waiting for its start signal would never end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = virsh("domstate", name, check=False)
+        if r.returncode != 0 and "ailed to get domain" in r.stderr:
+            return True
+        if r.returncode == 0:
+            virsh("destroy", name, check=False)
+        time.sleep(1.0)
+    log(f"could not make sure {name} is gone")
+    return False
 
 
 # ---------------------------------------------------------------- guests
@@ -211,6 +235,26 @@ def read_schedstat(tid):
         return None
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_s():
+    """CPU seconds the whole host spent busy (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK
+
+
+def process_cpu_s(pid):
+    """utime + stime of a whole process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Sampler:
     """Samples every vCPU thread at HZ until stopped and counts, per guest,
     the sibling pairs that are both runnable and how many of those share a CPU."""
@@ -344,23 +388,33 @@ def run_one(args, run_id, scenario, mode, workload, rep, rundir):
                        f"bench.cooldown={args.cooldown} bench.sync=1")
             with open(g.xml, "w") as f:
                 f.write(domain_xml(g.name, g.vcpus, args.image, cmdline, g.console, g.socket))
-            virsh("create", g.xml)
+            virsh_create(g.xml)
         for g in guests:
             g.qemu_pid, g.vcpu_tids = read_vcpu_threads(g.name, g.vcpus)
-        record["placement"] = apply_mode(mode, guests, cpus)
 
         wait_for(lambda: all("BENCH READY" in g.console_text() for g in guests),
                  args.boot_timeout, "all guests to boot")
         record["boot_s"] = round(time.monotonic() - t_run, 1)
+        # The fixed modes are set once, after the boot (which is not
+        # measured and would only be slower stacked) and before the start.
+        record["placement"] = apply_mode(mode, guests, cpus)
 
         t_go = send_go(guests)
         time.sleep(args.warmup)
         sampler = Sampler(guests, hz=args.hz)
         before = {tid: read_schedstat(tid) for g in guests for tid in g.vcpu_tids}
+        busy0 = host_busy_s()
+        qemu0 = sum(process_cpu_s(g.qemu_pid) for g in guests)
         sampler.start()
         time.sleep(max(0.0, t_go + args.warmup + args.window - time.monotonic()))
         sampler.stop()
         after = {tid: read_schedstat(tid) for g in guests for tid in g.vcpu_tids}
+        # What the rest of the host (other libvirt users, builds, this
+        # harness) took during the window: the noise of this run.
+        host_busy = host_busy_s() - busy0
+        qemu = sum(process_cpu_s(g.qemu_pid) for g in guests) - qemu0
+        record["host_busy_s"] = round(host_busy, 2)
+        record["other_load_s"] = round(host_busy - qemu, 2)
         record["samples"] = sampler.samples
         record["late_samples"] = sampler.late
 
@@ -390,8 +444,7 @@ def run_one(args, run_id, scenario, mode, workload, rep, rundir):
             record["guests"].append({"name": g.name, "console_tail": g.console_text()[-400:]})
     finally:
         for g in guests:
-            if g.name in list_bench_domains():
-                destroy_domain(g.name)
+            destroy_domain(g.name)
         if daemon:
             record["daemon_exit"] = daemon.stop()
         for g in guests:
@@ -434,7 +487,12 @@ def fmt_run(r):
 
 # ---------------------------------------------------------------- run command
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def cmd_run(args):
+    signal.signal(signal.SIGTERM, _terminate)
     if os.geteuid() != 0:
         sys.exit("effbench: must run as root (pins vCPU threads, reads libvirt's status files)")
     args.image = os.path.abspath(args.image)
@@ -499,9 +557,17 @@ def cmd_run(args):
                     for mode in modes[k:] + modes[:k]:
                         n += 1
                         run_id = f"{scenario}{MODES.index(mode)}{workload[0]}{rep}-{os.getpid() % 10000}"
-                        r = run_one(args, run_id, scenario, mode, workload, rep, rundir)
-                        out.write(json.dumps(r) + "\n")
-                        out.flush()
+                        for attempt in range(1 + args.retries):
+                            r = run_one(args, f"{run_id}{'abcdefgh'[attempt]}", scenario, mode, workload, rep, rundir)
+                            if r.get("error") and attempt < args.retries:
+                                # An infrastructure failure (libvirtd restarted,
+                                # guest did not boot): keep it on record, try again.
+                                r["kind"] = "failed-attempt"
+                                log(f"attempt {attempt + 1} failed, retrying: {r['error']}")
+                            out.write(json.dumps(r) + "\n")
+                            out.flush()
+                            if r.get("kind") != "failed-attempt":
+                                break
                         log(f"[{n}/{total}] {workload} {scenario} {mode:13s} rep {rep}: {fmt_run(r)}")
         elapsed = time.monotonic() - t0
         out.write(json.dumps({"kind": "end", "elapsed_s": round(elapsed, 1), "runs": n}) + "\n")
@@ -512,19 +578,28 @@ def cmd_run(args):
 # ---------------------------------------------------------------- report
 
 def load_runs(path):
-    meta, runs, end = {}, [], {}
+    """Runs of one or more invocations appended to one file (run.sh --append):
+    the first invocation's meta, with the lists of all of them merged."""
+    meta, runs, end = {}, [], {"elapsed_s": 0.0, "runs": 0, "failed_attempts": 0}
     with open(path) as f:
         for line in f:
             if not line.strip():
                 continue
             r = json.loads(line)
             if r.get("kind") == "meta":
-                meta = r
+                if not meta:
+                    meta = r
+                    continue
+                for key in ("scenarios", "modes", "workloads", "notes", "other_guests_at_start"):
+                    meta[key] = meta.get(key, []) + [v for v in r.get(key, []) if v not in meta.get(key, [])]
             elif r.get("kind") == "end":
-                end = r
+                end["elapsed_s"] += r["elapsed_s"]
+                end["runs"] += r["runs"]
+            elif r.get("kind") == "failed-attempt":
+                end["failed_attempts"] += 1
             else:
                 runs.append(r)
-    return meta, runs, end
+    return meta, runs, end if end["runs"] else {}
 
 
 def med_range(values, fmt):
@@ -561,25 +636,30 @@ def cmd_report(args):
                  f"{meta.get('reps')} repetitions per cell, modes interleaved; median [min-max].")
     if end:
         lines.append("")
-        lines.append(f"Full run: {end['runs']} runs in {end['elapsed_s'] / 60:.1f} min.")
+        lines.append(f"Full run: {end['runs']} runs in {end['elapsed_s'] / 60:.1f} min"
+                     f" ({end['failed_attempts']} failed attempts retried, e.g. libvirtd restarted by another user).")
     for note in meta.get("notes", []):
         lines.append("")
         lines.append(f"Note: {note}")
     if meta.get("other_guests_at_start"):
         lines.append("")
-        lines.append(f"Other guests on the host at start (not part of the benchmark): {', '.join(meta['other_guests_at_start'])}")
+        names = ", ".join(f"`{n}`" for n in meta["other_guests_at_start"]).replace("|", "\\|")
+        lines.append(f"Other guests on the host at start (other work sharing the host, not part of the benchmark): {names}")
     lines.append("")
     lines.append("Columns: aggregate = operations of all busy guests in the window (hackbench: complete "
                  "`hackbench -g 2 -l 20 -T` runs; futex: futex ping-pong round trips across vCPUs); "
                  "per guest = median ops of each guest (g0, g1, ...; idle guests excluded); fairness = min/max of "
                  "busy guests' ops; co-location = share of sampled sibling pairs, both runnable, that sat on the "
-                 f"same host CPU; starved = runs where a busy guest got below {STARVATION_FRACTION:.0%} of the median guest.")
+                 f"same host CPU; starved = runs where a busy guest got below {STARVATION_FRACTION:.0%} of the median guest; "
+                 "other load = host CPU seconds used during the window by everything but the benchmark's QEMU "
+                 "processes (other users of the host, this harness), out of "
+                 f"{len(meta.get('host_cpus', [])) * (meta.get('window_s') or 0):g} available.")
     for workload in workloads:
         lines.append("")
         lines.append(f"## {workload}")
         lines.append("")
-        lines.append("| scenario | mode | aggregate ops | per guest (median) | fairness | co-location | starved | runs |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| scenario | mode | aggregate ops | per guest (median) | fairness | co-location | starved | other load | runs |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for s in scenarios:
             for m in modes:
                 cell = [r for r in runs if r["workload"] == workload and r["scenario"] == s and r["mode"] == m]
@@ -597,27 +677,29 @@ def cmd_report(args):
                              f"{med_range([r.get('aggregate_ops') for r in ok], lambda v: f'{v:g}')} | {per_guest} | "
                              f"{med_range([r.get('fairness') for r in ok], lambda v: f'{v:.2f}')} | "
                              f"{med_range([r.get('colocation') for r in ok], pct)} | "
-                             f"{starved}/{len(ok)} | {runs_col} |")
+                             f"{starved}/{len(ok)} | "
+                             f"{med_range([r.get('other_load_s') for r in ok], lambda v: f'{v:.1f}')} | {runs_col} |")
     lines.append("")
     lines.append("## Every run")
     lines.append("")
     lines.append("Per-guest ops in guest order, host CPU seconds per guest over the window, and flags; "
                  "bimodal cells show here rather than in the medians.")
     lines.append("")
-    lines.append("| workload | scenario | mode | rep | per-guest ops | guest CPU s | fairness | co-location | flags |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| workload | scenario | mode | rep | per-guest ops | guest vCPU s | fairness | co-location | other load s | flags |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     order = {m: i for i, m in enumerate(MODES)}
     for r in sorted(runs, key=lambda r: (workloads.index(r["workload"]) if r["workload"] in workloads else 9,
                                          r["scenario"], order[r["mode"]], r["rep"])):
         if r.get("error"):
-            lines.append(f"| {r['workload']} | {r['scenario']} | {r['mode']} | {r['rep']} | - | - | - | - | error: {r['error']} |")
+            lines.append(f"| {r['workload']} | {r['scenario']} | {r['mode']} | {r['rep']} | - | - | - | - | - | error: {r['error']} |")
             continue
         per = " / ".join(f"{g['ops']}" + (" (idle)" if g["role"] == "idle" else "") for g in r["guests"])
         cpu = " / ".join(f"{g['cpu_s']:.1f}" for g in r["guests"])
         fair = "-" if r.get("fairness") is None else f"{r['fairness']:.2f}"
         colo = "-" if r.get("colocation") is None else pct(r["colocation"])
         flags = "starved" if r.get("starved") else ""
-        lines.append(f"| {r['workload']} | {r['scenario']} | {r['mode']} | {r['rep']} | {per} | {cpu} | {fair} | {colo} | {flags} |")
+        other = "-" if r.get("other_load_s") is None else f"{r['other_load_s']:.1f}"
+        lines.append(f"| {r['workload']} | {r['scenario']} | {r['mode']} | {r['rep']} | {per} | {cpu} | {fair} | {colo} | {other} | {flags} |")
     text = "\n".join(lines) + "\n"
     if args.md:
         os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
@@ -685,6 +767,7 @@ def main():
     r.add_argument("--cooldown", type=float, default=3.0, help="guest seconds of load after the window")
     r.add_argument("--hz", type=float, default=50.0, help="co-location sampling rate")
     r.add_argument("--boot-timeout", type=float, default=240.0)
+    r.add_argument("--retries", type=int, default=2, help="extra attempts for a run that failed")
     r.add_argument("--image", default=os.path.join(DEFAULT_OUT, "image"))
     r.add_argument("--out", default=DEFAULT_OUT)
     r.add_argument("--rundir", default=None, help="default: OUT/runs/TIMESTAMP")

@@ -6,7 +6,10 @@
 #   bench/effectiveness/run.sh [--reps N] [--scenarios a,b,c,d]
 #                              [--modes default,stacked,static-spread,vcpuspreadd]
 #                              [--workloads hackbench,futex] [--window S] [--warmup S]
-#                              [--results DIR]
+#                              [--results DIR] [--append]
+#
+# --append adds the runs to the previous invocation's run directory and
+# reports over both (e.g. a second workload on fewer scenarios).
 #
 # Environment: REPS (default 5), VCPUSPREADD (daemon binary, default
 # build/daemon/vcpuspreadd; the mode is skipped with a note when it is
@@ -21,20 +24,30 @@ repo=$(cd "$here/../.." && pwd)
 results="$repo/bench/results"
 python=/usr/bin/python3   # Debian's, where python3-matplotlib lives
 
-run_args=(--workloads hackbench,futex)
+run_args=()
+workloads=hackbench,futex
+append=
 while [ $# -gt 0 ]; do
         case "$1" in
         --results) results=$2; shift 2 ;;
-        --reps|--scenarios|--modes|--workloads|--window|--warmup|--cooldown)
+        --append) append=1; shift ;;
+        --workloads) workloads=$2; shift 2 ;;
+        --reps|--scenarios|--modes|--window|--warmup|--cooldown)
                 run_args+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
 done
 
 start=$(date +%s)
 image=$("$here/build-image.sh")
-runs=$("$python" "$here/effbench.py" run --image "$image" "${run_args[@]}" | tail -n1)
+out=${BENCH_OUT:-$repo/bench/out/effectiveness}
+if [ -n "$append" ]; then
+        [ -e "$out/runs/latest" ] || { echo "run.sh: --append: no previous run in $out/runs" >&2; exit 1; }
+        run_args+=(--rundir "$(readlink -f "$out/runs/latest")")
+fi
+runs=$("$python" "$here/effbench.py" run --out "$out" --image "$image" --workloads "$workloads" "${run_args[@]}" | tail -n1)
+ln -sfn "$(dirname "$runs")" "$out/runs/latest"
 mkdir -p "$results"
 cp "$runs" "$results/effectiveness.jsonl"
 "$python" "$here/effbench.py" report "$runs" --md "$results/effectiveness.md" --png "$results/effectiveness.png"
