@@ -474,6 +474,18 @@ def summarize(record):
     record["colocation"] = (colo / both) if both else None
 
 
+def efficiency(r):
+    """Busy guests' ops per CPU second their vCPU threads got in the window:
+    what a guest makes of the CPU it receives (a vCPU spinning on a lock whose
+    holder waits behind it burns CPU for nothing), and less sensitive than raw
+    throughput to how much CPU other users of the host took."""
+    busy = [g for g in r.get("guests", []) if g.get("role") == "busy" and "cpu_s" in g]
+    cpu = sum(g["cpu_s"] for g in busy)
+    if r.get("error") or not busy or cpu <= 0:
+        return None
+    return sum(g["ops"] for g in busy) / cpu
+
+
 def fmt_run(r):
     if r.get("error"):
         return f"ERROR {r['error']}"
@@ -609,6 +621,10 @@ def med_range(values, fmt):
     return f"{fmt(statistics.median(values))} [{fmt(min(values))}-{fmt(max(values))}]"
 
 
+def eff_fmt(v):
+    return f"{v:.3g}"
+
+
 def pct(v):
     return f"{100 * v:.0f}%"
 
@@ -648,7 +664,9 @@ def cmd_report(args):
     lines.append("")
     lines.append("Columns: aggregate = operations of all busy guests in the window (hackbench: complete "
                  "`hackbench -g 2 -l 20 -T` runs; futex: futex ping-pong round trips across vCPUs); "
-                 "per guest = median ops of each guest (g0, g1, ...; idle guests excluded); fairness = min/max of "
+                 "per guest = median ops of each guest (g0, g1, ...; idle guests excluded); ops per vCPU CPU-s = aggregate ops "
+                 "divided by the CPU time the busy guests' vCPU threads got in the window (`/proc/TID/schedstat`): "
+                 "what a guest makes of the CPU it receives, less sensitive to other load than raw ops; fairness = min/max of "
                  "busy guests' ops; co-location = share of sampled sibling pairs, both runnable, that sat on the "
                  f"same host CPU; starved = runs where a busy guest got below {STARVATION_FRACTION:.0%} of the median guest; "
                  "other load = host CPU seconds used during the window by everything but the benchmark's QEMU "
@@ -658,8 +676,8 @@ def cmd_report(args):
         lines.append("")
         lines.append(f"## {workload}")
         lines.append("")
-        lines.append("| scenario | mode | aggregate ops | per guest (median) | fairness | co-location | starved | other load | runs |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("| scenario | mode | aggregate ops | per guest (median) | ops per vCPU CPU-s | fairness | co-location | starved | other load | runs |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for s in scenarios:
             for m in modes:
                 cell = [r for r in runs if r["workload"] == workload and r["scenario"] == s and r["mode"] == m]
@@ -675,6 +693,7 @@ def cmd_report(args):
                 runs_col = f"{len(ok)}" + (f" ({errors} failed)" if errors else "")
                 lines.append(f"| {s}: {SCENARIOS[s][0]} | {m} | "
                              f"{med_range([r.get('aggregate_ops') for r in ok], lambda v: f'{v:g}')} | {per_guest} | "
+                             f"{med_range([efficiency(r) for r in ok], eff_fmt)} | "
                              f"{med_range([r.get('fairness') for r in ok], lambda v: f'{v:.2f}')} | "
                              f"{med_range([r.get('colocation') for r in ok], pct)} | "
                              f"{starved}/{len(ok)} | "
@@ -716,18 +735,20 @@ def chart(meta, runs, path):
     import matplotlib.pyplot as plt
 
     workloads, scenarios, modes = cell_groups(meta, runs)
-    metrics = [("aggregate_ops", "aggregate ops in window"), ("fairness", "fairness (min/max guest)"),
-               ("colocation", "sibling co-location")]
+    metrics = [("aggregate_ops", "aggregate ops in window"), (efficiency, "ops per vCPU CPU-second"),
+               ("fairness", "fairness (min/max guest)"), ("colocation", "sibling co-location"),
+               ("other_load_s", "other load (host CPU-s in window)")]
     colors = {"default": "#4c72b0", "stacked": "#c44e52", "static-spread": "#dd8452", "vcpuspreadd": "#55a868"}
-    fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(5.5 * len(workloads), 9), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(5.5 * len(workloads), 2.6 * len(metrics) + 1.5),
+                             squeeze=False)
     width = 0.8 / max(1, len(modes))
     for col, workload in enumerate(workloads):
         for row, (key, title) in enumerate(metrics):
             ax = axes[row][col]
             for mi, m in enumerate(modes):
                 for si, s in enumerate(scenarios):
-                    vals = [r.get(key) for r in runs if r["workload"] == workload and r["scenario"] == s
-                            and r["mode"] == m and not r.get("error")]
+                    vals = [key(r) if callable(key) else r.get(key) for r in runs
+                            if r["workload"] == workload and r["scenario"] == s and r["mode"] == m and not r.get("error")]
                     vals = [v for v in vals if v is not None]
                     if not vals:
                         continue
