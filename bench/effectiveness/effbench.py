@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -466,7 +467,8 @@ def summarize(record):
         return
     ops = [g["ops"] for g in busy]
     record["aggregate_ops"] = sum(ops)
-    record["fairness"] = (min(ops) / max(ops)) if max(ops) > 0 else None
+    # Fairness between busy guests: none to speak of with a single one.
+    record["fairness"] = (min(ops) / max(ops)) if len(ops) > 1 and max(ops) > 0 else None
     med = statistics.median(ops)
     record["starved"] = [g["name"] for g in busy if len(busy) > 1 and g["ops"] < STARVATION_FRACTION * med]
     both = sum(g["both_runnable"] for g in record["guests"] if "both_runnable" in g)
@@ -610,6 +612,7 @@ def load_runs(path):
             elif r.get("kind") == "failed-attempt":
                 end["failed_attempts"] += 1
             else:
+                summarize(r)  # recomputed: the metrics' definitions live here
                 runs.append(r)
     return meta, runs, end if end["runs"] else {}
 
@@ -739,7 +742,7 @@ def chart(meta, runs, path):
                ("fairness", "fairness (min/max guest)"), ("colocation", "sibling co-location"),
                ("other_load_s", "other load (host CPU-s in window)")]
     colors = {"default": "#4c72b0", "stacked": "#c44e52", "static-spread": "#dd8452", "vcpuspreadd": "#55a868"}
-    fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(5.5 * len(workloads), 2.6 * len(metrics) + 1.5),
+    fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(max(8.0, 5.5 * len(workloads)), 2.6 * len(metrics) + 1.8),
                              squeeze=False)
     width = 0.8 / max(1, len(modes))
     for col, workload in enumerate(workloads):
@@ -765,8 +768,8 @@ def chart(meta, runs, path):
             if row == 0 and col == 0:
                 ax.legend(fontsize=8)
     fig.suptitle(f"vcpuspreadd effectiveness, {meta.get('date', '?')[:10]}, {meta.get('host', '?')}, "
-                 f"kernel {meta.get('kernel', '?')}\nscenarios: " +
-                 "; ".join(f"{s}={SCENARIOS[s][0]}" for s in scenarios) +
+                 f"kernel {meta.get('kernel', '?')}\n" +
+                 textwrap.fill("scenarios: " + "; ".join(f"{s} = {SCENARIOS[s][0]}" for s in scenarios), 90) +
                  "\nbars: median, whiskers: min-max, dots: runs", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
