@@ -1,0 +1,54 @@
+#!/bin/bash
+# One command for the whole effectiveness benchmark: build (or reuse) the
+# guest image, run every scenario x mode x workload with interleaved modes,
+# and write bench/results/effectiveness.{md,png,jsonl}.
+#
+#   bench/effectiveness/run.sh [--reps N] [--scenarios a,b,c,d]
+#                              [--modes default,stacked,static-spread,vcpuspreadd]
+#                              [--workloads hackbench,futex] [--window S] [--warmup S]
+#                              [--results DIR] [--append]
+#
+# --append adds the runs to the previous invocation's run directory and
+# reports over both (e.g. a second workload on fewer scenarios).
+#
+# Environment: REPS (default 5), VCPUSPREADD (daemon binary, default
+# build/daemon/vcpuspreadd; the mode is skipped with a note when it is
+# missing), BENCH_OUT (image and raw runs, default bench/out/effectiveness).
+# Needs root, a running libvirtd, and the Debian packages busybox-static,
+# rt-tests, gcc, libc6-dev, qemu-system-x86, libvirt-daemon-system,
+# python3-matplotlib.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+results="$repo/bench/results"
+python=/usr/bin/python3   # Debian's, where python3-matplotlib lives
+
+run_args=()
+workloads=hackbench,futex
+append=
+while [ $# -gt 0 ]; do
+        case "$1" in
+        --results) results=$2; shift 2 ;;
+        --append) append=1; shift ;;
+        --workloads) workloads=$2; shift 2 ;;
+        --reps|--scenarios|--modes|--window|--warmup|--cooldown)
+                run_args+=("$1" "$2"); shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+        esac
+done
+
+start=$(date +%s)
+image=$("$here/build-image.sh")
+out=${BENCH_OUT:-$repo/bench/out/effectiveness}
+if [ -n "$append" ]; then
+        [ -e "$out/runs/latest" ] || { echo "run.sh: --append: no previous run in $out/runs" >&2; exit 1; }
+        run_args+=(--rundir "$(readlink -f "$out/runs/latest")")
+fi
+runs=$("$python" "$here/effbench.py" run --out "$out" --image "$image" --workloads "$workloads" "${run_args[@]}" | tail -n1)
+ln -sfn "$(dirname "$runs")" "$out/runs/latest"
+mkdir -p "$results"
+cp "$runs" "$results/effectiveness.jsonl"
+"$python" "$here/effbench.py" report "$runs" --md "$results/effectiveness.md" --png "$results/effectiveness.png"
+echo "run.sh: $(( ($(date +%s) - start) / 60 )) min; wrote $results/effectiveness.{md,png,jsonl}"
