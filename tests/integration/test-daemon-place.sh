@@ -14,6 +14,8 @@ source "$here/daemon.sh"
 odd="odd 'quoted' \"name\" ünïcødé"
 guest_start web 2
 guest_start "$odd" 2
+# <vcpu cpuset='1'>: a restriction the daemon must spread inside, never leave.
+guest_start --cpuset 1 narrow 2
 
 note "--dry-run --once changes nothing but logs what it would do"
 daemon_write_config
@@ -29,6 +31,13 @@ note "the running daemon spreads both guests"
 daemon_start
 wait_until 3000 guest_is_spread web || fail "web not spread: $(guest_affinities web)"
 wait_until 3000 guest_is_spread "$odd" || fail "odd-named guest not spread: $(guest_affinities "$odd")"
+
+note "a guest restricted by <vcpu cpuset> stays inside it"
+sleep 1
+assert_eq "$(guest_affinities narrow)" "vcpu0=1 vcpu1=1" "restricted guest's affinities"
+restriction=$("$VST_CTL" status --json --socket "$(daemon_socket)" |
+        jq -r --arg n "$(guest_name narrow)" '.guests[] | select(.name == $n) | "\(.state) \(.restriction)"')
+assert_eq "$restriction" "managed 1" "status of the restricted guest"
 
 note "each move is one structured journal entry with every field"
 uuid=$(guest_uuid web)
