@@ -18,14 +18,16 @@
  *  5. emit: targets, and the moves in an order that never stacks siblings.
  *
  * Costs, in the manner of irqbalance: a sibling on the same PU (on the same
- * core under spread-cores) is prohibitive: the PU is no candidate at all.
- * Sharing a core with a sibling under spread, and entering a PU that a moving
- * sibling leaves (which could take a swap to apply), rank below every PU
- * without those costs: penalties ("tiers") larger than any load, the SMT one
- * larger still.  Leaving the guest's NUMA node / L3 group is only allowed
- * when no domain that fits the guest can take its load.  A vCPU's own current
- * PUs get move_penalty as a bonus, and a rebalancing move must lower the
- * peak by more than move_penalty.
+ * core under spread-cores) is prohibitive: the PU is no candidate at all
+ * (overcommitted guests: once it carries max_per_pu of them).  Sharing a core
+ * with a sibling under spread ranks below every unshared core (a "tier"
+ * larger than any load).  Leaving the guest's NUMA node / L3 group is only
+ * allowed when no domain that fits the guest can take its load.  Entering a
+ * PU that a moving sibling leaves (applying that could take a swap) costs
+ * move_penalty, and a vCPU's own current PUs get it as a bonus: small costs,
+ * because a swap only stacks two siblings for the moment it takes to apply,
+ * while balance lasts.  A rebalancing move must lower the peak by more than
+ * move_penalty.
  *
  * Cost: choosing a PU is a query on a tournament tree over the PUs
  * (loadtree.h), O(log P); a lane of w PUs costs O(w log P) to account.  A
@@ -474,7 +476,7 @@ static unsigned core_of(const struct engine *e, unsigned p)
 
 /* ---- Candidate keys: load plus the costs of the guest being placed ---- */
 
-/* A moving sibling leaves this PU: entering it could need a swap. */
+/* A moving sibling leaves this PU: entering it could take a swap to apply. */
 static bool is_vacated(const struct engine *e, unsigned p)
 {
         return e->vacate[p] > (unsigned)!!(e->flags[p] & PU_OWN);
@@ -491,13 +493,18 @@ static double candidate_key(const struct engine *e, unsigned p)
                 return key;
         if (e->sib[p] >= g->f.cap)
                 return HUGE_VAL;
-        if (e->core_sib[core_of(e, p)] > 0) {
-                if (g->f.core_units)
-                        return HUGE_VAL;
+        unsigned on_core = e->core_sib[core_of(e, p)];
+        if (g->f.core_units && on_core > 0)
+                return HUGE_VAL;
+        /*
+         * A sibling on another PU of this core: SMT sharing.  Overcommitted
+         * guests share PUs anyway; for them max_per_pu is the only rule and
+         * load alone decides, so a busy PU takes their lightest vCPUs.
+         */
+        if (!g->f.overcommitted && on_core > e->sib[p])
                 key += 2 * e->tier;
-        }
-        if (is_vacated(e, p))
-                key += e->tier;
+        if (is_vacated(e, p) && !g->f.overcommitted)
+                key += e->params.move_penalty;
         if (e->flags[p] & PU_OWN)
                 key -= e->params.move_penalty;
         return key;
@@ -1227,8 +1234,8 @@ static bool has_moving(const struct engine *e, const struct gstate *g)
         return false;
 }
 
-/* Take all of a guest's lanes off the PUs; kept vCPUs must make room. */
-static void unplace_guest(struct engine *e, struct gstate *g)
+/* Take all of a guest's lanes off the PUs; kept vCPUs move for @reason. */
+static void unplace_guest(struct engine *e, struct gstate *g, enum place_reason reason)
 {
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = guest_vcpu(e, g, j);
@@ -1237,8 +1244,30 @@ static void unplace_guest(struct engine *e, struct gstate *g)
                 account_lane(e, v, -1);
                 v->lane_len = 0;
                 if (v->reason == PLACE_NONE)
-                        v->reason = PLACE_SIBLING_CONFLICT;
+                        v->reason = reason;
         }
+}
+
+static bool has_kept(const struct engine *e, const struct gstate *g)
+{
+        for (unsigned j = 0; j < g->n; j++)
+                if (is_kept(guest_vcpu(e, g, j)))
+                        return true;
+        return false;
+}
+
+/* Most load on any PU of the guest's lanes. */
+static double guest_peak(const struct engine *e, const struct gstate *g)
+{
+        double peak = 0;
+
+        for (unsigned j = 0; j < g->n; j++) {
+                const struct vstate *v = guest_vcpu(e, g, j);
+                const unsigned *lane = lane_of(e, v);
+                for (unsigned i = 0; i < v->lane_len; i++)
+                        peak = fmax(peak, e->load[lane[i]] + e->base_load);
+        }
+        return peak;
 }
 
 static int place_guest(struct engine *e, struct gstate *g)
@@ -1247,7 +1276,17 @@ static int place_guest(struct engine *e, struct gstate *g)
         evict_outside(e, g);
         if (!has_moving(e, g))
                 return 0;
+        bool kept = has_kept(e, g);
         int r = fill_guest(e, g);
+        if (r == 0 && kept && g->f.overcommitted && guest_peak(e, g) > e->bound + LOAD_EPSILON) {
+                /*
+                 * An overcommitted guest has only max_per_pu places per PU;
+                 * kept vCPUs may have used up those on the quiet PUs, leaving
+                 * the rest to pile up on a busy one.  Start it over.
+                 */
+                unplace_guest(e, g, PLACE_REBALANCE);
+                return fill_guest(e, g);
+        }
         if (r != -ENOSPC)
                 return r;
         /*
@@ -1255,7 +1294,7 @@ static int place_guest(struct engine *e, struct gstate *g)
          * room for the rest: place the whole guest afresh.  Lanes are at most
          * units / vCPUs wide and each takes one block, so that cannot fail.
          */
-        unplace_guest(e, g);
+        unplace_guest(e, g, PLACE_SIBLING_CONFLICT);
         return fill_guest(e, g);
 }
 
@@ -1420,7 +1459,29 @@ static double hot_excess(const struct engine *e)
         return loadtree_max(&e->tree).value + e->base_load - e->ideal;
 }
 
-static int rebalance_steps(struct engine *e, struct pu_list *lists)
+/* While rebalancing: PUs no move can cool; a move elsewhere may change that. */
+struct frozen_set {
+        unsigned *pus;
+        size_t n;
+};
+
+static void freeze(struct engine *e, struct frozen_set *f, unsigned p)
+{
+        e->frozen[p] = true;
+        f->pus[f->n++] = p;
+        refresh(e, p);
+}
+
+static void thaw(struct engine *e, struct frozen_set *f)
+{
+        for (size_t i = 0; i < f->n; i++) {
+                e->frozen[f->pus[i]] = false;
+                refresh(e, f->pus[i]);
+        }
+        f->n = 0;
+}
+
+static int rebalance_steps(struct engine *e, struct pu_list *lists, struct frozen_set *frozen)
 {
         unsigned budget = e->params.max_moves ? e->params.max_moves : UINT_MAX;
 
@@ -1431,43 +1492,56 @@ static int rebalance_steps(struct engine *e, struct pu_list *lists)
                                 return r;
                 }
         /*
-         * Each step lowers the hottest PU by more than move_penalty, or takes
-         * it out of consideration when no move can (say it carries ignored
-         * guests); bound the steps anyway.
+         * Each step either lowers the hottest PU by more than move_penalty or
+         * sets it aside while no move can (it may carry ignored guests only).
+         * Moves change what is possible for the PUs set aside, so passes
+         * repeat until one makes no move: then no PU above the threshold can
+         * be helped, and the next plan from the same state moves nothing.
+         * The steps are bounded anyway: a later plan continues the work.
          */
-        for (size_t step = 0; step < e->n_vs + 2 * e->d.n_usable; step++) {
-                struct lt_key hot = loadtree_max(&e->tree);
-                struct move_choice m;
+        size_t steps = 2 * (e->n_vs + e->d.n_usable);
+        for (bool moved = true; moved && steps > 0;) {
+                moved = false;
+                for (; steps > 0; steps--) {
+                        struct lt_key hot = loadtree_max(&e->tree);
+                        struct move_choice m;
 
-                if (hot_excess(e) <= e->params.imbalance_threshold)
-                        break;
-                if (!best_move(e, &lists[hot.index], hot.index, hot.value, budget > 0, &m)) {
-                        e->frozen[hot.index] = true;
-                        refresh(e, hot.index);
-                        continue;
+                        if (hot_excess(e) <= e->params.imbalance_threshold)
+                                break;
+                        if (!best_move(e, &lists[hot.index], hot.index, hot.value, budget > 0, &m)) {
+                                freeze(e, frozen, hot.index);
+                                continue;
+                        }
+                        bool was_kept = e->vs[m.vcpu].reason == PLACE_NONE;
+                        int r = apply_move(e, lists, &m);
+                        if (r < 0)
+                                return r;
+                        budget -= was_kept;
+                        moved = true;
                 }
-                bool was_kept = e->vs[m.vcpu].reason == PLACE_NONE;
-                int r = apply_move(e, lists, &m);
-                if (r < 0)
-                        return r;
-                budget -= was_kept;
+                thaw(e, frozen);
         }
         return 0;
 }
 
 static int rebalance(struct engine *e)
 {
+        struct frozen_set frozen = {};
+        struct pu_list *lists;
+        int r = -ENOMEM;
+
         if (hot_excess(e) <= e->params.imbalance_threshold)
                 return 0;
-        struct pu_list *lists = calloc(e->d.n_pus, sizeof(*lists));
+        lists = calloc(e->d.n_pus, sizeof(*lists));
+        frozen.pus = calloc(e->d.n_pus, sizeof(*frozen.pus));
         e->frozen = calloc(e->d.n_pus, sizeof(*e->frozen));
-        int r = lists && e->frozen ? rebalance_steps(e, lists) : -ENOMEM;
+        if (lists && frozen.pus && e->frozen)
+                r = rebalance_steps(e, lists, &frozen);
         for (size_t p = 0; lists && p < e->d.n_pus; p++)
                 free(lists[p].items);
         free(lists);
+        free(frozen.pus);
         free(TAKE_PTR(e->frozen));
-        for (unsigned p = 0; p < e->d.n_pus; p++)
-                refresh(e, p);
         return r;
 }
 
