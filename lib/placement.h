@@ -99,7 +99,8 @@ struct guest_plan {
         size_t n_vcpus;
         struct vcpu_plan *vcpus;        /* owned, parallel to guest_input.vcpus */
         /* More vCPUs than usable PUs: masks cannot be disjoint; no PU carries
-         * more than max_per_pu of them. */
+         * more than max_per_pu = ceil(vCPUs / PUs) of them.  max_per_pu is 1
+         * for other managed guests, 0 for ignored ones and errors. */
         bool overcommitted;
         unsigned max_per_pu;
         /* 0, or -ENOSPC: the restriction leaves no usable CPU (guest untouched). */

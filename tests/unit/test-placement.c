@@ -635,8 +635,12 @@ static void test_stability_random(struct topo_cache *tc)
                                 n_vcpus += s.guests[i].n_vcpus;
                         }
                         vcpus_of(&s, 0)[0].load = 1;
+                        /* Unlimited moves: few is the engine's doing, not max_moves'. */
+                        s.params.max_moves = 0;
                         if (plan(&s, &changed) == 0) {
-                                CHECK(changed.n_moves <= s.params.max_moves, "%s: %zu of %zu vCPUs moved", what,
+                                fprintf(stderr, "# %s: %zu of %zu vCPUs moved after a small load change\n", what,
+                                        changed.n_moves, n_vcpus);
+                                CHECK(changed.n_moves <= 2 + n_vcpus / 20, "%s: %zu of %zu vCPUs moved", what,
                                       changed.n_moves, n_vcpus);
                                 for (size_t i = 0; i < changed.n_moves; i++)
                                         CHECK(changed.moves[i].reason == PLACE_REBALANCE, "%s: move for %s", what,
