@@ -1350,10 +1350,19 @@ static hwloc_bitmap_t lane_bitmap(const struct engine *e, const struct vstate *v
 {
         hwloc_bitmap_t b = hwloc_bitmap_alloc();
         const unsigned *lane = lane_of(e, v);
+        unsigned highest = 0;
 
-        if (b)
-                for (unsigned i = 0; i < v->lane_len; i++)
-                        hwloc_bitmap_set(b, e->topo->pus[lane[i]].os_index);
+        if (!b || v->lane_len == 0)
+                return b;
+        /* Setting the highest CPU first sizes the bitmap once. */
+        for (unsigned i = 0; i < v->lane_len; i++)
+                highest = umax(highest, e->topo->pus[lane[i]].os_index);
+        if (hwloc_bitmap_set(b, highest) < 0) {
+                hwloc_bitmap_free(b);
+                return NULL;
+        }
+        for (unsigned i = 0; i < v->lane_len; i++)
+                hwloc_bitmap_set(b, e->topo->pus[lane[i]].os_index);
         return b;
 }
 
