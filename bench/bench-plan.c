@@ -8,7 +8,9 @@
  *   replan: the fresh plan's masks as current masks and every load changed
  *           by up to +-0.05 (the daemon's steady state).
  *
- * Times are the median of RUNS runs (CLOCK_MONOTONIC).  Peak memory is the
+ * Times are the median of RUNS runs of this thread's CPU time
+ * (CLOCK_THREAD_CPUTIME_ID): the engine is single-threaded and pure, and on a
+ * shared machine wall time mostly measures the neighbours.  Peak memory is the
  * peak of heap bytes in use during one fresh placement_plan() call, plan
  * output included, counted by wrapping malloc and friends (malloc_usable_size
  * of every block); it does not include the topology, which the caller owns.
@@ -199,7 +201,7 @@ static int workload_settle(struct workload *w, const struct plan *p, struct rng 
 static double now_ms(void)
 {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
         return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
@@ -287,7 +289,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench-plan: RUNS must be 1-%d\n", MAX_RUNS);
                 return 2;
         }
-        printf("placement_plan: median of %u runs; peak = heap bytes in use during one fresh plan%s\n", runs,
+        printf("placement_plan, median of %u runs, thread CPU time.  fresh: all vCPUs unplaced; replan: own masks adopted, loads\n"
+               "changed by up to +-0.05 (moves: of the replan); ns/VlogP: fresh time / (vCPUs x log2 PUs);\n"
+               "peak: heap bytes in use during one fresh plan, output included%s\n", runs,
                HAVE_HEAP_COUNT ? "" : " (not counted in sanitizer builds)");
         printf("%5s  %6s  %6s  %10s  %10s  %8s  %9s  %9s\n", "PUs", "vCPUs", "guests", "fresh ms", "replan ms",
                "moves", "ns/VlogP", "peak KiB");

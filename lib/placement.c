@@ -18,14 +18,16 @@
  *  5. emit: targets, and the moves in an order that never stacks siblings.
  *
  * Costs, in the manner of irqbalance: a sibling on the same PU (on the same
- * core under spread-cores) is prohibitive: the PU is no candidate at all.
- * Sharing a core with a sibling under spread, and entering a PU that a moving
- * sibling leaves (which could take a swap to apply), rank below every PU
- * without those costs: penalties ("tiers") larger than any load, the SMT one
- * larger still.  Leaving the guest's NUMA node / L3 group is only allowed
- * when no domain that fits the guest can take its load.  A vCPU's own current
- * PUs get move_penalty as a bonus, and a rebalancing move must lower the
- * peak by more than move_penalty.
+ * core under spread-cores) is prohibitive: the PU is no candidate at all
+ * (overcommitted guests: once it carries max_per_pu of them).  Sharing a core
+ * with a sibling under spread ranks below every unshared core (a "tier"
+ * larger than any load).  Leaving the guest's NUMA node / L3 group is only
+ * allowed when no domain that fits the guest can take its load.  Entering a
+ * PU that a moving sibling leaves (applying that could take a swap) costs
+ * move_penalty, and a vCPU's own current PUs get it as a bonus: small costs,
+ * because a swap only stacks two siblings for the moment it takes to apply,
+ * while balance lasts.  A rebalancing move must lower the peak by more than
+ * move_penalty.
  *
  * Cost: choosing a PU is a query on a tournament tree over the PUs
  * (loadtree.h), O(log P); a lane of w PUs costs O(w log P) to account.  A
@@ -43,6 +45,7 @@
 
 #include "loadtree.h"
 #include "macro.h"
+#include "placement-domains.h"
 
 static const char *const policy_names[_POLICY_MAX] = {
         [POLICY_SPREAD] = "spread",
@@ -97,31 +100,31 @@ const char *plan_scope_to_string(enum plan_scope s)
  * guests x 2 vCPUs, 299 vs 180 for 3) but was bimodal and unfair (fairness
  * 0.71 with a minimum of 0.52, and 0.34 with a minimum of 0.31), and it cost
  * a lone busy guest (98 vs 111 ops).  The default scheduler stayed fair (0.96,
- * 0.90) but stacked siblings on one CPU 56-93% of the time.  What costs
- * throughput is the stacking; what makes pinning unfair is that a vCPU whose
- * single CPU is busy with another guest has nowhere to go.
+ * 0.90) but two runnable siblings sat on one CPU in 28-93% of the samples.
+ * What costs throughput is the stacking; what makes pinning unfair is that a
+ * vCPU whose single CPU is busy with another guest has nowhere to go.
  *
  * So by default every vCPU gets a lane: a few nearby PUs (whole cores when the
  * guest has no more vCPUs than cores in its domain), disjoint from its
  * siblings' lanes.  Siblings cannot stack, and inside a lane the kernel still
- * balances as it does by default.  A lane is an equal share of the guest's
+ * balances as it does by default.  Lanes are an equal share of the guest's
  * domain (units / vCPUs), rounded down to a power of two so that lanes of
  * different guests nest inside each other instead of straddling, and capped
  * at AUTO_LANE_PUS: wide enough to span several cores of one L3 group, and a
- * constant bound on the engine's work per vCPU (O(lane log P)).  Equal lanes
- * matter for balance: one vCPU's load is spread over its lane, and unequal
- * lanes made some PUs carry far more than others.  On a 2-PU host a 2-vCPU
- * guest still gets one PU per vCPU: disjointness leaves no choice there.
- * The width is a judgement from the evidence above, to be measured by the
- * effectiveness benchmark (issue 5); lane_max = 1 gives classic pinning.
+ * constant bound on the engine's work per vCPU (O(lane log P)).  A lane never
+ * takes in a PU that its share would lift above what the home PU alone would
+ * carry (trim_lane): without that rule the random balance tests failed when a
+ * lane took in a busy SMT sibling.  On a 2-PU host a 2-vCPU guest still gets
+ * one PU per vCPU: disjointness leaves no choice there.
+ *
+ * The width is a judgement from the evidence above, not a measurement of
+ * lanes themselves: the effectiveness benchmark (issue 5) should compare
+ * lane_max 1, 2 and auto.  lane_max = 1 gives classic pinning.
  */
 #define AUTO_LANE_PUS 8u
 
 /* vCPUs examined per rebalancing step: the heaviest movers of the hottest PU. */
 #define REBALANCE_CANDIDATES 8u
-
-/* Slack when comparing sums of doubles. */
-#define LOAD_EPSILON 1e-9
 
 void plan_params_default(struct plan_params *p)
 {
@@ -153,214 +156,6 @@ static unsigned pow2_floor(unsigned x)
         while (p <= x / 2)
                 p *= 2;
         return p;
-}
-
-/* ---- Domains: runs of PUs in one NUMA node, and in one L3 group ---- */
-
-/*
- * Locality works on maximal runs of consecutive PUs (dense order) in one NUMA
- * node, and within those in one L3 group.  hwloc numbers PUs in tree order, so
- * on real machines a run is exactly a NUMA node or an L3 group; with sub-NUMA
- * clustering (nodes inside an L3) a cache run is a node's share of its L3.
- */
-struct run {
-        unsigned lo, hi;        /* dense PUs [lo, hi) */
-        unsigned first, end;    /* NUMA run: its cache runs [first, end) */
-};
-
-struct units {
-        unsigned pus, cores;
-};
-
-struct domains {
-        size_t n_pus;
-        bool *usable;                   /* by dense PU */
-        unsigned n_usable;
-        size_t n_numa, n_cache;
-        struct run *numa, *cache;
-        unsigned *numa_of, *cache_of;   /* dense PU -> run */
-        struct units *numa_units, *cache_units;  /* usable PUs and cores per run */
-        struct units all, max_numa, max_cache;
-};
-
-static unsigned units_of(struct units u, bool cores)
-{
-        return cores ? u.cores : u.pus;
-}
-
-/* Usable PUs (and the cores they sit on) in [lo, hi), within @allowed if not NULL. */
-static struct units count_units(const struct topology *t, const struct domains *d,
-                                hwloc_const_bitmap_t allowed, unsigned lo, unsigned hi)
-{
-        struct units u = {};
-        unsigned last_core = UINT_MAX;
-
-        for (unsigned p = lo; p < hi; p++) {
-                if (!d->usable[p] || (allowed && !hwloc_bitmap_isset(allowed, t->pus[p].os_index)))
-                        continue;
-                u.pus++;
-                /* A core's PUs are consecutive in dense order. */
-                if (t->pus[p].core != last_core) {
-                        u.cores++;
-                        last_core = t->pus[p].core;
-                }
-        }
-        return u;
-}
-
-static void domains_done(struct domains *d)
-{
-        free(d->usable);
-        free(d->numa);
-        free(d->cache);
-        free(d->numa_of);
-        free(d->cache_of);
-        free(d->numa_units);
-        free(d->cache_units);
-        *d = (struct domains){};
-}
-
-static void domains_add_pu(struct domains *d, const struct topology *t, unsigned p)
-{
-        bool new_numa = p == 0 || t->pus[p].numa != t->pus[p - 1].numa;
-        bool new_cache = new_numa || t->pus[p].l3 != t->pus[p - 1].l3;
-
-        if (new_numa)
-                d->numa[d->n_numa++] = (struct run){ .lo = p, .first = (unsigned)d->n_cache };
-        if (new_cache)
-                d->cache[d->n_cache++] = (struct run){ .lo = p, .first = (unsigned)d->n_numa - 1 };
-        d->numa[d->n_numa - 1].hi = p + 1;
-        d->numa[d->n_numa - 1].end = (unsigned)d->n_cache;
-        d->cache[d->n_cache - 1].hi = p + 1;
-        d->numa_of[p] = (unsigned)d->n_numa - 1;
-        d->cache_of[p] = (unsigned)d->n_cache - 1;
-}
-
-static void units_max(struct units *m, struct units u)
-{
-        m->pus = umax(m->pus, u.pus);
-        m->cores = umax(m->cores, u.cores);
-}
-
-static int domains_init(struct domains *d, const struct topology *t, hwloc_const_bitmap_t usable)
-{
-        size_t n = t->n_pus;
-
-        *d = (struct domains){ .n_pus = n };
-        d->usable = calloc(n, sizeof(*d->usable));
-        d->numa = calloc(n, sizeof(*d->numa));
-        d->cache = calloc(n, sizeof(*d->cache));
-        d->numa_of = calloc(n, sizeof(*d->numa_of));
-        d->cache_of = calloc(n, sizeof(*d->cache_of));
-        d->numa_units = calloc(n, sizeof(*d->numa_units));
-        d->cache_units = calloc(n, sizeof(*d->cache_units));
-        if (!d->usable || !d->numa || !d->cache || !d->numa_of || !d->cache_of ||
-            !d->numa_units || !d->cache_units) {
-                domains_done(d);
-                return -ENOMEM;
-        }
-        for (unsigned p = 0; p < n; p++) {
-                d->usable[p] = hwloc_bitmap_isset(usable, t->pus[p].os_index);
-                d->n_usable += d->usable[p];
-                domains_add_pu(d, t, p);
-        }
-        if (d->n_usable == 0) {
-                domains_done(d);
-                return -ENOSPC;
-        }
-        for (size_t i = 0; i < d->n_numa; i++) {
-                d->numa_units[i] = count_units(t, d, NULL, d->numa[i].lo, d->numa[i].hi);
-                units_max(&d->max_numa, d->numa_units[i]);
-        }
-        for (size_t i = 0; i < d->n_cache; i++) {
-                d->cache_units[i] = count_units(t, d, NULL, d->cache[i].lo, d->cache[i].hi);
-                units_max(&d->max_cache, d->cache_units[i]);
-        }
-        d->all = count_units(t, d, NULL, 0, (unsigned)n);
-        return 0;
-}
-
-static const struct run *scope_run(const struct domains *d, enum plan_scope s, unsigned i)
-{
-        return s == SCOPE_L3 ? &d->cache[i] : &d->numa[i];
-}
-
-static size_t scope_count(const struct domains *d, enum plan_scope s)
-{
-        return s == SCOPE_L3 ? d->n_cache : d->n_numa;
-}
-
-static unsigned scope_of(const struct domains *d, enum plan_scope s, unsigned p)
-{
-        return s == SCOPE_L3 ? d->cache_of[p] : d->numa_of[p];
-}
-
-static struct units run_units(const struct topology *t, const struct domains *d,
-                              hwloc_const_bitmap_t allowed, enum plan_scope s, unsigned i)
-{
-        if (!allowed)
-                return s == SCOPE_L3 ? d->cache_units[i] : d->numa_units[i];
-        const struct run *r = scope_run(d, s, i);
-        return count_units(t, d, allowed, r->lo, r->hi);
-}
-
-/* What the engine and the checks both need to know about one managed guest. */
-struct guest_facts {
-        hwloc_bitmap_t allowed; /* usable ∩ restriction; NULL when the restriction changes nothing */
-        struct units all;       /* allowed PUs and cores */
-        bool core_units;        /* spread-cores, and no more vCPUs than allowed cores */
-        bool overcommitted;     /* more vCPUs than allowed PUs */
-        unsigned cap;           /* sibling masks one PU may carry */
-        enum plan_scope fit;    /* narrowest scope with a domain that holds all its vCPUs */
-};
-
-static void guest_facts_done(struct guest_facts *f)
-{
-        if (f->allowed)
-                hwloc_bitmap_free(f->allowed);
-        f->allowed = NULL;
-}
-
-static enum plan_scope fit_scope(const struct topology *t, const struct domains *d,
-                                 const struct guest_facts *f, unsigned n)
-{
-        for (enum plan_scope s = SCOPE_L3; s < SCOPE_ANY; s++) {
-                if (!f->allowed) {
-                        if (units_of(s == SCOPE_L3 ? d->max_cache : d->max_numa, f->core_units) >= n)
-                                return s;
-                        continue;
-                }
-                for (unsigned i = 0; i < scope_count(d, s); i++)
-                        if (units_of(run_units(t, d, f->allowed, s, i), f->core_units) >= n)
-                                return s;
-        }
-        return SCOPE_ANY;
-}
-
-/* Returns 0, -ENOSPC when the guest may use no usable CPU, or -ENOMEM. */
-static int guest_facts_init(struct guest_facts *f, const struct topology *t, const struct domains *d,
-                            hwloc_const_bitmap_t usable, const struct guest_input *g)
-{
-        unsigned n = (unsigned)g->n_vcpus;
-
-        *f = (struct guest_facts){};
-        if (g->restriction && !hwloc_bitmap_isincluded(usable, g->restriction)) {
-                f->allowed = hwloc_bitmap_alloc();
-                if (!f->allowed)
-                        return -ENOMEM;
-                hwloc_bitmap_and(f->allowed, usable, g->restriction);
-                f->all = count_units(t, d, f->allowed, 0, (unsigned)d->n_pus);
-        } else
-                f->all = d->all;
-        if (f->all.pus == 0) {
-                guest_facts_done(f);
-                return -ENOSPC;
-        }
-        f->core_units = g->policy == POLICY_SPREAD_CORES && n <= f->all.cores;
-        f->overcommitted = n > f->all.pus;
-        f->cap = f->overcommitted ? (n + f->all.pus - 1) / f->all.pus : 1;
-        f->fit = f->overcommitted ? SCOPE_ANY : fit_scope(t, d, f, n);
-        return 0;
 }
 
 /* ---- Engine state ---- */
@@ -474,10 +269,16 @@ static unsigned core_of(const struct engine *e, unsigned p)
 
 /* ---- Candidate keys: load plus the costs of the guest being placed ---- */
 
-/* A moving sibling leaves this PU: entering it could need a swap. */
+/* A moving sibling leaves this PU: entering it could take a swap to apply. */
 static bool is_vacated(const struct engine *e, unsigned p)
 {
         return e->vacate[p] > (unsigned)!!(e->flags[p] & PU_OWN);
+}
+
+/* A sibling of the guest being placed sits on another PU of this core. */
+static bool shares_core(const struct engine *e, unsigned p)
+{
+        return e->core_sib[core_of(e, p)] > e->sib[p];
 }
 
 static double candidate_key(const struct engine *e, unsigned p)
@@ -491,13 +292,19 @@ static double candidate_key(const struct engine *e, unsigned p)
                 return key;
         if (e->sib[p] >= g->f.cap)
                 return HUGE_VAL;
-        if (e->core_sib[core_of(e, p)] > 0) {
-                if (g->f.core_units)
-                        return HUGE_VAL;
-                key += 2 * e->tier;
-        }
-        if (is_vacated(e, p))
+        if (g->f.core_units && e->core_sib[core_of(e, p)] > 0)
+                return HUGE_VAL;
+        /*
+         * Overcommitted guests share PUs anyway: for them max_per_pu is the
+         * only rule and load alone decides, so a busy PU takes their
+         * lightest vCPUs.
+         */
+        if (g->f.overcommitted)
+                return key;
+        if (shares_core(e, p))
                 key += e->tier;
+        if (is_vacated(e, p))
+                key += e->params.move_penalty;
         if (e->flags[p] & PU_OWN)
                 key -= e->params.move_penalty;
         return key;
@@ -741,7 +548,7 @@ static void lane_block(const struct engine *e, const struct geometry *geo, unsig
  */
 static unsigned trim_lane(const struct engine *e, double load, unsigned *lane, unsigned n)
 {
-        double ceiling = e->load[lane[0]] + load + LOAD_EPSILON;
+        double ceiling = e->load[lane[0]] + load + PLACEMENT_EPSILON;
 
         for (bool changed = true; changed && n > 1;) {
                 unsigned kept = 1;
@@ -900,7 +707,7 @@ static void count_totals(struct engine *e)
         }
         e->ideal = e->total / e->d.n_usable;
         e->bound = e->ideal + e->max_vcpu;
-        /* Larger than any load difference plus penalties: a lexicographic tier. */
+        /* Larger than any load difference plus penalties: SMT sharing ranks last. */
         e->tier = 2 * (e->total + 2 * e->params.move_penalty + 1);
 }
 
@@ -1048,7 +855,7 @@ static bool run_fits(const struct engine *e, const struct gstate *g, enum plan_s
 static bool run_admits(const struct engine *e, const struct gstate *g, enum plan_scope s, unsigned i)
 {
         unsigned n = run_usable(e, s, i);
-        return n && (run_others_load(e, s, i) + g->load) / n + e->base_load <= e->bound + LOAD_EPSILON;
+        return n && (run_others_load(e, s, i) + g->load) / n + e->base_load <= e->bound + PLACEMENT_EPSILON;
 }
 
 /* The least-loaded run in [first, end) that fits and admits the guest, or -1. */
@@ -1227,8 +1034,8 @@ static bool has_moving(const struct engine *e, const struct gstate *g)
         return false;
 }
 
-/* Take all of a guest's lanes off the PUs; kept vCPUs must make room. */
-static void unplace_guest(struct engine *e, struct gstate *g)
+/* Take all of a guest's lanes off the PUs; kept vCPUs move for @reason. */
+static void unplace_guest(struct engine *e, struct gstate *g, enum place_reason reason)
 {
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = guest_vcpu(e, g, j);
@@ -1237,8 +1044,30 @@ static void unplace_guest(struct engine *e, struct gstate *g)
                 account_lane(e, v, -1);
                 v->lane_len = 0;
                 if (v->reason == PLACE_NONE)
-                        v->reason = PLACE_SIBLING_CONFLICT;
+                        v->reason = reason;
         }
+}
+
+static bool has_kept(const struct engine *e, const struct gstate *g)
+{
+        for (unsigned j = 0; j < g->n; j++)
+                if (is_kept(guest_vcpu(e, g, j)))
+                        return true;
+        return false;
+}
+
+/* Most load on any PU of the guest's lanes. */
+static double guest_peak(const struct engine *e, const struct gstate *g)
+{
+        double peak = 0;
+
+        for (unsigned j = 0; j < g->n; j++) {
+                const struct vstate *v = guest_vcpu(e, g, j);
+                const unsigned *lane = lane_of(e, v);
+                for (unsigned i = 0; i < v->lane_len; i++)
+                        peak = fmax(peak, e->load[lane[i]] + e->base_load);
+        }
+        return peak;
 }
 
 static int place_guest(struct engine *e, struct gstate *g)
@@ -1247,7 +1076,17 @@ static int place_guest(struct engine *e, struct gstate *g)
         evict_outside(e, g);
         if (!has_moving(e, g))
                 return 0;
+        bool kept = has_kept(e, g);
         int r = fill_guest(e, g);
+        if (r == 0 && kept && g->f.overcommitted && guest_peak(e, g) > e->bound + PLACEMENT_EPSILON) {
+                /*
+                 * An overcommitted guest has only max_per_pu places per PU;
+                 * kept vCPUs may have used up those on the quiet PUs, leaving
+                 * the rest to pile up on a busy one.  Start it over.
+                 */
+                unplace_guest(e, g, PLACE_REBALANCE);
+                return fill_guest(e, g);
+        }
         if (r != -ENOSPC)
                 return r;
         /*
@@ -1255,7 +1094,7 @@ static int place_guest(struct engine *e, struct gstate *g)
          * room for the rest: place the whole guest afresh.  Lanes are at most
          * units / vCPUs wide and each takes one block, so that cannot fail.
          */
-        unplace_guest(e, g);
+        unplace_guest(e, g, PLACE_SIBLING_CONFLICT);
         return fill_guest(e, g);
 }
 
@@ -1346,8 +1185,7 @@ static double evaluate_move(struct engine *e, unsigned vi, unsigned hot, double 
         account_lane(e, v, -1);
         struct lt_key home = loadtree_min(&e->tree, geo.lo, geo.hi);
         /* Under spread, never move onto a core shared with a sibling while cores suffice. */
-        bool shares_core = home.value >= 2 * e->tier;
-        if (home.value < HUGE_VAL && !(shares_core && geo.by_core)) {
+        if (home.value < HUGE_VAL && !(geo.by_core && shares_core(e, home.index))) {
                 unsigned n = build_lane(e, &geo, home.index, v->load, out);
                 if (!same_lane(e, v, out, n)) {
                         double peak_new = 0;
@@ -1420,7 +1258,29 @@ static double hot_excess(const struct engine *e)
         return loadtree_max(&e->tree).value + e->base_load - e->ideal;
 }
 
-static int rebalance_steps(struct engine *e, struct pu_list *lists)
+/* While rebalancing: PUs no move can cool; a move elsewhere may change that. */
+struct frozen_set {
+        unsigned *pus;
+        size_t n;
+};
+
+static void freeze(struct engine *e, struct frozen_set *f, unsigned p)
+{
+        e->frozen[p] = true;
+        f->pus[f->n++] = p;
+        refresh(e, p);
+}
+
+static void thaw(struct engine *e, struct frozen_set *f)
+{
+        for (size_t i = 0; i < f->n; i++) {
+                e->frozen[f->pus[i]] = false;
+                refresh(e, f->pus[i]);
+        }
+        f->n = 0;
+}
+
+static int rebalance_steps(struct engine *e, struct pu_list *lists, struct frozen_set *frozen)
 {
         unsigned budget = e->params.max_moves ? e->params.max_moves : UINT_MAX;
 
@@ -1431,43 +1291,56 @@ static int rebalance_steps(struct engine *e, struct pu_list *lists)
                                 return r;
                 }
         /*
-         * Each step lowers the hottest PU by more than move_penalty, or takes
-         * it out of consideration when no move can (say it carries ignored
-         * guests); bound the steps anyway.
+         * Each step either lowers the hottest PU by more than move_penalty or
+         * sets it aside while no move can (it may carry ignored guests only).
+         * Moves change what is possible for the PUs set aside, so passes
+         * repeat until one makes no move: then no PU above the threshold can
+         * be helped, and the next plan from the same state moves nothing.
+         * The steps are bounded anyway: a later plan continues the work.
          */
-        for (size_t step = 0; step < e->n_vs + 2 * e->d.n_usable; step++) {
-                struct lt_key hot = loadtree_max(&e->tree);
-                struct move_choice m;
+        size_t steps = 2 * (e->n_vs + e->d.n_usable);
+        for (bool moved = true; moved && steps > 0;) {
+                moved = false;
+                for (; steps > 0; steps--) {
+                        struct lt_key hot = loadtree_max(&e->tree);
+                        struct move_choice m;
 
-                if (hot_excess(e) <= e->params.imbalance_threshold)
-                        break;
-                if (!best_move(e, &lists[hot.index], hot.index, hot.value, budget > 0, &m)) {
-                        e->frozen[hot.index] = true;
-                        refresh(e, hot.index);
-                        continue;
+                        if (hot_excess(e) <= e->params.imbalance_threshold)
+                                break;
+                        if (!best_move(e, &lists[hot.index], hot.index, hot.value, budget > 0, &m)) {
+                                freeze(e, frozen, hot.index);
+                                continue;
+                        }
+                        bool was_kept = e->vs[m.vcpu].reason == PLACE_NONE;
+                        int r = apply_move(e, lists, &m);
+                        if (r < 0)
+                                return r;
+                        budget -= was_kept;
+                        moved = true;
                 }
-                bool was_kept = e->vs[m.vcpu].reason == PLACE_NONE;
-                int r = apply_move(e, lists, &m);
-                if (r < 0)
-                        return r;
-                budget -= was_kept;
+                thaw(e, frozen);
         }
         return 0;
 }
 
 static int rebalance(struct engine *e)
 {
+        struct frozen_set frozen = {};
+        struct pu_list *lists;
+        int r = -ENOMEM;
+
         if (hot_excess(e) <= e->params.imbalance_threshold)
                 return 0;
-        struct pu_list *lists = calloc(e->d.n_pus, sizeof(*lists));
+        lists = calloc(e->d.n_pus, sizeof(*lists));
+        frozen.pus = calloc(e->d.n_pus, sizeof(*frozen.pus));
         e->frozen = calloc(e->d.n_pus, sizeof(*e->frozen));
-        int r = lists && e->frozen ? rebalance_steps(e, lists) : -ENOMEM;
+        if (lists && frozen.pus && e->frozen)
+                r = rebalance_steps(e, lists, &frozen);
         for (size_t p = 0; lists && p < e->d.n_pus; p++)
                 free(lists[p].items);
         free(lists);
+        free(frozen.pus);
         free(TAKE_PTR(e->frozen));
-        for (unsigned p = 0; p < e->d.n_pus; p++)
-                refresh(e, p);
         return r;
 }
 
@@ -1477,10 +1350,19 @@ static hwloc_bitmap_t lane_bitmap(const struct engine *e, const struct vstate *v
 {
         hwloc_bitmap_t b = hwloc_bitmap_alloc();
         const unsigned *lane = lane_of(e, v);
+        unsigned highest = 0;
 
-        if (b)
-                for (unsigned i = 0; i < v->lane_len; i++)
-                        hwloc_bitmap_set(b, e->topo->pus[lane[i]].os_index);
+        if (!b || v->lane_len == 0)
+                return b;
+        /* Setting the highest CPU first sizes the bitmap once. */
+        for (unsigned i = 0; i < v->lane_len; i++)
+                highest = umax(highest, e->topo->pus[lane[i]].os_index);
+        if (hwloc_bitmap_set(b, highest) < 0) {
+                hwloc_bitmap_free(b);
+                return NULL;
+        }
+        for (unsigned i = 0; i < v->lane_len; i++)
+                hwloc_bitmap_set(b, e->topo->pus[lane[i]].os_index);
         return b;
 }
 
@@ -1792,163 +1674,4 @@ void plan_done(struct plan *p)
         free(p->moves);
         free(p->pu_load);
         memset(p, 0, sizeof(*p));
-}
-
-/* ---- Checks ---- */
-
-struct checker {
-        const struct topology *topo;
-        struct domains d;
-        hwloc_bitmap_t usable_set, tmp;
-        double *load;
-        unsigned *pu_stamp, *pu_count;  /* per PU: guest stamp, sibling masks covering it */
-        unsigned *core_stamp, *core_owner;
-};
-
-static void checker_done(struct checker *c)
-{
-        domains_done(&c->d);
-        if (c->usable_set)
-                hwloc_bitmap_free(c->usable_set);
-        if (c->tmp)
-                hwloc_bitmap_free(c->tmp);
-        free(c->load);
-        free(c->pu_stamp);
-        free(c->pu_count);
-        free(c->core_stamp);
-        free(c->core_owner);
-}
-
-static int checker_init(struct checker *c, const struct topology *t, hwloc_const_bitmap_t usable)
-{
-        *c = (struct checker){ .topo = t };
-        c->usable_set = hwloc_bitmap_alloc();
-        c->tmp = hwloc_bitmap_alloc();
-        c->load = calloc(t->n_pus, sizeof(*c->load));
-        c->pu_stamp = calloc(t->n_pus, sizeof(*c->pu_stamp));
-        c->pu_count = calloc(t->n_pus, sizeof(*c->pu_count));
-        c->core_stamp = calloc(t->n_cores, sizeof(*c->core_stamp));
-        c->core_owner = calloc(t->n_cores, sizeof(*c->core_owner));
-        if (!c->usable_set || !c->tmp || !c->load || !c->pu_stamp || !c->pu_count || !c->core_stamp ||
-            !c->core_owner)
-                return -ENOMEM;
-        hwloc_bitmap_and(c->usable_set, usable, t->complete);
-        return domains_init(&c->d, t, c->usable_set);
-}
-
-/* Property 4, recomputed from the targets alone. */
-static void check_balance(struct checker *c, const struct guest_input *guests, size_t n_guests,
-                          const struct plan *plan, struct plan_checks *out)
-{
-        double total = 0;
-        unsigned os;
-
-        for (size_t i = 0; i < n_guests; i++)
-                for (size_t j = 0; j < guests[i].n_vcpus; j++) {
-                        hwloc_bitmap_and(c->tmp, plan->guests[i].vcpus[j].target, c->usable_set);
-                        int w = hwloc_bitmap_weight(c->tmp);
-                        double l = guests[i].vcpus[j].load;
-                        if (w <= 0)
-                                continue;
-                        total += l;
-                        out->max_vcpu_load = fmax(out->max_vcpu_load, l);
-                        hwloc_bitmap_foreach_begin(os, c->tmp) {
-                                c->load[topology_pu_dense(c->topo, os)] += l / w;
-                        } hwloc_bitmap_foreach_end();
-                }
-        for (size_t p = 0; p < c->d.n_pus; p++)
-                out->max_pu_load = fmax(out->max_pu_load, c->load[p]);
-        out->balance = out->max_pu_load <= total / c->d.n_usable + out->max_vcpu_load + LOAD_EPSILON;
-}
-
-/* Properties 1 and 2 for one vCPU's mask; @stamp identifies the guest. */
-static void check_mask(struct checker *c, hwloc_const_bitmap_t mask, unsigned stamp, unsigned vcpu,
-                       const struct guest_facts *f, struct plan_checks *out)
-{
-        unsigned os;
-
-        hwloc_bitmap_and(c->tmp, mask, c->usable_set);
-        hwloc_bitmap_foreach_begin(os, c->tmp) {
-                unsigned p = (unsigned)topology_pu_dense(c->topo, os), core = c->topo->pus[p].core;
-                if (c->pu_stamp[p] != stamp) {
-                        c->pu_stamp[p] = stamp;
-                        c->pu_count[p] = 0;
-                }
-                if (++c->pu_count[p] > f->cap)
-                        out->anti_affinity = false;
-                if (f->core_units && c->core_stamp[core] == stamp && c->core_owner[core] != vcpu)
-                        out->smt = false;
-                c->core_stamp[core] = stamp;
-                c->core_owner[core] = vcpu;
-        } hwloc_bitmap_foreach_end();
-}
-
-/* Property 3: the union of the targets lies in one run at the scope the guest must keep. */
-static bool check_locality(const struct checker *c, const struct guest_plan *gp, enum plan_scope fit)
-{
-        enum plan_scope want = gp->spilled ? gp->scope : fit;
-        int run = -1;
-        unsigned os;
-
-        if (gp->spilled && gp->scope <= fit)
-                return false;
-        if (want == SCOPE_ANY)
-                return true;
-        for (size_t j = 0; j < gp->n_vcpus; j++) {
-                bool same = true;
-                hwloc_bitmap_foreach_begin(os, gp->vcpus[j].target) {
-                        int p = topology_pu_dense(c->topo, os);
-                        int r = p < 0 ? -2 : (int)scope_of(&c->d, want, (unsigned)p);
-                        if (run == -1)
-                                run = r;
-                        same = same && r == run;
-                } hwloc_bitmap_foreach_end();
-                if (!same)
-                        return false;
-        }
-        return true;
-}
-
-static void check_guest(struct checker *c, const struct guest_input *g, const struct guest_plan *gp,
-                        unsigned stamp, struct plan_checks *out)
-{
-        struct guest_facts f;
-
-        if (guest_facts_init(&f, c->topo, &c->d, c->usable_set, g) < 0) {
-                out->bounds = false;    /* planned although it has nowhere to go */
-                return;
-        }
-        hwloc_const_bitmap_t allowed = f.allowed ? f.allowed : c->usable_set;
-        for (size_t j = 0; j < g->n_vcpus; j++) {
-                hwloc_const_bitmap_t t = gp->vcpus[j].target;
-                if (hwloc_bitmap_iszero(t) || !hwloc_bitmap_isincluded(t, allowed))
-                        out->bounds = false;
-                check_mask(c, t, stamp, (unsigned)j, &f, out);
-        }
-        if (!check_locality(c, gp, f.fit))
-                out->locality = false;
-        guest_facts_done(&f);
-}
-
-void placement_check(const struct topology *topo, hwloc_const_bitmap_t usable,
-                     const struct guest_input *guests, size_t n_guests,
-                     const struct plan *plan, struct plan_checks *out)
-{
-        struct checker c;
-
-        memset(out, 0, sizeof(*out));
-        if (!plan->guests || plan->n_guests != n_guests)
-                return;
-        if (checker_init(&c, topo, usable) < 0) {
-                checker_done(&c);
-                return;
-        }
-        out->anti_affinity = out->smt = out->locality = out->bounds = true;
-        check_balance(&c, guests, n_guests, plan, out);
-        for (size_t i = 0; i < n_guests; i++) {
-                if (guests[i].policy == POLICY_IGNORE || plan->guests[i].error)
-                        continue;
-                check_guest(&c, &guests[i], &plan->guests[i], (unsigned)i + 1, out);
-        }
-        checker_done(&c);
 }

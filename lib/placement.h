@@ -99,7 +99,8 @@ struct guest_plan {
         size_t n_vcpus;
         struct vcpu_plan *vcpus;        /* owned, parallel to guest_input.vcpus */
         /* More vCPUs than usable PUs: masks cannot be disjoint; no PU carries
-         * more than max_per_pu of them. */
+         * more than max_per_pu = ceil(vCPUs / PUs) of them.  max_per_pu is 1
+         * for other managed guests, 0 for ignored ones and errors. */
         bool overcommitted;
         unsigned max_per_pu;
         /* 0, or -ENOSPC: the restriction leaves no usable CPU (guest untouched). */
@@ -154,7 +155,8 @@ void plan_done(struct plan *p);
 struct plan_checks {
         bool anti_affinity;     /* 1: siblings disjoint (or within ceil(v/PUs) when overcommitted) */
         bool smt;               /* 2: spread-cores guests avoid sharing cores when they fit */
-        bool locality;          /* 3: guests that fit one NUMA node (L3 group) are kept in it */
+        bool locality;          /* 3: guests that fit one NUMA node (L3 group) are kept in it;
+                                 * a spilled guest within one domain at its scope */
         bool balance;           /* 4: max PU load <= ideal + largest vCPU load */
         bool bounds;            /* every managed mask is non-empty and inside usable ∩ restriction */
         double max_pu_load;
