@@ -19,6 +19,9 @@ status=0
 assert_eq "$status" 2 "usage error"
 
 guest_start g 2
+# Let other users reach the socket's directory, so what keeps them out (or
+# lets them in) is the socket's own mode.
+_env_tmpdir; chmod 755 "$VST_TMPDIR"
 daemon_start
 sock=$(daemon_socket)
 assert_eq "$(stat -c %a "$sock")" 600 "socket mode"
@@ -72,4 +75,12 @@ wait "$silent" || true
 assert_eq "$(cat "$VST_TMPDIR/silent.out")" closed "what the silent client saw"
 daemon_stop
 [[ ! -e $sock ]] || fail "socket left behind after SIGTERM"
+
+note "ControlSocketGroup= opens the socket to one group, mode 0660"
+DAEMON_EXTRA_DAEMON_KEYS="ControlSocketGroup=nogroup" daemon_write_config
+daemon_start --dry-run
+assert_eq "$(stat -c '%a %U %G' "$sock")" "660 root nogroup" "socket mode, owner, group"
+setpriv --reuid nobody --regid nogroup --clear-groups "$VST_CTL" status --socket "$sock" >/dev/null ||
+        fail "a member of the socket's group cannot ask for status"
+daemon_stop
 note "ok"
