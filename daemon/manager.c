@@ -273,10 +273,11 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 vcpu_threads_done(&t);
                 return -EAGAIN;
         }
-        if (t.origin == VCPU_THREADS_THREAD_NAMES)
+        if (t.origin == VCPU_THREADS_THREAD_NAMES && !g->name_fallback_logged)
                 log_struct(LOG_NOTICE, 0, MSGID_DOMAIN_FOUND, &d, NULL,
                            "%s: libvirt's status file could not be read; found its vCPU threads by name",
                            g->name);
+        g->name_fallback_logged = t.origin == VCPU_THREADS_THREAD_NAMES;
 
         struct managed_vcpu *vcpus = calloc(t.n, sizeof(*vcpus));
         if (!vcpus) {
@@ -310,7 +311,7 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                         /* Vanished between listing and reading: the next event resyncs. */
                         log_debug_errno(r, "%s vcpu%u (tid %d): cannot read its affinity: %m", g->name,
                                         nv->vcpu, (int)nv->tid);
-                        hwloc_bitmap_fill(nv->current);
+                        hwloc_bitmap_copy(nv->current, m->topo->complete);
                 }
                 r = 0;
         }

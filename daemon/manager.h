@@ -78,6 +78,7 @@ struct managed_guest {
         bool is_new;                    /* not planned yet */
         bool seen;                      /* mark for resync */
         unsigned thread_retries;        /* vCPU threads looked for but not found */
+        bool name_fallback_logged;      /* said once that the status file failed us */
         uint64_t start_event_usec;      /* CLOCK_MONOTONIC of its start event, until placed */
 };
 
