@@ -23,6 +23,8 @@
 /* libvirt rewrites a status file a few times in a burst on hotplug. */
 #define STATUSFILE_DEBOUNCE_USEC (20 * 1000ULL)
 #define RESYNC_RETRY_USEC (2 * 1000 * 1000ULL)
+/* A move the kernel refused is retried this much later, not every pass. */
+#define APPLY_RETRY_USEC (30 * 1000 * 1000ULL)
 
 static const char *const guest_state_names[] = {
         [GUEST_MANAGED] = "managed",
@@ -419,7 +421,12 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
                 return -ESRCH;
         }
 
-        if (!m->settings.dry_run) {
+        if (m->settings.dry_run) {
+                /* Nothing changes in a dry run, so every pass would say it again. */
+                if (strcmp(v->dry_run_target, to_s) == 0)
+                        return 0;
+                snprintf(v->dry_run_target, sizeof(v->dry_run_target), "%s", to_s);
+        } else {
                 r = vcpu_apply(&m->apply_env, v->tid, to, err, sizeof(err));
                 if (r == -ESRCH) {
                         log_debug("%s vcpu%u (tid %d): thread vanished while applying", g->name, v->vcpu,
@@ -431,9 +438,13 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
                         snprintf(f_vcpu, sizeof(f_vcpu), "VCPUSPREAD_VCPU=%u", v->vcpu);
                         snprintf(f_tid, sizeof(f_tid), "VCPUSPREAD_TID=%d", (int)v->tid);
                         const char *fields[] = { f_vcpu, f_tid, NULL };
+                        uint64_t now;
+                        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                        v->retry_after_usec = now + APPLY_RETRY_USEC;
                         return log_struct(LOG_ERR, r, MSGID_APPLY_FAILED, &d, fields,
-                                          "%s vcpu%u (tid %d): cannot move %s -> %s: %s", g->name, v->vcpu,
-                                          (int)v->tid, from_s, to_s, err[0] ? err : strerror(-r));
+                                          "%s vcpu%u (tid %d): cannot move %s -> %s: %s; retrying in %llu s",
+                                          g->name, v->vcpu, (int)v->tid, from_s, to_s, err[0] ? err : strerror(-r),
+                                          (unsigned long long)(APPLY_RETRY_USEC / 1000000));
                 }
         }
 
@@ -589,6 +600,8 @@ static int manager_plan_and_apply(struct manager *m)
 
                 if (in.guests[mv->guest].policy == POLICY_IGNORE || skip[k])
                         continue;  /* the engine never moves ignored guests; belt and braces */
+                if (now < v->retry_after_usec)
+                        continue;  /* refused recently: said so then, try again later */
                 attempted[mv->guest]++;
                 if (!plan.guests[mv->guest].overcommitted && sibling_in_the_way(&plan, mv, skip, g, k)) {
                         log_debug("%s vcpu%u: a sibling still holds part of the target; retrying next pass",

@@ -55,6 +55,8 @@ struct managed_vcpu {
         double wait_ms;                 /* run-queue wait in the last interval */
         struct thread_load tl;          /* sampling state of this thread */
         uint64_t last_move_usec;        /* CLOCK_MONOTONIC of our last move, 0 never */
+        uint64_t retry_after_usec;      /* a failed move is not retried (nor logged) before this */
+        char dry_run_target[64];        /* --dry-run: the target last logged, to say it once */
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
