@@ -603,7 +603,8 @@ static int manager_plan_and_apply(struct manager *m)
                 if (now < v->retry_after_usec)
                         continue;  /* refused recently: said so then, try again later */
                 attempted[mv->guest]++;
-                if (!plan.guests[mv->guest].overcommitted && sibling_in_the_way(&plan, mv, skip, g, k)) {
+                if (!m->settings.dry_run && !plan.guests[mv->guest].overcommitted &&
+                    sibling_in_the_way(&plan, mv, skip, g, k)) {
                         log_debug("%s vcpu%u: a sibling still holds part of the target; retrying next pass",
                                   g->name, v->vcpu);
                         failed[mv->guest]++;
