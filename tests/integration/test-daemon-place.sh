@@ -23,8 +23,10 @@ before=$(guest_affinities web)
 cursor=$(journal_cursor)
 "$VST_DAEMON" --config "$(daemon_conf)" --once --dry-run --log-target console 2> "$VST_TMPDIR/dry.err" ||
         fail "--once --dry-run failed: $(cat "$VST_TMPDIR/dry.err")"
-grep -q "would move: $(guest_name web) vcpu" "$VST_TMPDIR/dry.err" ||
-        fail "--dry-run did not say what it would do: $(cat "$VST_TMPDIR/dry.err")"
+for v in 0 1; do
+        grep -q "would move: $(guest_name web) vcpu$v " "$VST_TMPDIR/dry.err" ||
+                fail "--dry-run did not say what it would do with vcpu$v: $(cat "$VST_TMPDIR/dry.err")"
+done
 assert_eq "$(guest_affinities web)" "$before" "affinities after --dry-run"
 
 note "the running daemon spreads both guests"
