@@ -252,6 +252,19 @@ static struct managed_guest *guest_update(struct manager *m, const struct lv_dom
         return g;
 }
 
+/*
+ * Load of a vCPU not sampled yet.  A guest that just started runs on vCPU 0
+ * alone (firmware, then the kernel until it brings up the others): counting
+ * every vCPU as busy made the engine put the boot vCPUs of guests started
+ * together on the same CPU (ties go to the lowest CPU), and their boots took
+ * half as long again (measured: 12-16 s against 9 s with two guests).
+ * Anything else unknown counts as half busy until the first sample.
+ */
+static double initial_load(const struct managed_guest *g, unsigned vcpu)
+{
+        return g->is_new && vcpu == 0 ? 1.0 : 0.5;
+}
+
 /* Re-read which thread runs which vCPU, and each thread's current mask. */
 static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
 {
@@ -299,7 +312,7 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 } else {
                         nv->vcpu = t.threads[i].vcpu;
                         nv->tid = t.threads[i].tid;
-                        nv->load = 1.0;
+                        nv->load = initial_load(g, nv->vcpu);
                         nv->is_new = !g->is_new;
                 }
                 if (!nv->current)
