@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
         --workloads) workloads=$2; shift 2 ;;
         --reps|--scenarios|--modes|--window|--warmup|--cooldown)
                 run_args+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
 done
