@@ -17,6 +17,7 @@ python3-matplotlib).  Run with Debian's /usr/bin/python3.
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -36,6 +37,9 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 DEFAULT_OUT = os.environ.get("BENCH_OUT", os.path.join(REPO, "bench", "out", "effectiveness"))
 DEFAULT_DAEMON = os.environ.get("VCPUSPREADD", os.path.join(REPO, "build", "daemon", "vcpuspreadd"))
 GUEST_PREFIX = "bench-"
+# One benchmark at a time per host: two would load each other's guests, and
+# each destroys leftover bench- guests when it starts.
+LOCK_PATH = "/run/lock/vcpuspreadd-effbench.lock"
 LIBVIRT_STATUS_DIR = "/run/libvirt/qemu"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -72,6 +76,9 @@ def virsh_create(xml_path, retry_s=90.0):
     while True:
         r = virsh("create", xml_path, check=False)
         if r.returncode == 0:
+            return
+        if "already exists" in r.stderr:
+            # An earlier try got through while libvirtd was restarting.
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"virsh create {os.path.basename(xml_path)}: {r.stderr.strip()}")
@@ -501,6 +508,28 @@ def fmt_run(r):
 
 # ---------------------------------------------------------------- run command
 
+def take_host_lock(wait):
+    """Hold LOCK_PATH for the life of the process (the descriptor is kept)."""
+    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    waited = 0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            if not wait:
+                sys.exit(f"effbench: another effectiveness run holds {LOCK_PATH} (pid {holder}); --wait-lock to queue")
+            if waited % 60 == 0:
+                log(f"waiting for the effectiveness run of pid {holder} to finish ({LOCK_PATH})")
+            time.sleep(5)
+            waited += 5
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -533,6 +562,7 @@ def cmd_run(args):
         notes.append(note)
         modes = [m for m in modes if m != "vcpuspreadd"]
 
+    args.lock_fd = take_host_lock(args.wait_lock)
     leftovers = list_bench_domains()
     for name in leftovers:
         log(f"destroying leftover guest {name}")
@@ -792,6 +822,8 @@ def main():
     r.add_argument("--hz", type=float, default=50.0, help="co-location sampling rate")
     r.add_argument("--boot-timeout", type=float, default=240.0)
     r.add_argument("--retries", type=int, default=2, help="extra attempts for a run that failed")
+    r.add_argument("--wait-lock", action="store_true",
+                   help="wait for another effectiveness run on this host to finish instead of failing")
     r.add_argument("--image", default=os.path.join(DEFAULT_OUT, "image"))
     r.add_argument("--out", default=DEFAULT_OUT)
     r.add_argument("--rundir", default=None, help="default: OUT/runs/TIMESTAMP")

@@ -6,10 +6,12 @@
 #   bench/effectiveness/run.sh [--reps N] [--scenarios a,b,c,d]
 #                              [--modes default,stacked,static-spread,vcpuspreadd]
 #                              [--workloads hackbench,futex] [--window S] [--warmup S]
-#                              [--results DIR] [--append]
+#                              [--results DIR] [--append] [--wait-lock]
 #
 # --append adds the runs to the previous invocation's run directory and
 # reports over both (e.g. a second workload on fewer scenarios).
+# Only one effectiveness run may use a host at a time (lock file); a second
+# one fails at once, or queues behind the first with --wait-lock.
 #
 # Environment: REPS (default 5), VCPUSPREADD (daemon binary, default
 # build/daemon/vcpuspreadd; the mode is skipped with a note when it is
@@ -31,10 +33,11 @@ while [ $# -gt 0 ]; do
         case "$1" in
         --results) results=$2; shift 2 ;;
         --append) append=1; shift ;;
+        --wait-lock) run_args+=(--wait-lock); shift ;;
         --workloads) workloads=$2; shift 2 ;;
         --reps|--scenarios|--modes|--window|--warmup|--cooldown)
                 run_args+=("$1" "$2"); shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
         esac
 done
