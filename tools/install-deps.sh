@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Install the Debian packages listed in .ci/packages.  Outside CI only the
-# missing ones, so root is needed only when something is missing; in CI ($CI
-# set) always `apt-get update` and install the whole list.
+# Install the Debian packages listed in .ci/packages that are missing, so
+# root is needed only when something is missing.  (.ci/run installs the whole
+# list itself, after an apt-get update, before it gets here.)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,7 +12,7 @@ mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$root
 wanted=()
 for p in "${packages[@]}"; do
         status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-        [[ -n ${CI:-} || $status != ii* ]] && wanted+=("$p")
+        [[ $status != ii* ]] && wanted+=("$p")
 done
 
 if (( ${#wanted[@]} == 0 )); then

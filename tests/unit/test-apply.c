@@ -23,6 +23,7 @@
 #include "apply.h"
 #include "cpulist.h"
 #include "macro.h"
+#include "fake-tree.h"
 #include "tap.h"
 
 static char root[PATH_MAX];
@@ -33,21 +34,6 @@ static pid_t self_tid;
 
 /* systemd's escaping for a domain named `acc b 'q' x`, as /proc shows it. */
 #define V2_SCOPE "/machine.slice/machine-qemu\\x2d1\\x2dacc\\x20b\\x20\\x27q\\x27\\x20x.scope/libvirt"
-
-static void mkdir_p(const char *path)
-{
-        char buf[PATH_MAX];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p == '/') {
-                        *p = '\0';
-                        mkdir(buf, 0755);
-                        *p = '/';
-                }
-        }
-        mkdir(buf, 0755);
-}
 
 static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *pathf(const char *fmt, ...)

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "fake-tree.h"
 #include "tap.h"
 #include "vcpu-threads.h"
 
@@ -33,21 +34,6 @@
 
 static char proc[PATH_MAX];
 static const char *fixtures;
-
-static void mkdir_p(const char *path)
-{
-        char buf[PATH_MAX];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p == '/') {
-                        *p = '\0';
-                        mkdir(buf, 0755);
-                        *p = '/';
-                }
-        }
-        mkdir(buf, 0755);
-}
 
 static void put(const char *content, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void put(const char *content, size_t len, const char *fmt, ...)
