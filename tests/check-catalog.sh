@@ -69,7 +69,8 @@ if [ "$(id -u)" = 0 ] && [ -S /run/systemd/journal/socket ] && [ -f /var/lib/sys
                 "SYSLOG_IDENTIFIER=vcpuspreadd-check-catalog" "VCPUSPREAD_DOMAIN=web 1 \"q\" é" \
                 "VCPUSPREAD_UUID=5c1c7a3e-0000-4000-8000-000000000001" "VCPUSPREAD_VCPU=2" \
                 "VCPUSPREAD_TID=4711" "VCPUSPREAD_CPUS_FROM=0-15" "VCPUSPREAD_CPUS_TO=6" \
-                "VCPUSPREAD_REASON=new-guest" | logger --journald
+                "VCPUSPREAD_REASON=new-guest" | logger --journald ||
+                fail "logger --journald could not write: journald is not listening on /run/systemd/journal/socket (a socket left by a dead journald?); tests/integration/setup-host.sh starts it"
         shown=""
         for _ in 1 2 3 4 5 6 7 8 9 10; do
                 shown=$(unshare --mount --propagation private sh -c \

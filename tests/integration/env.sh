@@ -564,6 +564,12 @@ _env_exit_trap() {
 
 _have_systemd() { [[ -d /run/systemd/system ]]; }
 
+# journald listening, not just its socket files left behind: systemd-cat
+# connects to journald's stream socket and logs nothing for a silent `true`.
+_journald_alive() {
+        [[ -S /run/systemd/journal/socket ]] && systemd-cat -t vcpuspread-test-probe true 2>/dev/null
+}
+
 _libvirt_answers() { virsh -c "$VST_CONNECT" version >/dev/null 2>&1; }
 
 # Start a daemon detached from the test: own session, no inherited
@@ -607,7 +613,10 @@ env_setup_host() {
                         skip_or_fail "'$cmd' is missing; run tools/install-deps.sh as root"
         done
 
-        if [[ ! -S /run/systemd/journal/socket ]]; then
+        # The socket outlives journald: a machine whose processes were killed
+        # (a CI runner after the session that used it) keeps a dead
+        # /run/systemd/journal/socket that refuses every entry.
+        if ! _journald_alive; then
                 if _have_systemd; then
                         note "starting systemd-journald (systemctl)"
                         systemctl start systemd-journald.socket systemd-journald.service ||
@@ -620,8 +629,8 @@ env_setup_host() {
                                 skip_or_fail "/lib/systemd/systemd-journald is missing; install systemd"
                         _start_detached /lib/systemd/systemd-journald
                 fi
-                wait_until 10000 test -S /run/systemd/journal/socket ||
-                        skip_or_fail "journald did not create /run/systemd/journal/socket within 10 s"
+                wait_until 10000 _journald_alive ||
+                        skip_or_fail "journald does not accept entries on /run/systemd/journal/socket after 10 s"
         fi
 
         if [[ -e /dev/kvm ]]; then
