@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-args.h"
 #include "placement.h"
 #include "topology.h"
 
@@ -283,12 +284,18 @@ int main(int argc, char **argv)
                 "pack:4 numa:2 l3:4 core:16 pu:2",      /* 1,024 PUs */
         };
         static const size_t sizes[] = { 100, 1000, 10000 };
-        unsigned runs = argc > 1 ? (unsigned)atoi(argv[1]) : 9;
+        unsigned long runs_arg;
 
-        if (runs < 1 || runs > MAX_RUNS) {
-                fprintf(stderr, "bench-plan: RUNS must be 1-%d\n", MAX_RUNS);
+        if (bench_wants_help(argc, argv,
+                             "Usage: bench-plan [RUNS]\n"
+                             "Plan time (median of RUNS runs, default 9, thread CPU time) and peak heap of the\n"
+                             "placement engine for 100, 1,000 and 10,000 vCPUs on 64, 256 and 1,024 PUs.\n"))
+                return 0;
+        if (argc > 2 || !bench_arg_count(argc, argv, 1, "RUNS", 9, 1, MAX_RUNS, &runs_arg)) {
+                fprintf(stderr, "Try 'bench-plan --help'.\n");
                 return 2;
         }
+        unsigned runs = (unsigned)runs_arg;
         printf("placement_plan, median of %u runs, thread CPU time.  fresh: all vCPUs unplaced; replan: own masks adopted, loads\n"
                "changed by up to +-0.05 (moves: of the replan); ns/VlogP: fresh time / (vCPUs x log2 PUs);\n"
                "peak: heap bytes in use during one fresh plan, output included%s\n", runs,

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-args.h"
 #include "load.h"
 #include "sample.h"
 
@@ -122,14 +123,29 @@ static int bench(const char *name, struct sampler *s, const int (*slots)[2], siz
 
 int main(int argc, char **argv)
 {
-        size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 200;
-        unsigned rounds = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 50;
-        unsigned runs = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 7;
-        unsigned gap_ms = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 100;
+        unsigned long n_arg, rounds_arg, runs_arg, gap_arg;
         int pipefd[2];
 
-        if (n == 0 || rounds == 0 || runs == 0 || pipe(pipefd) < 0)
+        if (bench_wants_help(argc, argv,
+                             "Usage: bench-sample [THREADS=200] [ROUNDS=50] [RUNS=7] [GAP_MS=100]\n"
+                             "CPU cost of one sampling round over THREADS real threads, taskstats and schedstat,\n"
+                             "as a share of one CPU at a 1 s interval: median, min and max over RUNS runs of\n"
+                             "ROUNDS rounds GAP_MS apart.  Needs root for taskstats.\n"))
+                return 0;
+        if (argc > 5 || !bench_arg_count(argc, argv, 1, "THREADS", 200, 1, 100000, &n_arg) ||
+            !bench_arg_count(argc, argv, 2, "ROUNDS", 50, 1, 100000, &rounds_arg) ||
+            !bench_arg_count(argc, argv, 3, "RUNS", 7, 1, 1000, &runs_arg) ||
+            !bench_arg_count(argc, argv, 4, "GAP_MS", 100, 0, 60000, &gap_arg)) {
+                fprintf(stderr, "Try 'bench-sample --help'.\n");
                 return 2;
+        }
+        size_t n = n_arg;
+        unsigned rounds = (unsigned)rounds_arg, runs = (unsigned)runs_arg, gap_ms = (unsigned)gap_arg;
+
+        if (pipe(pipefd) < 0) {
+                perror("bench-sample: pipe");
+                return 1;
+        }
 
         /* slot[0]: the thread's id, slot[1]: the read end it blocks on. */
         int (*slots)[2] = calloc(n, sizeof(*slots));

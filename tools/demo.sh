@@ -11,6 +11,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$root/tools/usage.sh"
+usage_handle_help "$0" "$@"
+(( $# == 0 )) || usage_error "takes no arguments (got '$1'); DEMO_SECONDS sets how long the daemon runs"
 cd "$root"
 
 tools/install-deps.sh

@@ -7,6 +7,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$root/tools/usage.sh"
+usage_handle_help "$0" "$@"
+(( $# == 0 )) || usage_error "takes no arguments (got '$1')"
 mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$root/.ci/packages")
 
 wanted=()
