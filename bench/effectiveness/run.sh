@@ -29,17 +29,40 @@ python=/usr/bin/python3   # Debian's, where python3-matplotlib lives
 run_args=()
 workloads=hackbench,futex
 append=
+# Refuse a bad argument before minutes of image building, not after.
+bad() { echo "run.sh: $*" >&2; echo "Try 'run.sh --help'." >&2; exit 2; }
+# list_of WHAT VALUE ALLOWED...: VALUE is a comma-separated list of ALLOWED.
+list_of() {
+        local what=$1 value=$2 item; shift 2
+        [ -n "$value" ] || bad "$what: empty list"
+        for item in ${value//,/ }; do
+                [[ " $* " == *" $item "* ]] || bad "$what: '$item' is not one of: $*"
+        done
+}
 while [ $# -gt 0 ]; do
         case "$1" in
-        --results) results=$2; shift 2 ;;
-        --append) append=1; shift ;;
-        --wait-lock) run_args+=(--wait-lock); shift ;;
-        --workloads) workloads=$2; shift 2 ;;
-        --reps|--scenarios|--modes|--window|--warmup|--cooldown)
-                run_args+=("$1" "$2"); shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+        --append) append=1; shift; continue ;;
+        --wait-lock) run_args+=(--wait-lock); shift; continue ;;
         esac
+        [ $# -ge 2 ] || case "$1" in
+                --results|--workloads|--reps|--scenarios|--modes|--window|--warmup|--cooldown)
+                        bad "$1 needs a value" ;;
+                *) bad "unknown argument $1" ;;
+        esac
+        case "$1" in
+        --results) results=$2 ;;
+        --workloads) list_of "$1" "$2" hackbench futex; workloads=$2 ;;
+        --scenarios) list_of "$1" "$2" a b c d; run_args+=("$1" "$2") ;;
+        --modes) list_of "$1" "$2" default stacked static-spread vcpuspreadd; run_args+=("$1" "$2") ;;
+        --reps) [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] || bad "--reps must be a whole number from 1 to 999, not '$2'"
+                run_args+=("$1" "$2") ;;
+        --window|--warmup|--cooldown)
+                [[ $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad "$1 must be seconds (e.g. 20 or 2.5), not '$2'"
+                run_args+=("$1" "$2") ;;
+        *) bad "unknown argument $1" ;;
+        esac
+        shift 2
 done
 
 start=$(date +%s)
