@@ -11,15 +11,7 @@
 # Targets (issue 8): latency median < 50 ms, idle CPU < 0.5%, RSS < 16 MiB.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/../tools/usage.sh"
-usage_handle_help "$0" "$@"
-(( $# <= 2 )) || usage_error "at most two arguments: GUESTS SECONDS"
-usage_count GUESTS "${1:-1}"
-usage_count SECONDS "${2:-1}"
-VST_TEST_NAME=bench-daemon
-source "$here/../tests/integration/env.sh"
-env_init
-source "$here/../tests/integration/daemon.sh"
+source "$here/bench-env.sh" bench-daemon "$@"
 
 n=${1:-20}
 seconds=${2:-60}

@@ -9,15 +9,7 @@
 # Usage: bench/bench-stability.sh [GUESTS] [SECONDS]   (root; build/ built)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/../tools/usage.sh"
-usage_handle_help "$0" "$@"
-(( $# <= 2 )) || usage_error "at most two arguments: GUESTS SECONDS"
-usage_count GUESTS "${1:-1}"
-usage_count SECONDS "${2:-1}"
-VST_TEST_NAME=bench-stability
-source "$here/../tests/integration/env.sh"
-env_init
-source "$here/../tests/integration/daemon.sh"
+source "$here/bench-env.sh" bench-stability "$@"
 
 n=${1:-3}
 seconds=${2:-60}
