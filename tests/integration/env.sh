@@ -576,7 +576,16 @@ _libvirt_answers() { virsh -c "$VST_CONNECT" version >/dev/null 2>&1; }
 # descriptors, so neither meson (waiting on the test's output) nor a signal
 # to the test's process group reaches it.
 _start_detached() {
-        setsid "$@" </dev/null >/dev/null 2>&1 &
+        (
+                # A daemon started here must not keep descriptors its starter
+                # inherited: one holding a caller's lock file (flock(1) passes
+                # it down) would hold that lock for the daemon's whole life.
+                local fd
+                for fd in $(ls /proc/$BASHPID/fd); do
+                        (( fd > 2 )) && eval "exec $fd>&-"
+                done
+                exec setsid "$@" </dev/null >/dev/null 2>&1
+        ) &
         note "started $* (pid $!)"
 }
 
