@@ -132,7 +132,7 @@ static int parse_ctl_opts(int argc, char **argv, const char *usage, bool allow_j
         };
         int c;
 
-        o->socket = getenv("VCPUSPREAD_SOCKET") ?: CONTROL_SOCKET_DEFAULT;
+        o->socket = getenv("VCPUSPREAD_SOCKET") ?: DEFAULT_CONTROL_SOCKET;
         o->json = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {

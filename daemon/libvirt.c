@@ -24,11 +24,11 @@
 #include <libxml/tree.h>
 
 #include "cpulist.h"
+#include "lib/defaults.h"
 #include "log.h"
 #include "macro.h"
 #include "message-ids.h"
 
-#define DEFAULT_URI "qemu:///system"
 #define KEEPALIVE_INTERVAL_S 5
 #define KEEPALIVE_COUNT 3u
 #define BACKOFF_FIRST_USEC (1ULL * 1000000)
@@ -701,7 +701,7 @@ int lv_conn_new(sd_event *e, const char *uri, const struct lv_callbacks *cb, voi
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->uri = strdup(uri ? uri : DEFAULT_URI);
+        c->uri = strdup(uri ? uri : DEFAULT_CONNECT);
         if (!c->uri) {
                 free(c);
                 return -ENOMEM;

@@ -68,7 +68,7 @@ struct lv_callbacks {
 
 struct lv_conn;
 
-/* Create a connection manager for @uri (NULL: qemu:///system).  Connects at
+/* Create a connection manager for @uri (NULL: DEFAULT_CONNECT).  Connects at
  * once when possible, otherwise keeps retrying with backoff (1 s doubling to
  * 30 s), calling cb->connected each time it gets through.  Returns -ENOMEM or
  * 0; a libvirtd that is down is not an error.  Callbacks only ever run from

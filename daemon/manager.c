@@ -46,7 +46,7 @@ static struct log_domain guest_log(const struct managed_guest *g)
 
 static const char *manager_uri(const struct manager *m)
 {
-        return m->settings.connect_uri ?: m->config.connect ?: "qemu:///system";
+        return m->settings.connect_uri ?: m->config.connect ?: DEFAULT_CONNECT;
 }
 
 /* Host CPUs a configuration may name: online and allowed, before ReservedCPUs=. */

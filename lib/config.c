@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cpulist.h"
+#include "defaults.h"
 #include "macro.h"
 
 /* A configuration file larger than this is a mistake, not a configuration. */
@@ -599,20 +600,20 @@ static const struct daemon_key {
         daemon_parse_fn parse;
         daemon_format_fn format;
 } daemon_keys[] = {
-        { "Connect", "qemu:///system", parse_connect, format_connect },
-        { "SampleIntervalSec", "1s", parse_sample_interval, format_sample_interval },
-        { "ReservedCPUs", "", parse_reserved_cpus, format_reserved_cpus },
-        { "DefaultPolicy", "spread", parse_default_policy, format_default_policy },
-        { "MovesPerInterval", "4", parse_moves, format_moves },
-        { "Hysteresis", "0.1", parse_hysteresis, format_hysteresis },
-        { "LaneWidth", "auto", parse_lane_width, format_lane_width },
-        { "LoadWindowSec", "5s", parse_load_window, format_load_window },
-        { "MinDwellSec", "10s", parse_min_dwell, format_min_dwell },
-        { "StarvationWaitSec", "100ms", parse_starvation, format_starvation },
-        { "TaskDelayAccounting", "no", parse_delayacct, format_delayacct },
-        { "ControlSocket", "/run/vcpuspreadd/control.sock", parse_control_socket, format_control_socket },
-        { "ControlSocketGroup", "", parse_group, format_group },
-        { "LogLevel", "info", parse_log_level, format_log_level },
+        { "Connect", DEFAULT_CONNECT, parse_connect, format_connect },
+        { "SampleIntervalSec", DEFAULT_SAMPLE_INTERVAL, parse_sample_interval, format_sample_interval },
+        { "ReservedCPUs", DEFAULT_RESERVED_CPUS, parse_reserved_cpus, format_reserved_cpus },
+        { "DefaultPolicy", DEFAULT_POLICY, parse_default_policy, format_default_policy },
+        { "MovesPerInterval", DEFAULT_MOVES_PER_INTERVAL, parse_moves, format_moves },
+        { "Hysteresis", DEFAULT_HYSTERESIS, parse_hysteresis, format_hysteresis },
+        { "LaneWidth", DEFAULT_LANE_WIDTH, parse_lane_width, format_lane_width },
+        { "LoadWindowSec", DEFAULT_LOAD_WINDOW, parse_load_window, format_load_window },
+        { "MinDwellSec", DEFAULT_MIN_DWELL, parse_min_dwell, format_min_dwell },
+        { "StarvationWaitSec", DEFAULT_STARVATION_WAIT, parse_starvation, format_starvation },
+        { "TaskDelayAccounting", DEFAULT_TASK_DELAY_ACCOUNTING, parse_delayacct, format_delayacct },
+        { "ControlSocket", DEFAULT_CONTROL_SOCKET, parse_control_socket, format_control_socket },
+        { "ControlSocketGroup", DEFAULT_CONTROL_SOCKET_GROUP, parse_group, format_group },
+        { "LogLevel", DEFAULT_LOG_LEVEL, parse_log_level, format_log_level },
 };
 
 /* ---- [Domain] keys ----------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <hwloc.h>
 
+#include "defaults.h"
 #include "placement.h"
 
 #ifndef CONFIG_MAIN_PATH_DEFAULT
