@@ -26,6 +26,7 @@
 #include "cpulist.h"
 #include "lib/defaults.h"
 #include "log.h"
+#include "lib/util.h"
 #include "macro.h"
 #include "message-ids.h"
 
@@ -33,19 +34,6 @@
 #define KEEPALIVE_COUNT 3u
 #define BACKOFF_FIRST_USEC (1ULL * 1000000)
 #define BACKOFF_MAX_USEC (30ULL * 1000000)
-
-static int fail(char *err, size_t errlen, int error, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int error, const char *fmt, ...)
-{
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return error;
-}
 
 /* ---------------------------------------------------------------------------
  * Live XML
@@ -100,36 +88,25 @@ static char *xml_prop(xmlNode *n, const char *name)
  * tolerated because XML text nodes may carry them). */
 static int parse_uint(const char *s, unsigned *out)
 {
-        unsigned long long v = 0;
-        const char *p = s;
+        char buf[32];
+        unsigned long v;
+        size_t len;
+        int r;
 
-        while (isspace((unsigned char)*p))
-                p++;
-        if (!isdigit((unsigned char)*p))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*p); p++) {
-                v = v * 10 + (unsigned)(*p - '0');
-                if (v > UINT_MAX)
-                        return -ERANGE;
-        }
-        while (isspace((unsigned char)*p))
-                p++;
-        if (*p)
-                return -EINVAL;
+        while (isspace((unsigned char)*s))
+                s++;
+        len = strlen(s);
+        while (len > 0 && isspace((unsigned char)s[len - 1]))
+                len--;
+        if (len >= sizeof(buf))
+                return len > 0 && isdigit((unsigned char)*s) ? -ERANGE : -EINVAL;
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        r = parse_ulong(buf, UINT_MAX, &v);
+        if (r < 0)
+                return r;
         *out = (unsigned)v;
         return 0;
-}
-
-static bool uuid_valid(const char *s)
-{
-        if (strlen(s) != 36)
-                return false;
-        for (int i = 0; i < 36; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-                        return false;
-        }
-        return true;
 }
 
 /*
@@ -149,9 +126,9 @@ static int parse_libvirt_cpuset(const char *text, hwloc_bitmap_t out, char *err,
                 return -ENOMEM;
         hwloc_bitmap_zero(out);
         if (strspn(text, " \t\n") == strlen(text))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' is empty", text);
+                return set_reason(err, errlen, -EINVAL, "cpuset '%s' is empty", text);
         if (text[0] == ',' || text[strlen(text) - 1] == ',' || strstr(text, ",,"))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' has an empty entry", text);
+                return set_reason(err, errlen, -EINVAL, "cpuset '%s' has an empty entry", text);
 
         for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 while (isspace((unsigned char)*tok))
@@ -161,16 +138,16 @@ static int parse_libvirt_cpuset(const char *text, hwloc_bitmap_t out, char *err,
                         tok++;
                 r = cpulist_parse(tok, entry, sub, sizeof(sub));
                 if (r == 0 && hwloc_bitmap_iszero(entry))
-                        r = fail(sub, sizeof(sub), -EINVAL, "empty entry");
+                        r = set_reason(sub, sizeof(sub), -EINVAL, "empty entry");
                 if (r < 0)
-                        return fail(err, errlen, r, "cpuset '%s': %s", text, sub);
+                        return set_reason(err, errlen, r, "cpuset '%s': %s", text, sub);
                 if (exclude)
                         hwloc_bitmap_andnot(out, out, entry);
                 else
                         hwloc_bitmap_or(out, out, entry);
         }
         if (hwloc_bitmap_iszero(out))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' leaves no CPU", text);
+                return set_reason(err, errlen, -EINVAL, "cpuset '%s' leaves no CPU", text);
         return 0;
 }
 
@@ -181,17 +158,17 @@ static int parse_vcpu(xmlNode *vcpu, struct lv_domain *d, char *err, size_t errl
         int r;
 
         if (!vcpu)
-                return fail(err, errlen, -EINVAL, "no <vcpu> element");
+                return set_reason(err, errlen, -EINVAL, "no <vcpu> element");
         text = xmlNodeGetContent(vcpu);
         if (!text || parse_uint((const char *)text, &d->max_vcpus) < 0 || d->max_vcpus == 0)
-                return fail(err, errlen, -EINVAL, "<vcpu> count '%s' is not a positive number",
+                return set_reason(err, errlen, -EINVAL, "<vcpu> count '%s' is not a positive number",
                             text ? (const char *)text : "");
 
         d->n_vcpus = d->max_vcpus;
         current = xml_prop(vcpu, "current");
         if (current && (parse_uint(current, &d->n_vcpus) < 0 || d->n_vcpus == 0 ||
                         d->n_vcpus > d->max_vcpus))
-                return fail(err, errlen, -EINVAL, "<vcpu current='%s'> is not in 1..%u",
+                return set_reason(err, errlen, -EINVAL, "<vcpu current='%s'> is not in 1..%u",
                             current, d->max_vcpus);
 
         placement = xml_prop(vcpu, "placement");
@@ -241,28 +218,28 @@ static int parse_domain(xmlNode *root, struct lv_domain *d, char *err, size_t er
         int r;
 
         if (!root || !xmlStrEqual(root->name, BAD_CAST "domain"))
-                return fail(err, errlen, -EINVAL, "root element is <%s>, not <domain>",
+                return set_reason(err, errlen, -EINVAL, "root element is <%s>, not <domain>",
                             root ? (const char *)root->name : "");
 
         id = xml_prop(root, "id");
         if (id) {
                 if (parse_uint(id, &idval) < 0 || idval > INT_MAX)
-                        return fail(err, errlen, -EINVAL, "domain id '%s' is not a number", id);
+                        return set_reason(err, errlen, -EINVAL, "domain id '%s' is not a number", id);
                 d->id = (int)idval;
         }
 
         if (!xml_child(root, "name"))
-                return fail(err, errlen, -EINVAL, "no <name> element");
+                return set_reason(err, errlen, -EINVAL, "no <name> element");
         name = xmlNodeGetContent(xml_child(root, "name"));
         if (!name || !name[0])
-                return fail(err, errlen, -EINVAL, "empty <name>");
+                return set_reason(err, errlen, -EINVAL, "empty <name>");
         d->name = strdup((const char *)name);
         if (!d->name)
                 return -ENOMEM;
 
         uuid = xml_child(root, "uuid") ? xmlNodeGetContent(xml_child(root, "uuid")) : NULL;
-        if (!uuid || !uuid_valid((const char *)uuid))
-                return fail(err, errlen, -EINVAL, "<uuid> '%s' is not a UUID",
+        if (!uuid || !uuid_is_dashed((const char *)uuid))
+                return set_reason(err, errlen, -EINVAL, "<uuid> '%s' is not a UUID",
                             uuid ? (const char *)uuid : "");
         for (int i = 0; i < 36; i++)
                 d->uuid[i] = (char)tolower(uuid[i]);
@@ -282,7 +259,7 @@ int lv_domain_parse_xml(const char *xml, struct lv_domain *out, char *err, size_
         int r;
 
         if (len > INT_MAX)
-                return fail(err, errlen, -EINVAL, "domain XML too large");
+                return set_reason(err, errlen, -EINVAL, "domain XML too large");
         /* No network, no entity expansion, no DTD: the document only has to be
          * read, and libxml2 must not print on its own. */
         doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
@@ -293,14 +270,14 @@ int lv_domain_parse_xml(const char *xml, struct lv_domain *out, char *err, size_
 
                 snprintf(msg, sizeof(msg), "%s", e && e->message ? e->message : "unknown error");
                 msg[strcspn(msg, "\n")] = '\0';
-                return fail(err, errlen, -EINVAL, "malformed XML at line %d: %s",
+                return set_reason(err, errlen, -EINVAL, "malformed XML at line %d: %s",
                             e ? e->line : 0, msg);
         }
 
         r = parse_domain(xmlDocGetRootElement(doc), &d, err, errlen);
         if (r < 0) {
                 if (r == -ENOMEM)
-                        fail(err, errlen, r, "out of memory");
+                        set_reason(err, errlen, r, "out of memory");
                 lv_domain_done(&d);
                 return r;
         }

@@ -17,6 +17,7 @@
 #include <libxml/tree.h>
 
 #include "log.h"
+#include "lib/util.h"
 #include "macro.h"
 
 #define STATUS_DIR_DEFAULT "/run/libvirt/qemu"
@@ -101,25 +102,6 @@ static int read_file(const char *path, size_t max, char **out, size_t *len)
         return r;
 }
 
-/* Strict decimal: digits only, no sign or blanks, fits in @max. */
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
-{
-        unsigned long v = 0;
-
-        if (!s || !isdigit((unsigned char)*s))
-                return -EINVAL;
-        for (; *s; s++) {
-                if (!isdigit((unsigned char)*s))
-                        return -EINVAL;
-                unsigned d = (unsigned)(*s - '0');
-                if (v > (max - d) / 10)
-                        return -ERANGE;
-                v = v * 10 + d;
-        }
-        *out = v;
-        return 0;
-}
-
 static int parse_pid(const char *s, pid_t *out)
 {
         unsigned long v;
@@ -133,21 +115,6 @@ static int parse_pid(const char *s, pid_t *out)
 }
 
 /* The canonical text form 8-4-4-4-12; anything else never matches. */
-static bool uuid_is_valid(const char *uuid)
-{
-        if (strlen(uuid) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (uuid[i] != '-')
-                                return false;
-                } else if (!isxdigit((unsigned char)uuid[i])) {
-                        return false;
-                }
-        }
-        return true;
-}
-
 /* "CPU 3/KVM" or "CPU 3/TCG", exactly: QEMU's name for vCPU thread 3. */
 static bool parse_vcpu_comm(const char *comm, unsigned *vcpu)
 {
@@ -543,7 +510,7 @@ int vcpu_threads_find(const struct vcpu_threads_source *src, const char *uuid,
         bool vanished;
         int r;
 
-        if (!uuid_is_valid(uuid))
+        if (!uuid_is_dashed(uuid))
                 return -EINVAL;
 
         r = find_by_status(src, uuid, &t);

@@ -20,6 +20,7 @@
 #include "cpulist.h"
 #include "defaults.h"
 #include "macro.h"
+#include "util.h"
 
 /* A configuration file larger than this is a mistake, not a configuration. */
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -46,17 +47,6 @@ static void error_set(struct config_error *err, const char *file, unsigned line,
                 snprintf(err->text, sizeof(err->text), "%s: %s", err->file, err->message);
         else
                 snprintf(err->text, sizeof(err->text), "%s", err->message);
-}
-
-static int why(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int why(char *buf, size_t len, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
 }
 
 /* ---- value parsers ----------------------------------------------------- */
@@ -242,17 +232,11 @@ static void format_double(char *buf, size_t len, double v)
 
 static int parse_unsigned(const char *s, unsigned max, unsigned *out)
 {
-        unsigned long v = 0;
+        unsigned long v;
+        int r = parse_ulong(s, max, &v);
 
-        if (!isdigit((unsigned char)*s))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*s); s++) {
-                v = v * 10 + (unsigned long)(*s - '0');
-                if (v > max)
-                        return -ERANGE;
-        }
-        if (*s != '\0')
-                return -EINVAL;
+        if (r < 0)
+                return r;
         *out = (unsigned)v;
         return 0;
 }
@@ -277,7 +261,7 @@ static int parse_policy(const char *s, enum placement_policy *p, char *w, size_t
 
         if (r < 0) {
                 policy_choices(choices, sizeof(choices));
-                return why(w, wlen, "expected %s", choices);
+                return set_reason(w, wlen, -EINVAL, "expected %s", choices);
         }
         *p = r;
         return 0;
@@ -291,7 +275,7 @@ static int parse_cpus(const char *s, hwloc_bitmap_t *cpus, char *w, size_t wlen)
         if (!b)
                 return -ENOMEM;
         if (cpulist_parse(s, b, reason, sizeof(reason)) < 0)
-                return why(w, wlen, "expected a CPU list such as 0-3,8,10-11 (%s)", reason);
+                return set_reason(w, wlen, -EINVAL, "expected a CPU list such as 0-3,8,10-11 (%s)", reason);
         if (*cpus)
                 hwloc_bitmap_free(*cpus);
         *cpus = TAKE_PTR(b);
@@ -320,32 +304,6 @@ static int set_origin(struct config_origin *o, const struct config_origin *from)
         return replace_string(&o->file, from->file);
 }
 
-/* libvirt accepts UUIDs with or without the dashes; compare the canonical
- * lower-case form.  Returns false when @s is not a UUID. */
-static bool uuid_canonical(const char *s, char out[37])
-{
-        size_t n = 0;
-        bool dashed = strlen(s) == 36;
-
-        if (!dashed && strlen(s) != 32)
-                return false;
-        for (size_t i = 0; s[i]; i++) {
-                bool dash_here = dashed && (i == 8 || i == 13 || i == 18 || i == 23);
-                if (dash_here != (s[i] == '-'))
-                        return false;
-                if (dash_here)
-                        continue;
-                if (!isxdigit((unsigned char)s[i]))
-                        return false;
-                if (n == 8 || n == 12 || n == 16 || n == 20)
-                        *out++ = '-';
-                *out++ = (char)tolower((unsigned char)s[i]);
-                n++;
-        }
-        *out = '\0';
-        return true;
-}
-
 /* ---- [Daemon] keys ----------------------------------------------------- */
 
 typedef int (*daemon_parse_fn)(struct config *c, const char *v, const struct config_origin *o,
@@ -357,7 +315,7 @@ static int parse_connect(struct config *c, const char *v, const struct config_or
         size_t scheme = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
 
         if (!isalpha((unsigned char)v[0]) || v[scheme] != ':' || strpbrk(v, " \t"))
-                return why(w, wlen, "expected a libvirt URI such as qemu:///system");
+                return set_reason(w, wlen, -EINVAL, "expected a libvirt URI such as qemu:///system");
         return replace_string(&c->connect, v);
 }
 
@@ -375,7 +333,7 @@ static int parse_bounded_duration(const char *v, uint64_t min, uint64_t max, uin
         if (!a || !b)
                 return -ENOMEM;
         if (config_parse_duration(v, &usec) < 0 || usec < min || usec > max)
-                return why(w, wlen, "expected a duration from %s to %s, such as 500ms, 2s or 1min 30s", a, b);
+                return set_reason(w, wlen, -EINVAL, "expected a duration from %s to %s, such as 500ms, 2s or 1min 30s", a, b);
         *out = usec;
         return 0;
 }
@@ -426,7 +384,7 @@ static int parse_moves(struct config *c, const char *v, const struct config_orig
                 return 0;
         }
         if (parse_unsigned(v, 1000000, &n) < 0 || n == 0)
-                return why(w, wlen, "expected a number of moves from 1 to 1000000, or infinity");
+                return set_reason(w, wlen, -EINVAL, "expected a number of moves from 1 to 1000000, or infinity");
         c->moves_per_interval = n;
         return 0;
 }
@@ -446,7 +404,7 @@ static int parse_hysteresis(struct config *c, const char *v, const struct config
         double d;
 
         if (parse_fraction(v, &d) < 0 || d > 1)
-                return why(w, wlen, "expected a share of one CPU from 0 to 1, such as 0.1 or 10%%");
+                return set_reason(w, wlen, -EINVAL, "expected a share of one CPU from 0 to 1, such as 0.1 or 10%%");
         c->hysteresis = d;
         return 0;
 }
@@ -464,7 +422,7 @@ static int parse_control_socket(struct config *c, const char *v, const struct co
         size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
 
         if (v[0] != '/' || strlen(v) > max || v[strlen(v) - 1] == '/')
-                return why(w, wlen, "expected an absolute file name of at most %zu bytes", max);
+                return set_reason(w, wlen, -EINVAL, "expected an absolute file name of at most %zu bytes", max);
         return replace_string(&c->control_socket, v);
 }
 
@@ -480,7 +438,7 @@ static int parse_group(struct config *c, const char *v, const struct config_orig
         if (v[0] == '\0')
                 return replace_string(&c->control_socket_group, NULL);
         if (v[ok] != '\0' || v[0] == '-' || ok > 32)
-                return why(w, wlen, "expected a group name of letters, digits, '.', '_' and '-' (at most 32)");
+                return set_reason(w, wlen, -EINVAL, "expected a group name of letters, digits, '.', '_' and '-' (at most 32)");
         return replace_string(&c->control_socket_group, v);
 }
 
@@ -505,7 +463,7 @@ static int parse_log_level(struct config *c, const char *v, const struct config_
                         c->log_level = log_levels[i].level;
                         return 0;
                 }
-        return why(w, wlen, "expected debug, info, notice, warning or err");
+        return set_reason(w, wlen, -EINVAL, "expected debug, info, notice, warning or err");
 }
 
 static char *format_log_level(const struct config *c)
@@ -526,7 +484,7 @@ static int parse_lane_width(struct config *c, const char *v, const struct config
                 return 0;
         }
         if (parse_unsigned(v, CPULIST_MAX_CPU + 1, &n) < 0 || n == 0)
-                return why(w, wlen, "expected auto or a number of CPUs from 1 to %u", CPULIST_MAX_CPU + 1);
+                return set_reason(w, wlen, -EINVAL, "expected auto or a number of CPUs from 1 to %u", CPULIST_MAX_CPU + 1);
         c->lane_width = n;
         return 0;
 }
@@ -566,7 +524,7 @@ static int parse_delayacct(struct config *c, const char *v, const struct config_
                            char *w, size_t wlen)
 {
         if (config_parse_boolean(v, &c->task_delay_accounting) < 0)
-                return why(w, wlen, "expected yes or no");
+                return set_reason(w, wlen, -EINVAL, "expected yes or no");
         return 0;
 }
 
@@ -582,7 +540,7 @@ static int parse_starvation(struct config *c, const char *v, const struct config
 
         /* A thread cannot wait longer than the wall-clock time that passed. */
         if (config_parse_duration(v, &usec) < 0 || usec >= USEC_PER_SEC)
-                return why(w, wlen, "expected a wait per second below 1s, such as 100ms, or 0 to disable");
+                return set_reason(w, wlen, -EINVAL, "expected a wait per second below 1s, such as 100ms, or 0 to disable");
         c->starvation_wait_usec = usec;
         return 0;
 }
@@ -635,7 +593,7 @@ static int parse_uuid(struct config_domain *d, const char *v, const struct confi
         if (v[0] == '\0')
                 return replace_string(&d->uuid, NULL);
         if (!uuid_canonical(v, canonical))
-                return why(w, wlen, "expected a UUID such as 0b7d4a3e-5f1c-4c2a-9e8b-3f6d2a1c0e9f");
+                return set_reason(w, wlen, -EINVAL, "expected a UUID such as 0b7d4a3e-5f1c-4c2a-9e8b-3f6d2a1c0e9f");
         return replace_string(&d->uuid, canonical);
 }
 
@@ -676,7 +634,7 @@ static int parse_override(struct config_domain *d, const char *v, const struct c
                 return 0;
         }
         if (config_parse_boolean(v, &d->override) < 0)
-                return why(w, wlen, "expected yes or no");
+                return set_reason(w, wlen, -EINVAL, "expected yes or no");
         return 0;
 }
 
@@ -756,9 +714,9 @@ struct parser {
         size_t n_domains;
 };
 
-static int fail(struct parser *p, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int parse_error(struct parser *p, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static int fail(struct parser *p, unsigned line, const char *fmt, ...)
+static int parse_error(struct parser *p, unsigned line, const char *fmt, ...)
 {
         char msg[sizeof(p->err->message)];
         va_list ap;
@@ -778,7 +736,7 @@ static int domain_finish(struct parser *p)
                 return 0;
         d = &p->domains[p->n_domains - 1];
         if (!d->name && !d->uuid)
-                return fail(p, d->section.line, "[Domain]: expected Name= or UUID= in this section");
+                return parse_error(p, d->section.line, "[Domain]: expected Name= or UUID= in this section");
         return 0;
 }
 
@@ -792,13 +750,13 @@ static int section_start(struct parser *p, const char *line, unsigned lineno)
         if (r < 0)
                 return r;
         if (line[len - 1] != ']')
-                return fail(p, lineno, "\"%s\": expected a section header such as [Daemon]", line);
+                return parse_error(p, lineno, "\"%s\": expected a section header such as [Daemon]", line);
         if (strcmp(line, "[Daemon]") == 0) {
                 p->section = SECTION_DAEMON;
                 return 0;
         }
         if (strcmp(line, "[Domain]") != 0)
-                return fail(p, lineno, "%s: unknown section, expected [Daemon] or [Domain]", line);
+                return parse_error(p, lineno, "%s: unknown section, expected [Daemon] or [Domain]", line);
 
         d = realloc(p->domains, (p->n_domains + 1) * sizeof(*d));
         if (!d)
@@ -846,23 +804,23 @@ static int unknown_key(struct parser *p, unsigned lineno, const char *key, const
 {
         for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
                 if (p->section == SECTION_DOMAIN && strcmp(key, daemon_keys[i].name) == 0)
-                        return fail(p, lineno, "%s=%s: not a [Domain] key, it belongs in [Daemon]", key, value);
+                        return parse_error(p, lineno, "%s=%s: not a [Domain] key, it belongs in [Daemon]", key, value);
         for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
                 if (p->section == SECTION_DAEMON && strcmp(key, domain_keys[i].name) == 0)
-                        return fail(p, lineno, "%s=%s: not a [Daemon] key, it belongs in [Domain]", key, value);
+                        return parse_error(p, lineno, "%s=%s: not a [Daemon] key, it belongs in [Domain]", key, value);
 
         if (p->section == SECTION_DAEMON) {
                 for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
                         if (key_is_close(key, daemon_keys[i].name))
-                                return fail(p, lineno, "%s=%s: unknown key in [Daemon], did you mean %s=?",
+                                return parse_error(p, lineno, "%s=%s: unknown key in [Daemon], did you mean %s=?",
                                             key, value, daemon_keys[i].name);
-                return fail(p, lineno, "%s=%s: unknown key in [Daemon], see vcpuspreadd.conf(5)", key, value);
+                return parse_error(p, lineno, "%s=%s: unknown key in [Daemon], see vcpuspreadd.conf(5)", key, value);
         }
         for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
                 if (key_is_close(key, domain_keys[i].name))
-                        return fail(p, lineno, "%s=%s: unknown key in [Domain], did you mean %s=?",
+                        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], did you mean %s=?",
                                     key, value, domain_keys[i].name);
-        return fail(p, lineno, "%s=%s: unknown key in [Domain], expected Name, UUID, Policy, CPUs or Override",
+        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], expected Name, UUID, Policy, CPUs or Override",
                     key, value);
 }
 
@@ -874,7 +832,7 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
         int r = 1;
 
         if (!eq || eq == line)
-                return fail(p, lineno, "\"%s\": expected Key=value, a [Section] header or a comment", line);
+                return parse_error(p, lineno, "\"%s\": expected Key=value, a [Section] header or a comment", line);
         value = eq + 1;
         for (end = eq; end > key && isspace((unsigned char)end[-1]); end--)
                 ;
@@ -883,7 +841,7 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
                 value++;
 
         if (p->section == SECTION_NONE)
-                return fail(p, lineno, "%s=%s: setting outside a section, expected [Daemon] or [Domain] before it",
+                return parse_error(p, lineno, "%s=%s: setting outside a section, expected [Daemon] or [Domain] before it",
                             key, value);
 
         if (p->section == SECTION_DAEMON) {
@@ -905,7 +863,7 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
         if (r > 0)
                 return unknown_key(p, lineno, key, value);
         if (r == -EINVAL)
-                return fail(p, lineno, "%s=%s: %s", key, value, w);
+                return parse_error(p, lineno, "%s=%s: %s", key, value, w);
         return r;
 }
 
