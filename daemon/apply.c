@@ -17,6 +17,7 @@
 #include <libcgroup.h>
 
 #include "cpulist.h"
+#include "fileio.h"
 #include "log.h"
 #include "lib/util.h"
 #include "macro.h"
@@ -32,39 +33,13 @@ static const char *proc_root(const struct apply_env *env)
  * string with the trailing newline removed. */
 static int read_text(const char *path, char **out)
 {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, n = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        size_t n;
+        int r = read_file_full(path, 4u << 20, out, &n);
 
-        if (fd < 0)
-                return -errno;
-        for (;;) {
-                if (n + 1 >= size) {
-                        char *bigger = size < (1u << 22) ? realloc(buf, size ? size * 2 : 4096) : NULL;
-                        if (!bigger) {
-                                close(fd);
-                                return size ? -EFBIG : -ENOMEM;
-                        }
-                        buf = bigger;
-                        size = size ? size * 2 : 4096;
-                }
-                ssize_t k = read(fd, buf + n, size - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int r = -errno;
-                        close(fd);
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        close(fd);
-        while (n > 0 && buf[n - 1] == '\n')
-                n--;
-        buf[n] = '\0';
-        *out = TAKE_PTR(buf);
+        if (r < 0)
+                return r;
+        while (n > 0 && (*out)[n - 1] == '\n')
+                (*out)[--n] = '\0';
         return 0;
 }
 

@@ -10,8 +10,7 @@
 
 #include "build-config.h"
 #include "cpulist.h"
-#include "lib/config.h"
-#include "lib/defaults.h"
+#include "config-load.h"
 #include "topology.h"
 #include "log.h"
 #include "macro.h"
@@ -43,7 +42,7 @@ static void help(void)
                "\n"
                "  -c, --connect URI       libvirt URI (default Connect= from the configuration,\n"
                "                          built in: " DEFAULT_CONNECT ")\n"
-               "      --config FILE       configuration file (default " SYSCONFDIR "/" DEFAULT_CONFIG_SUBPATH ")\n"
+               "      --config FILE       configuration file (default " CONFIG_MAIN_PATH_DEFAULT ")\n"
                "      --check-config      validate the configuration, print it, exit 0 or 1\n"
                "      --once              discover, plan, apply once, then exit\n"
                "  -n, --dry-run           plan and log decisions, change nothing\n"

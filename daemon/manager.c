@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "build-config.h"
+#include "config-load.h"
 #include "cpulist.h"
 #include "log.h"
 #include "macro.h"

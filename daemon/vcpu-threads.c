@@ -16,6 +16,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "lib/util.h"
 #include "macro.h"
@@ -55,51 +56,6 @@ static const char *proc_root(const struct vcpu_threads_source *src)
 static const char *status_dir(const struct vcpu_threads_source *src)
 {
         return src && src->status_dir ? src->status_dir : STATUS_DIR_DEFAULT;
-}
-
-/* Whole file into a NUL-terminated buffer; *len excludes the NUL. */
-static int read_fd_all(int fd, size_t max, char **out, size_t *len)
-{
-        size_t size = 4096, n = 0;
-        _cleanup_free_ char *buf = malloc(size);
-
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (n + 1 >= size) {
-                        if (size >= max)
-                                return -EFBIG;
-                        char *bigger = realloc(buf, size * 2);
-                        if (!bigger)
-                                return -ENOMEM;
-                        buf = bigger;
-                        size *= 2;
-                }
-                ssize_t k = read(fd, buf + n, size - 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        buf[n] = '\0';
-        *out = TAKE_PTR(buf);
-        if (len)
-                *len = n;
-        return 0;
-}
-
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int r = read_fd_all(fd, max, out, len);
-        close(fd);
-        return r;
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -145,7 +101,7 @@ static int read_thread_comm(const char *proc, pid_t pid, pid_t tid, char comm[st
         int r;
 
         snprintf(path, sizeof(path), "%s/%d/task/%d/comm", proc, (int)pid, (int)tid);
-        r = read_file(path, 4096, &text, &len);
+        r = read_file_full(path, 4096, &text, &len);
         if (r < 0)
                 return r;
         if (len > 0 && text[len - 1] == '\n')
@@ -174,7 +130,7 @@ static int cmdline_has_uuid(const char *proc, pid_t pid, const char *uuid)
         int r;
 
         snprintf(path, sizeof(path), "%s/%d/cmdline", proc, (int)pid);
-        r = read_file(path, CMDLINE_MAX, &args, &len);
+        r = read_file_full(path, CMDLINE_MAX, &args, &len);
         if (r < 0)
                 return r;
         /* Arguments are NUL separated; the buffer's extra NUL ends the last. */
@@ -387,7 +343,7 @@ static int status_find(const char *dir, const char *uuid, struct status_info *in
                 fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
                 if (fd < 0)
                         continue;
-                r = read_fd_all(fd, STATUS_FILE_MAX, &buf, &len);
+                r = read_fd_full(fd, STATUS_FILE_MAX, &buf, &len);
                 close(fd);
                 /* Cheap filter: most files are other domains'. */
                 if (r < 0 || !strcasestr(buf, uuid))

@@ -15,6 +15,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "config-load.h"
 #include "lib/config.h"
 #include "cpulist.h"
 #include "macro.h"
