@@ -24,7 +24,7 @@ for ((i = 0; i < n; i++)); do
 done
 sleep 2
 
-mapfile -t lat < <(daemon_fields "MESSAGE_ID=$MSGID_DOMAIN_FOUND" -- VCPUSPREAD_LATENCY_US | grep . | sort -n)
+mapfile -t lat < <(daemon_fields "MESSAGE_ID=$MSGID_PLACED_LATENCY" -- VCPUSPREAD_LATENCY_US | grep . | sort -n)
 (( ${#lat[@]} == n )) || note "latency logged for ${#lat[@]} of $n guests"
 median=${lat[$(( ${#lat[@]} / 2 ))]}
 max=${lat[-1]}
