@@ -13,13 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #include "fileio.h"
 #include "log.h"
 #include "lib/util.h"
 #include "macro.h"
+#include "xml-util.h"
 
 #define STATUS_DIR_DEFAULT "/run/libvirt/qemu"
 #define PROC_ROOT_DEFAULT "/proc"
@@ -33,20 +32,6 @@ static void closedirp(DIR **d)
                 closedir(*d);
 }
 #define _cleanup_closedir_ _cleanup_(closedirp)
-
-static void xml_doc_freep(xmlDoc **d)
-{
-        if (*d)
-                xmlFreeDoc(*d);
-}
-#define _cleanup_xml_doc_ _cleanup_(xml_doc_freep)
-
-static void xml_freep(xmlChar **s)
-{
-        if (*s)
-                xmlFree(*s);
-}
-#define _cleanup_xml_ _cleanup_(xml_freep)
 
 static const char *proc_root(const struct vcpu_threads_source *src)
 {
@@ -234,14 +219,6 @@ struct status_info {
         struct vcpu_thread *vcpus;      /* as listed, unchecked */
 };
 
-static xmlNode *child_element(xmlNode *parent, const char *name)
-{
-        for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
-                if (c->type == XML_ELEMENT_NODE && xmlStrcmp(c->name, BAD_CAST name) == 0)
-                        return c;
-        return NULL;
-}
-
 static bool uuid_text_equal(const xmlChar *text, const char *uuid)
 {
         const char *s = (const char *)text;
@@ -300,8 +277,8 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
         root = xmlDocGetRootElement(doc);
         if (!root || xmlStrcmp(root->name, BAD_CAST "domstatus") != 0)
                 return -EBADMSG;
-        domain = child_element(root, "domain");
-        uuid_node = child_element(domain, "uuid");
+        domain = xml_child(root, "domain");
+        uuid_node = xml_child(domain, "uuid");
         if (!uuid_node)
                 return -EBADMSG;
         _cleanup_xml_ xmlChar *text = xmlNodeGetContent(uuid_node);
@@ -311,7 +288,7 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
         _cleanup_xml_ xmlChar *pid = xmlGetProp(root, BAD_CAST "pid");
         if (parse_pid((const char *)pid, &info->pid) < 0)
                 return -EBADMSG;
-        xmlNode *vcpus = child_element(root, "vcpus");
+        xmlNode *vcpus = xml_child(root, "vcpus");
         info->has_vcpus = vcpus != NULL;
         if (vcpus) {
                 int r = status_read_vcpus(vcpus, info);
