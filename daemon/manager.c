@@ -874,10 +874,9 @@ static int on_statusfile_settled(sd_event_source *s, uint64_t usec, void *userda
 static int on_statusfile_changed(sd_event_source *s, const struct inotify_event *ev, void *userdata)
 {
         struct manager *m = userdata;
-        size_t len = ev->len ? strlen(ev->name) : 0;
         uint64_t now;
 
-        if (len < 4 || strcmp(ev->name + len - 4, ".xml") != 0)
+        if (!ev->len || !vcpu_threads_is_status_file(ev->name))
                 return 0;
         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         if (!m->statusfile_debounce)
@@ -1105,7 +1104,7 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
                         return r;  /* logged */
         }
 
-        const char *status_dir = m->threads_src.status_dir ?: "/run/libvirt/qemu";
+        const char *status_dir = vcpu_threads_status_dir(&m->threads_src);
         r = sd_event_add_inotify(m->event, &m->inotify_source, status_dir,
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE, on_statusfile_changed, m);
         if (r < 0)

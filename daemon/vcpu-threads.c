@@ -38,9 +38,16 @@ static const char *proc_root(const struct vcpu_threads_source *src)
         return src && src->proc_root ? src->proc_root : PROC_ROOT_DEFAULT;
 }
 
-static const char *status_dir(const struct vcpu_threads_source *src)
+const char *vcpu_threads_status_dir(const struct vcpu_threads_source *src)
 {
         return src && src->status_dir ? src->status_dir : STATUS_DIR_DEFAULT;
+}
+
+bool vcpu_threads_is_status_file(const char *name)
+{
+        size_t len = strlen(name);
+
+        return len > 4 && strcmp(name + len - 4, ".xml") == 0;
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -310,12 +317,11 @@ static int status_find(const char *dir, const char *uuid, struct status_info *in
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                size_t nlen = strlen(de->d_name);
                 _cleanup_free_ char *buf = NULL;
                 size_t len;
                 int fd, r;
 
-                if (nlen <= 4 || strcmp(de->d_name + nlen - 4, ".xml") != 0)
+                if (!vcpu_threads_is_status_file(de->d_name))
                         continue;
                 fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
                 if (fd < 0)
@@ -383,7 +389,7 @@ static int find_by_status(const struct vcpu_threads_source *src, const char *uui
         _cleanup_free_ char *path = NULL;
         int r;
 
-        r = status_find(status_dir(src), uuid, &info, &path);
+        r = status_find(vcpu_threads_status_dir(src), uuid, &info, &path);
         if (r < 0)
                 return r;
         /* A stale file (libvirtd died with the guest) may name a reused pid:
