@@ -6,7 +6,9 @@
 #include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
+#include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,17 +222,6 @@ static void format_double(char *buf, size_t len, double v)
         }
 }
 
-static int parse_unsigned(const char *s, unsigned max, unsigned *out)
-{
-        unsigned long v;
-        int r = parse_ulong(s, max, &v);
-
-        if (r < 0)
-                return r;
-        *out = (unsigned)v;
-        return 0;
-}
-
 /* "spread, spread-cores or ignore", from the engine's own list, so a policy
  * it gains is accepted and named here without touching this file. */
 static void policy_choices(char *buf, size_t len)
@@ -294,147 +285,219 @@ static int set_origin(struct config_origin *o, const struct config_origin *from)
         return replace_string(&o->file, from->file);
 }
 
-/* ---- [Daemon] keys ----------------------------------------------------- */
+/* ---- the key table ----------------------------------------------------- */
 
-typedef int (*daemon_parse_fn)(struct config *c, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen);
-typedef char *(*daemon_format_fn)(const struct config *c);
+/*
+ * One row per key over a handful of typed parsers, as systemd's config
+ * tables do.  A row says where the value lives (an offset into struct config
+ * or struct config_domain), its built-in default (lib/defaults.h), its bounds
+ * and, where the generic message would not do, the whole "expected ..." text.
+ */
 
-static int parse_connect(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
+struct config_key;
+typedef int (*key_parse_fn)(const struct config_key *k, void *base, const char *v, char *w, size_t wlen);
+typedef char *(*key_format_fn)(const struct config_key *k, const void *base);
+
+struct config_key {
+        const char *name;
+        const char *default_value;      /* also what an empty assignment resets to */
+        key_parse_fn parse;
+        key_format_fn format;
+        size_t offset;                  /* the value in struct config / struct config_domain */
+        size_t origin_offset;           /* its struct config_origin; 0: none (never a first member) */
+        size_t set_offset;              /* a bool saying it was given; 0: none */
+        bool empty_unsets;              /* "Key=" means "not set", not "the default" */
+        uint64_t min, max;              /* durations (usec) and numbers */
+        const char *zero_word;          /* numbers: the word that stands for 0 */
+        const char *what;               /* numbers: what is counted */
+        const char *hint;               /* the whole reason when a value is rejected */
+};
+
+#define FIELD(base, k, type) ((type *)((char *)(base) + (k)->offset))
+#define CFIELD(base, k, type) ((const type *)((const char *)(base) + (k)->offset))
+
+static int reject(const struct config_key *k, char *w, size_t wlen, const char *generic)
+{
+        return set_reason(w, wlen, -EINVAL, "%s", k->hint ? k->hint : generic);
+}
+
+static char *format_uint64(uint64_t v)
+{
+        char *s = NULL;
+        return asprintf(&s, "%" PRIu64, v) < 0 ? NULL : s;
+}
+
+/* Strings: a libvirt URI, an absolute socket path, a group name, a glob. */
+
+static int parse_string(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        return replace_string(FIELD(base, k, char *), v[0] ? v : NULL);
+}
+
+static char *format_string(const struct config_key *k, const void *base)
+{
+        const char *s = *CFIELD(base, k, char *);
+        return strdup(s ? s : "");
+}
+
+static int parse_uri(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
         size_t scheme = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
 
         if (!isalpha((unsigned char)v[0]) || v[scheme] != ':' || strpbrk(v, " \t"))
-                return set_reason(w, wlen, -EINVAL, "expected a libvirt URI such as qemu:///system");
-        return replace_string(&c->connect, v);
+                return reject(k, w, wlen, "expected a libvirt URI such as " DEFAULT_CONNECT);
+        return parse_string(k, base, v, w, wlen);
 }
 
-static char *format_connect(const struct config *c)
-{
-        return strdup(c->connect);
-}
-
-static int parse_bounded_duration(const char *v, uint64_t min, uint64_t max, uint64_t *out,
-                                  char *w, size_t wlen)
-{
-        _cleanup_free_ char *a = config_format_duration(min), *b = config_format_duration(max);
-        uint64_t usec;
-
-        if (!a || !b)
-                return -ENOMEM;
-        if (config_parse_duration(v, &usec) < 0 || usec < min || usec > max)
-                return set_reason(w, wlen, -EINVAL, "expected a duration from %s to %s, such as 500ms, 2s or 1min 30s", a, b);
-        *out = usec;
-        return 0;
-}
-
-static int parse_sample_interval(struct config *c, const char *v, const struct config_origin *o,
-                                 char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 10 * USEC_PER_MSEC, 3600 * USEC_PER_SEC,
-                                      &c->sample_interval_usec, w, wlen);
-}
-
-static char *format_sample_interval(const struct config *c)
-{
-        return config_format_duration(c->sample_interval_usec);
-}
-
-static int parse_reserved_cpus(struct config *c, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen)
-{
-        int r = parse_cpus(v, &c->reserved_cpus, w, wlen);
-        if (r < 0)
-                return r;
-        return set_origin(&c->reserved_cpus_origin, o);
-}
-
-static char *format_reserved_cpus(const struct config *c)
-{
-        return cpulist_format(c->reserved_cpus);
-}
-
-static int parse_default_policy(struct config *c, const char *v, const struct config_origin *o,
-                                char *w, size_t wlen)
-{
-        return parse_policy(v, &c->default_policy, w, wlen);
-}
-
-static char *format_default_policy(const struct config *c)
-{
-        return strdup(placement_policy_to_string(c->default_policy));
-}
-
-static int parse_moves(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
-{
-        unsigned n;
-
-        if (strcmp(v, "infinity") == 0) {
-                c->moves_per_interval = 0;
-                return 0;
-        }
-        if (parse_unsigned(v, 1000000, &n) < 0 || n == 0)
-                return set_reason(w, wlen, -EINVAL, "expected a number of moves from 1 to 1000000, or infinity");
-        c->moves_per_interval = n;
-        return 0;
-}
-
-static char *format_moves(const struct config *c)
-{
-        char *s = NULL;
-
-        if (c->moves_per_interval == 0)
-                return strdup("infinity");
-        return asprintf(&s, "%u", c->moves_per_interval) < 0 ? NULL : s;
-}
-
-static int parse_hysteresis(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        double d;
-
-        if (parse_fraction(v, &d) < 0 || d > 1)
-                return set_reason(w, wlen, -EINVAL, "expected a share of one CPU from 0 to 1, such as 0.1 or 10%%");
-        c->hysteresis = d;
-        return 0;
-}
-
-static char *format_hysteresis(const struct config *c)
-{
-        char buf[32];
-        format_double(buf, sizeof(buf), c->hysteresis);
-        return strdup(buf);
-}
-
-static int parse_control_socket(struct config *c, const char *v, const struct config_origin *o,
-                                char *w, size_t wlen)
+static int parse_socket_path(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
         size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
 
         if (v[0] != '/' || strlen(v) > max || v[strlen(v) - 1] == '/')
                 return set_reason(w, wlen, -EINVAL, "expected an absolute file name of at most %zu bytes", max);
-        return replace_string(&c->control_socket, v);
+        return parse_string(k, base, v, w, wlen);
 }
 
-static char *format_control_socket(const struct config *c)
-{
-        return strdup(c->control_socket);
-}
-
-static int parse_group(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
+static int parse_group(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
         size_t ok = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
 
-        if (v[0] == '\0')
-                return replace_string(&c->control_socket_group, NULL);
-        if (v[ok] != '\0' || v[0] == '-' || ok > 32)
-                return set_reason(w, wlen, -EINVAL, "expected a group name of letters, digits, '.', '_' and '-' (at most 32)");
-        return replace_string(&c->control_socket_group, v);
+        if (v[0] && (v[ok] != '\0' || v[0] == '-' || ok > 32))
+                return reject(k, w, wlen, "expected a group name of letters, digits, '.', '_' and '-' (at most 32)");
+        return parse_string(k, base, v, w, wlen);
 }
 
-static char *format_group(const struct config *c)
+static int parse_uuid(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
-        return strdup(c->control_socket_group ? c->control_socket_group : "");
+        char canonical[37];
+
+        if (v[0] == '\0')
+                return parse_string(k, base, v, w, wlen);
+        if (!uuid_canonical(v, canonical))
+                return reject(k, w, wlen, "expected a UUID such as 0b7d4a3e-5f1c-4c2a-9e8b-3f6d2a1c0e9f");
+        return parse_string(k, base, canonical, w, wlen);
+}
+
+/* Durations, from k->min to k->max. */
+
+static int parse_duration_key(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        uint64_t usec;
+
+        if (config_parse_duration(v, &usec) < 0 || usec < k->min || usec > k->max) {
+                _cleanup_free_ char *a = config_format_duration(k->min), *b = config_format_duration(k->max);
+                if (!a || !b)
+                        return -ENOMEM;
+                if (k->hint)
+                        return reject(k, w, wlen, NULL);
+                return set_reason(w, wlen, -EINVAL,
+                                  "expected a duration from %s to %s, such as 500ms, 2s or 1min 30s", a, b);
+        }
+        *FIELD(base, k, uint64_t) = usec;
+        return 0;
+}
+
+static char *format_duration_key(const struct config_key *k, const void *base)
+{
+        return config_format_duration(*CFIELD(base, k, uint64_t));
+}
+
+/* Booleans. */
+
+static int parse_bool(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        if (config_parse_boolean(v, FIELD(base, k, bool)) < 0)
+                return reject(k, w, wlen, "expected yes or no");
+        return 0;
+}
+
+static char *format_bool(const struct config_key *k, const void *base)
+{
+        return strdup(*CFIELD(base, k, bool) ? "yes" : "no");
+}
+
+/* Whole numbers from k->min to k->max; k->zero_word stands for 0. */
+
+static int parse_uint_key(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        unsigned long n;
+
+        if (k->zero_word && strcmp(v, k->zero_word) == 0) {
+                *FIELD(base, k, unsigned) = 0;
+                return 0;
+        }
+        if (parse_ulong(v, k->max, &n) < 0 || n < k->min) {
+                if (k->hint)
+                        return reject(k, w, wlen, NULL);
+                return set_reason(w, wlen, -EINVAL, "expected a number of %s from %" PRIu64 " to %" PRIu64 "%s%s",
+                                  k->what, k->min, k->max, k->zero_word ? ", or " : "",
+                                  k->zero_word ? k->zero_word : "");
+        }
+        *FIELD(base, k, unsigned) = (unsigned)n;
+        return 0;
+}
+
+static char *format_uint_key(const struct config_key *k, const void *base)
+{
+        unsigned n = *CFIELD(base, k, unsigned);
+
+        if (n == 0 && k->zero_word)
+                return strdup(k->zero_word);
+        return format_uint64(n);
+}
+
+/* Shares from 0 to k->max: "0.1" or "10%". */
+
+static int parse_fraction_key(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        double d;
+
+        if (parse_fraction(v, &d) < 0 || d > (double)k->max)
+                return reject(k, w, wlen, "expected a share from 0 to 1, such as 0.1 or 10%");
+        *FIELD(base, k, double) = d;
+        return 0;
+}
+
+static char *format_fraction_key(const struct config_key *k, const void *base)
+{
+        char buf[32];
+        format_double(buf, sizeof(buf), *CFIELD(base, k, double));
+        return strdup(buf);
+}
+
+/* CPU lists; with empty_unsets an empty value means none given (NULL). */
+
+static int parse_cpulist_key(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        hwloc_bitmap_t *cpus = FIELD(base, k, hwloc_bitmap_t);
+
+        if (v[0] == '\0' && k->empty_unsets) {
+                if (*cpus)
+                        hwloc_bitmap_free(*cpus);
+                *cpus = NULL;
+                return 0;
+        }
+        return parse_cpus(v, cpus, w, wlen);
+}
+
+static char *format_cpulist_key(const struct config_key *k, const void *base)
+{
+        hwloc_const_bitmap_t cpus = *CFIELD(base, k, hwloc_bitmap_t);
+        return cpus ? cpulist_format(cpus) : strdup("");
+}
+
+/* Enums: the placement policy (the engine's own names) and the log level. */
+
+static int parse_policy_key(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        if (v[0] == '\0' && k->empty_unsets)
+                return 0;       /* the "given" flag is cleared by the caller */
+        return parse_policy(v, FIELD(base, k, enum placement_policy), w, wlen);
+}
+
+static char *format_policy_key(const struct config_key *k, const void *base)
+{
+        return strdup(placement_policy_to_string(*CFIELD(base, k, enum placement_policy)));
 }
 
 static const struct {
@@ -445,199 +508,99 @@ static const struct {
         { "info", LOG_INFO }, { "debug", LOG_DEBUG },
 };
 
-static int parse_log_level(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
+static int parse_log_level(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
         for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
                 if (strcmp(v, log_levels[i].name) == 0) {
-                        c->log_level = log_levels[i].level;
+                        *FIELD(base, k, int) = log_levels[i].level;
                         return 0;
                 }
-        return set_reason(w, wlen, -EINVAL, "expected debug, info, notice, warning or err");
+        return reject(k, w, wlen, "expected debug, info, notice, warning or err");
 }
 
-static char *format_log_level(const struct config *c)
+static char *format_log_level(const struct config_key *k, const void *base)
 {
         for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
-                if (log_levels[i].level == c->log_level)
+                if (log_levels[i].level == *CFIELD(base, k, int))
                         return strdup(log_levels[i].name);
-        return strdup("info");
+        return strdup(DEFAULT_LOG_LEVEL);
 }
 
-static int parse_lane_width(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        unsigned n;
+#define DAEMON_KEY(key, def, type, field, ...)                                                  \
+        { .name = key, .default_value = def, .parse = parse_##type, .format = format_##type,   \
+          .offset = offsetof(struct config, field), __VA_ARGS__ }
+#define DOMAIN_KEY(key, def, type, field, ...)                                                  \
+        { .name = key, .default_value = def, .parse = parse_##type, .format = format_##type,   \
+          .offset = offsetof(struct config_domain, field), __VA_ARGS__ }
 
-        if (strcmp(v, "auto") == 0) {
-                c->lane_width = 0;
-                return 0;
-        }
-        if (parse_unsigned(v, CPULIST_MAX_CPU + 1, &n) < 0 || n == 0)
-                return set_reason(w, wlen, -EINVAL, "expected auto or a number of CPUs from 1 to %u", CPULIST_MAX_CPU + 1);
-        c->lane_width = n;
-        return 0;
-}
+/* Formatting of the string-valued types is the same. */
+#define format_uri format_string
+#define format_socket_path format_string
+#define format_group format_string
+#define format_uuid format_string
 
-static char *format_lane_width(const struct config *c)
-{
-        char *s = NULL;
-
-        if (c->lane_width == 0)
-                return strdup("auto");
-        return asprintf(&s, "%u", c->lane_width) < 0 ? NULL : s;
-}
-
-static int parse_load_window(struct config *c, const char *v, const struct config_origin *o,
-                             char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 0, 3600 * USEC_PER_SEC, &c->load_window_usec, w, wlen);
-}
-
-static char *format_load_window(const struct config *c)
-{
-        return config_format_duration(c->load_window_usec);
-}
-
-static int parse_min_dwell(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 0, 86400 * USEC_PER_SEC, &c->min_dwell_usec, w, wlen);
-}
-
-static char *format_min_dwell(const struct config *c)
-{
-        return config_format_duration(c->min_dwell_usec);
-}
-
-static int parse_delayacct(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
-{
-        if (config_parse_boolean(v, &c->task_delay_accounting) < 0)
-                return set_reason(w, wlen, -EINVAL, "expected yes or no");
-        return 0;
-}
-
-static char *format_delayacct(const struct config *c)
-{
-        return strdup(c->task_delay_accounting ? "yes" : "no");
-}
-
-static int parse_starvation(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        uint64_t usec;
-
+static const struct config_key daemon_keys[] = {
+        DAEMON_KEY("Connect", DEFAULT_CONNECT, uri, connect),
+        DAEMON_KEY("SampleIntervalSec", DEFAULT_SAMPLE_INTERVAL, duration_key, sample_interval_usec,
+                   .min = 10 * USEC_PER_MSEC, .max = 3600 * USEC_PER_SEC),
+        DAEMON_KEY("ReservedCPUs", DEFAULT_RESERVED_CPUS, cpulist_key, reserved_cpus,
+                   .origin_offset = offsetof(struct config, reserved_cpus_origin)),
+        DAEMON_KEY("DefaultPolicy", DEFAULT_POLICY, policy_key, default_policy),
+        DAEMON_KEY("MovesPerInterval", DEFAULT_MOVES_PER_INTERVAL, uint_key, moves_per_interval,
+                   .min = 1, .max = 1000000, .zero_word = "infinity", .what = "moves"),
+        DAEMON_KEY("Hysteresis", DEFAULT_HYSTERESIS, fraction_key, hysteresis, .max = 1,
+                   .hint = "expected a share of one CPU from 0 to 1, such as 0.1 or 10%"),
+        DAEMON_KEY("LaneWidth", DEFAULT_LANE_WIDTH, uint_key, lane_width,
+                   .min = 1, .max = CPULIST_MAX_CPU + 1, .zero_word = "auto", .what = "CPUs"),
+        DAEMON_KEY("LoadWindowSec", DEFAULT_LOAD_WINDOW, duration_key, load_window_usec,
+                   .max = 3600 * USEC_PER_SEC),
+        DAEMON_KEY("MinDwellSec", DEFAULT_MIN_DWELL, duration_key, min_dwell_usec, .max = 86400 * USEC_PER_SEC),
         /* A thread cannot wait longer than the wall-clock time that passed. */
-        if (config_parse_duration(v, &usec) < 0 || usec >= USEC_PER_SEC)
-                return set_reason(w, wlen, -EINVAL, "expected a wait per second below 1s, such as 100ms, or 0 to disable");
-        c->starvation_wait_usec = usec;
-        return 0;
-}
-
-static char *format_starvation(const struct config *c)
-{
-        return config_format_duration(c->starvation_wait_usec);
-}
-
-/* The single list of [Daemon] keys: name, built-in default (also what an
- * empty assignment resets to), parser and printer. */
-static const struct daemon_key {
-        const char *name;
-        const char *default_value;
-        daemon_parse_fn parse;
-        daemon_format_fn format;
-} daemon_keys[] = {
-        { "Connect", DEFAULT_CONNECT, parse_connect, format_connect },
-        { "SampleIntervalSec", DEFAULT_SAMPLE_INTERVAL, parse_sample_interval, format_sample_interval },
-        { "ReservedCPUs", DEFAULT_RESERVED_CPUS, parse_reserved_cpus, format_reserved_cpus },
-        { "DefaultPolicy", DEFAULT_POLICY, parse_default_policy, format_default_policy },
-        { "MovesPerInterval", DEFAULT_MOVES_PER_INTERVAL, parse_moves, format_moves },
-        { "Hysteresis", DEFAULT_HYSTERESIS, parse_hysteresis, format_hysteresis },
-        { "LaneWidth", DEFAULT_LANE_WIDTH, parse_lane_width, format_lane_width },
-        { "LoadWindowSec", DEFAULT_LOAD_WINDOW, parse_load_window, format_load_window },
-        { "MinDwellSec", DEFAULT_MIN_DWELL, parse_min_dwell, format_min_dwell },
-        { "StarvationWaitSec", DEFAULT_STARVATION_WAIT, parse_starvation, format_starvation },
-        { "TaskDelayAccounting", DEFAULT_TASK_DELAY_ACCOUNTING, parse_delayacct, format_delayacct },
-        { "ControlSocket", DEFAULT_CONTROL_SOCKET, parse_control_socket, format_control_socket },
-        { "ControlSocketGroup", DEFAULT_CONTROL_SOCKET_GROUP, parse_group, format_group },
-        { "LogLevel", DEFAULT_LOG_LEVEL, parse_log_level, format_log_level },
+        DAEMON_KEY("StarvationWaitSec", DEFAULT_STARVATION_WAIT, duration_key, starvation_wait_usec,
+                   .max = USEC_PER_SEC - 1,
+                   .hint = "expected a wait per second below 1s, such as 100ms, or 0 to disable"),
+        DAEMON_KEY("TaskDelayAccounting", DEFAULT_TASK_DELAY_ACCOUNTING, bool, task_delay_accounting),
+        DAEMON_KEY("ControlSocket", DEFAULT_CONTROL_SOCKET, socket_path, control_socket),
+        DAEMON_KEY("ControlSocketGroup", DEFAULT_CONTROL_SOCKET_GROUP, group, control_socket_group,
+                   .empty_unsets = true),
+        DAEMON_KEY("LogLevel", DEFAULT_LOG_LEVEL, log_level, log_level),
 };
 
-/* ---- [Domain] keys ----------------------------------------------------- */
-
-typedef int (*domain_parse_fn)(struct config_domain *d, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen);
-
-static int parse_name(struct config_domain *d, const char *v, const struct config_origin *o,
-                      char *w, size_t wlen)
-{
-        return replace_string(&d->name, v[0] ? v : NULL);
-}
-
-static int parse_uuid(struct config_domain *d, const char *v, const struct config_origin *o,
-                      char *w, size_t wlen)
-{
-        char canonical[37];
-
-        if (v[0] == '\0')
-                return replace_string(&d->uuid, NULL);
-        if (!uuid_canonical(v, canonical))
-                return set_reason(w, wlen, -EINVAL, "expected a UUID such as 0b7d4a3e-5f1c-4c2a-9e8b-3f6d2a1c0e9f");
-        return replace_string(&d->uuid, canonical);
-}
-
-static int parse_domain_policy(struct config_domain *d, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                d->policy_set = false;
-                return 0;
-        }
-        int r = parse_policy(v, &d->policy, w, wlen);
-        if (r < 0)
-                return r;
-        d->policy_set = true;
-        return 0;
-}
-
-static int parse_domain_cpus(struct config_domain *d, const char *v, const struct config_origin *o,
-                             char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                if (d->cpus)
-                        hwloc_bitmap_free(d->cpus);
-                d->cpus = NULL;
-                return set_origin(&d->cpus_origin, NULL);
-        }
-        int r = parse_cpus(v, &d->cpus, w, wlen);
-        if (r < 0)
-                return r;
-        return set_origin(&d->cpus_origin, o);
-}
-
-static int parse_override(struct config_domain *d, const char *v, const struct config_origin *o,
-                          char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                d->override = false;
-                return 0;
-        }
-        if (config_parse_boolean(v, &d->override) < 0)
-                return set_reason(w, wlen, -EINVAL, "expected yes or no");
-        return 0;
-}
-
-static const struct domain_key {
-        const char *name;
-        domain_parse_fn parse;
-} domain_keys[] = {
-        { "Name", parse_name },
-        { "UUID", parse_uuid },
-        { "Policy", parse_domain_policy },
-        { "CPUs", parse_domain_cpus },
-        { "Override", parse_override },
+static const struct config_key domain_keys[] = {
+        DOMAIN_KEY("Name", "", string, name, .empty_unsets = true),
+        DOMAIN_KEY("UUID", "", uuid, uuid, .empty_unsets = true),
+        DOMAIN_KEY("Policy", "", policy_key, policy, .empty_unsets = true,
+                   .set_offset = offsetof(struct config_domain, policy_set)),
+        DOMAIN_KEY("CPUs", "", cpulist_key, cpus, .empty_unsets = true,
+                   .origin_offset = offsetof(struct config_domain, cpus_origin)),
+        DOMAIN_KEY("Override", "no", bool, override),
 };
+
+/* Set @k in @base from @value ("" = the default, or unset with
+ * empty_unsets), made at @o (NULL: built in). */
+static int key_set(const struct config_key *k, void *base, const char *value, const struct config_origin *o,
+                   char *w, size_t wlen)
+{
+        const char *v = value[0] || k->empty_unsets ? value : k->default_value;
+        bool unset = v[0] == '\0' && k->empty_unsets;
+        int r = k->parse(k, base, v, w, wlen);
+
+        if (r < 0)
+                return r;
+        if (k->set_offset > 0)
+                *(bool *)((char *)base + k->set_offset) = !unset;
+        if (k->origin_offset > 0)
+                return set_origin((struct config_origin *)((char *)base + k->origin_offset), unset ? NULL : o);
+        return 0;
+}
+
+static const struct config_key *key_find(const struct config_key *keys, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(keys[i].name, name) == 0)
+                        return &keys[i];
+        return NULL;
+}
 
 static void domain_done(struct config_domain *d)
 {
@@ -661,7 +624,7 @@ int config_init(struct config *c)
         if (!c->reserved_cpus)
                 return -ENOMEM;
         for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++) {
-                int r = daemon_keys[i].parse(c, daemon_keys[i].default_value, NULL, w, sizeof(w));
+                int r = key_set(&daemon_keys[i], c, daemon_keys[i].default_value, NULL, w, sizeof(w));
                 /* A default the parser rejects is a bug in the table above. */
                 if (r == -EINVAL)
                         abort();
@@ -790,28 +753,37 @@ static bool key_is_close(const char *typed, const char *known)
         return edit_distance(typed, known) <= 2;
 }
 
+/* "Name, UUID, Policy, CPUs or Override" */
+static void key_names(const struct config_key *keys, size_t n, char *buf, size_t len)
+{
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && used < len; i++)
+                used += (size_t)snprintf(buf + used, len - used, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
+                                         keys[i].name);
+}
+
 static int unknown_key(struct parser *p, unsigned lineno, const char *key, const char *value)
 {
-        for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                if (p->section == SECTION_DOMAIN && strcmp(key, daemon_keys[i].name) == 0)
-                        return parse_error(p, lineno, "%s=%s: not a [Domain] key, it belongs in [Daemon]", key, value);
-        for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                if (p->section == SECTION_DAEMON && strcmp(key, domain_keys[i].name) == 0)
-                        return parse_error(p, lineno, "%s=%s: not a [Daemon] key, it belongs in [Domain]", key, value);
+        bool daemon = p->section == SECTION_DAEMON;
+        const struct config_key *keys = daemon ? daemon_keys : domain_keys;
+        size_t n = daemon ? ELEMENTSOF(daemon_keys) : ELEMENTSOF(domain_keys);
+        const char *here = daemon ? "[Daemon]" : "[Domain]";
+        char names[256];
 
-        if (p->section == SECTION_DAEMON) {
-                for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                        if (key_is_close(key, daemon_keys[i].name))
-                                return parse_error(p, lineno, "%s=%s: unknown key in [Daemon], did you mean %s=?",
-                                            key, value, daemon_keys[i].name);
+        if (key_find(daemon ? domain_keys : daemon_keys, daemon ? ELEMENTSOF(domain_keys) : ELEMENTSOF(daemon_keys),
+                     key))
+                return parse_error(p, lineno, "%s=%s: not a %s key, it belongs in %s", key, value, here,
+                                   daemon ? "[Domain]" : "[Daemon]");
+        for (size_t i = 0; i < n; i++)
+                if (key_is_close(key, keys[i].name))
+                        return parse_error(p, lineno, "%s=%s: unknown key in %s, did you mean %s=?", key, value, here,
+                                           keys[i].name);
+        if (daemon)
                 return parse_error(p, lineno, "%s=%s: unknown key in [Daemon], see vcpuspreadd.conf(5)", key, value);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                if (key_is_close(key, domain_keys[i].name))
-                        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], did you mean %s=?",
-                                    key, value, domain_keys[i].name);
-        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], expected Name, UUID, Policy, CPUs or Override",
-                    key, value);
+        key_names(keys, n, names, sizeof(names));
+        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], expected %s", key, value, names);
 }
 
 static int assignment(struct parser *p, char *line, unsigned lineno)
@@ -819,7 +791,9 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
         char *eq = strchr(line, '='), *key = line, *value, *end;
         char w[512] = "";
         struct config_origin origin = { .file = (char *)p->file, .line = lineno };
-        int r = 1;
+        const struct config_key *k;
+        void *base;
+        int r;
 
         if (!eq || eq == line)
                 return parse_error(p, lineno, "\"%s\": expected Key=value, a [Section] header or a comment", line);
@@ -832,26 +806,19 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
 
         if (p->section == SECTION_NONE)
                 return parse_error(p, lineno, "%s=%s: setting outside a section, expected [Daemon] or [Domain] before it",
-                            key, value);
+                                   key, value);
 
         if (p->section == SECTION_DAEMON) {
-                for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                        if (strcmp(key, daemon_keys[i].name) == 0) {
-                                /* Empty resets to the default, as in systemd. */
-                                const char *v = value[0] ? value : daemon_keys[i].default_value;
-                                r = daemon_keys[i].parse(p->c, v, &origin, w, sizeof(w));
-                                break;
-                        }
+                k = key_find(daemon_keys, ELEMENTSOF(daemon_keys), key);
+                base = p->c;
         } else {
-                for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                        if (strcmp(key, domain_keys[i].name) == 0) {
-                                r = domain_keys[i].parse(&p->domains[p->n_domains - 1], value, &origin,
-                                                         w, sizeof(w));
-                                break;
-                        }
+                k = key_find(domain_keys, ELEMENTSOF(domain_keys), key);
+                base = &p->domains[p->n_domains - 1];
         }
-        if (r > 0)
+        if (!k)
                 return unknown_key(p, lineno, key, value);
+        /* Empty resets to the default, as in systemd. */
+        r = key_set(k, base, value, &origin, w, sizeof(w));
         if (r == -EINVAL)
                 return parse_error(p, lineno, "%s=%s: %s", key, value, w);
         return r;
@@ -1079,7 +1046,7 @@ char *config_format(const struct config *c)
                 fprintf(f, "# Read %s\n", c->files[i]);
         fputs("[Daemon]\n", f);
         for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++) {
-                _cleanup_free_ char *v = daemon_keys[i].format(c);
+                _cleanup_free_ char *v = daemon_keys[i].format(&daemon_keys[i], c);
                 ok = ok && v;
                 fprintf(f, "%s=%s\n", daemon_keys[i].name, v ? v : "");
         }
@@ -1090,21 +1057,18 @@ char *config_format(const struct config *c)
                 fputs("\n[Domain]\n", f);
                 if (d->section.file)
                         fprintf(f, "# %s:%u\n", d->section.file, d->section.line);
-                if (d->name)
-                        fprintf(f, "Name=%s\n", d->name);
-                if (d->uuid)
-                        fprintf(f, "UUID=%s\n", d->uuid);
-                if (d->policy_set)
-                        fprintf(f, "Policy=%s\n", placement_policy_to_string(d->policy));
-                else
-                        fprintf(f, "# Policy= not set: DefaultPolicy=%s applies\n",
-                                placement_policy_to_string(c->default_policy));
-                if (d->cpus) {
-                        _cleanup_free_ char *s = cpulist_format(d->cpus);
-                        ok = ok && s;
-                        fprintf(f, "CPUs=%s\n", s ? s : "");
+                for (size_t k = 0; k < ELEMENTSOF(domain_keys); k++) {
+                        const struct config_key *key = &domain_keys[k];
+                        if (key->set_offset > 0 && !*(const bool *)((const char *)d + key->set_offset)) {
+                                fprintf(f, "# %s= not set: DefaultPolicy=%s applies\n", key->name,
+                                        placement_policy_to_string(c->default_policy));
+                                continue;
+                        }
+                        _cleanup_free_ char *v = key->format(key, d);
+                        ok = ok && v;
+                        if (v && (v[0] || !key->empty_unsets))
+                                fprintf(f, "%s=%s\n", key->name, v);
                 }
-                fprintf(f, "Override=%s\n", d->override ? "yes" : "no");
         }
 
         if (fclose(f) != 0 || !ok) {

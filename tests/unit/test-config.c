@@ -292,9 +292,9 @@ static void test_value_errors(void)
                      "vcpuspreadd.conf:2: Hysteresis=nan: expected a share of one CPU from 0 to 1, "
                      "such as 0.1 or 10%");
         expect_error("[Daemon]\nLaneWidth=0\n",
-                     "vcpuspreadd.conf:2: LaneWidth=0: expected auto or a number of CPUs from 1 to 8192");
+                     "vcpuspreadd.conf:2: LaneWidth=0: expected a number of CPUs from 1 to 8192, or auto");
         expect_error("[Daemon]\nLaneWidth=wide\n",
-                     "vcpuspreadd.conf:2: LaneWidth=wide: expected auto or a number of CPUs from 1 to 8192");
+                     "vcpuspreadd.conf:2: LaneWidth=wide: expected a number of CPUs from 1 to 8192, or auto");
         expect_error("[Daemon]\nLoadWindowSec=forever\n",
                      "vcpuspreadd.conf:2: LoadWindowSec=forever: expected a duration from 0 to 1h, "
                      "such as 500ms, 2s or 1min 30s");
