@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
-#include <math.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,187 +38,6 @@ void config_error_set(struct config_error *err, const char *file, unsigned line,
                 snprintf(err->text, sizeof(err->text), "%s: %s", err->file, err->message);
         else
                 snprintf(err->text, sizeof(err->text), "%s", err->message);
-}
-
-/* ---- value parsers ----------------------------------------------------- */
-
-int config_parse_boolean(const char *s, bool *b)
-{
-        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
-        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-                if (strcasecmp(s, yes[i]) == 0) {
-                        *b = true;
-                        return 0;
-                }
-                if (strcasecmp(s, no[i]) == 0) {
-                        *b = false;
-                        return 0;
-                }
-        }
-        return -EINVAL;
-}
-
-static const struct {
-        const char *suffix;
-        uint64_t usec;
-} duration_units[] = {
-        { "usec", 1 }, { "us", 1 }, { "\xc2\xb5s", 1 },
-        { "msec", USEC_PER_MSEC }, { "ms", USEC_PER_MSEC },
-        { "seconds", USEC_PER_SEC }, { "second", USEC_PER_SEC }, { "sec", USEC_PER_SEC }, { "s", USEC_PER_SEC },
-        { "minutes", 60 * USEC_PER_SEC }, { "minute", 60 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
-        { "m", 60 * USEC_PER_SEC },
-        { "hours", 3600 * USEC_PER_SEC }, { "hour", 3600 * USEC_PER_SEC }, { "hr", 3600 * USEC_PER_SEC },
-        { "h", 3600 * USEC_PER_SEC },
-        { "days", 86400 * USEC_PER_SEC }, { "day", 86400 * USEC_PER_SEC }, { "d", 86400 * USEC_PER_SEC },
-        { "weeks", 604800 * USEC_PER_SEC }, { "week", 604800 * USEC_PER_SEC }, { "w", 604800 * USEC_PER_SEC },
-};
-
-/* One "<number>[.<fraction>][ ]<unit>" component; a missing unit means
- * seconds and is only allowed when the component is the whole value. */
-static int parse_duration_component(const char **p, bool whole, uint64_t *out)
-{
-        const char *s = *p, *unit;
-        uint64_t n = 0, mult = 0, v;
-        const char *frac = NULL;
-        size_t unit_len, n_frac = 0;
-
-        if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*s); s++) {
-                if (n > (UINT64_MAX - 9) / 10)
-                        return -ERANGE;
-                n = n * 10 + (uint64_t)(*s - '0');
-        }
-        if (*s == '.') {
-                frac = ++s;
-                while (isdigit((unsigned char)*s))
-                        s++, n_frac++;
-        }
-        while (*s == ' ' || *s == '\t')
-                s++;
-        unit = s;
-        while (*s && !isdigit((unsigned char)*s) && *s != '.' && *s != ' ' && *s != '\t')
-                s++;
-        unit_len = (size_t)(s - unit);
-
-        if (unit_len == 0) {
-                if (!whole || *s != '\0')
-                        return -EINVAL;
-                mult = USEC_PER_SEC;
-        } else {
-                for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
-                        if (strlen(duration_units[i].suffix) == unit_len &&
-                            strncmp(unit, duration_units[i].suffix, unit_len) == 0) {
-                                mult = duration_units[i].usec;
-                                break;
-                        }
-                if (mult == 0)
-                        return -EINVAL;
-        }
-
-        if (n > UINT64_MAX / mult)
-                return -ERANGE;
-        v = n * mult;
-        /* Every unit is a multiple of a power of ten, so digit-wise division
-         * is exact down to the microsecond. */
-        for (size_t i = 0, div = 10; i < n_frac && div <= mult; i++, div *= 10)
-                v += (uint64_t)(frac[i] - '0') * (mult / div);
-        if (v < n * mult)
-                return -ERANGE;
-        *out = v;
-        *p = s;
-        return 0;
-}
-
-int config_parse_duration(const char *s, uint64_t *usec)
-{
-        uint64_t total = 0;
-        const char *p = s;
-        bool any = false;
-
-        for (;;) {
-                uint64_t v;
-                int r;
-
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == '\0')
-                        break;
-                r = parse_duration_component(&p, !any, &v);
-                if (r < 0)
-                        return r;
-                if (total > UINT64_MAX - v)
-                        return -ERANGE;
-                total += v;
-                any = true;
-        }
-        if (!any)
-                return -EINVAL;
-        *usec = total;
-        return 0;
-}
-
-char *config_format_duration(uint64_t usec)
-{
-        static const struct {
-                const char *suffix;
-                uint64_t usec;
-        } units[] = {
-                { "w", 604800 * USEC_PER_SEC }, { "d", 86400 * USEC_PER_SEC }, { "h", 3600 * USEC_PER_SEC },
-                { "min", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC }, { "ms", USEC_PER_MSEC }, { "us", 1 },
-        };
-        char buf[128] = "";
-        size_t len = 0;
-
-        if (usec == 0)
-                return strdup("0");
-        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                uint64_t k = usec / units[i].usec;
-                if (k == 0)
-                        continue;
-                usec -= k * units[i].usec;
-                len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%llu%s", len ? " " : "",
-                                        (unsigned long long)k, units[i].suffix);
-        }
-        return strdup(buf);
-}
-
-/* A plain non-negative decimal: no sign, exponent, hex, inf or nan, which
- * strtod() would all accept. */
-static int parse_fraction(const char *s, double *out)
-{
-        size_t digits = strspn(s, "0123456789"), rest;
-        bool percent;
-        char *end;
-        double v;
-
-        rest = digits;
-        if (s[rest] == '.') {
-                size_t f = strspn(s + rest + 1, "0123456789");
-                digits += f;
-                rest += 1 + f;
-        }
-        percent = s[rest] == '%';
-        if (digits == 0 || s[rest + percent] != '\0')
-                return -EINVAL;
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || !isfinite(v))
-                return -EINVAL;
-        *out = percent ? v / 100 : v;
-        return 0;
-}
-
-/* The shortest decimal that strtod() reads back as exactly @v. */
-static void format_double(char *buf, size_t len, double v)
-{
-        for (int prec = 1; prec <= 17; prec++) {
-                snprintf(buf, len, "%.*g", prec, v);
-                if (strtod(buf, NULL) == v)
-                        return;
-        }
 }
 
 /* "spread, spread-cores or ignore", from the engine's own list, so a policy
@@ -452,7 +270,7 @@ static int parse_fraction_key(const struct config_key *k, void *base, const char
 {
         double d;
 
-        if (parse_fraction(v, &d) < 0 || d > (double)k->max)
+        if (config_parse_fraction(v, &d) < 0 || d > (double)k->max)
                 return reject(k, w, wlen, "expected a share from 0 to 1, such as 0.1 or 10%");
         *FIELD(base, k, double) = d;
         return 0;
@@ -461,7 +279,7 @@ static int parse_fraction_key(const struct config_key *k, void *base, const char
 static char *format_fraction_key(const struct config_key *k, const void *base)
 {
         char buf[32];
-        format_double(buf, sizeof(buf), *CFIELD(base, k, double));
+        config_format_double(buf, sizeof(buf), *CFIELD(base, k, double));
         return strdup(buf);
 }
 
@@ -923,109 +741,6 @@ const struct config_domain *config_match_domain(const struct config *c, const ch
 enum placement_policy config_domain_policy(const struct config *c, const struct config_domain *d)
 {
         return d && d->policy_set ? d->policy : c->default_policy;
-}
-
-/* ---- checks against the host ------------------------------------------- */
-
-void config_warnings_done(struct config_warnings *w)
-{
-        for (size_t i = 0; i < w->n; i++)
-                free(w->lines[i]);
-        free(w->lines);
-        *w = (struct config_warnings){ 0 };
-}
-
-static int warn(struct config_warnings *w, const struct config_origin *o, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int warn(struct config_warnings *w, const struct config_origin *o, const char *fmt, ...)
-{
-        _cleanup_free_ char *msg = NULL;
-        char *line = NULL, **lines;
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                msg = NULL;
-                return -ENOMEM;
-        }
-        if (o->file)
-                n = asprintf(&line, "%s:%u: %s", o->file, o->line, msg);
-        else
-                n = asprintf(&line, "%s", msg);
-        if (n < 0)
-                return -ENOMEM;
-        lines = realloc(w->lines, (w->n + 1) * sizeof(*lines));
-        if (!lines) {
-                free(line);
-                return -ENOMEM;
-        }
-        w->lines = lines;
-        w->lines[w->n++] = line;
-        return 0;
-}
-
-int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
-                      struct config_warnings *warnings, struct config_error *err)
-{
-        _cleanup_bitmap_ hwloc_bitmap_t usable = hwloc_bitmap_alloc(), outside = hwloc_bitmap_alloc();
-        _cleanup_free_ char *host_s = cpulist_format(host_cpus), *reserved_s = cpulist_format(c->reserved_cpus);
-        _cleanup_free_ char *usable_s = NULL, *outside_s = NULL;
-        const struct config_origin *o = &c->reserved_cpus_origin;
-        int r;
-
-        if (!usable || !outside || !host_s || !reserved_s)
-                return -ENOMEM;
-
-        hwloc_bitmap_andnot(outside, c->reserved_cpus, host_cpus);
-        if (!hwloc_bitmap_iszero(outside)) {
-                if (!(outside_s = cpulist_format(outside)))
-                        return -ENOMEM;
-                bool one = hwloc_bitmap_weight(outside) == 1;
-                r = warn(warnings, o, "ReservedCPUs=%s: %s %s %s not on this host (host CPUs: %s)",
-                         reserved_s, one ? "CPU" : "CPUs", outside_s, one ? "is" : "are", host_s);
-                if (r < 0)
-                        return r;
-        }
-        hwloc_bitmap_andnot(usable, host_cpus, c->reserved_cpus);
-        if (hwloc_bitmap_iszero(usable)) {
-                config_error_set(err, o->file, o->line, "ReservedCPUs=%s: leaves no CPU for guests (host CPUs: %s)",
-                          reserved_s, host_s);
-                return -EINVAL;
-        }
-        if (!(usable_s = cpulist_format(usable)))
-                return -ENOMEM;
-
-        for (size_t i = 0; i < c->n_domains; i++) {
-                const struct config_domain *d = &c->domains[i];
-                _cleanup_free_ char *cpus_s = NULL, *bad_s = NULL;
-
-                if (!d->cpus)
-                        continue;
-                if (!(cpus_s = cpulist_format(d->cpus)))
-                        return -ENOMEM;
-                if (!hwloc_bitmap_intersects(d->cpus, usable)) {
-                        config_error_set(err, d->cpus_origin.file, d->cpus_origin.line,
-                                  "CPUs=%s: none of these CPUs is usable, the guest would have none "
-                                  "(usable CPUs: %s)", cpus_s, usable_s);
-                        return -EINVAL;
-                }
-                hwloc_bitmap_andnot(outside, d->cpus, usable);
-                if (hwloc_bitmap_iszero(outside))
-                        continue;
-                if (!(bad_s = cpulist_format(outside)))
-                        return -ENOMEM;
-                bool one = hwloc_bitmap_weight(outside) == 1;
-                r = warn(warnings, &d->cpus_origin, "CPUs=%s: %s %s %s not usable and left out "
-                         "(usable CPUs: %s)", cpus_s, one ? "CPU" : "CPUs", bad_s, one ? "is" : "are",
-                         usable_s);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
 }
 
 /* ---- printing ---------------------------------------------------------- */

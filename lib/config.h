@@ -16,11 +16,9 @@
 #include <stdint.h>
 #include <hwloc.h>
 
+#include "config-value.h"
 #include "defaults.h"
 #include "placement.h"
-
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
 
 /* Where a setting was made, for messages about it after loading. */
 struct config_origin {
@@ -124,10 +122,3 @@ int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
  * back to the same configuration (for --check-config).  Malloc'ed; NULL on
  * allocation failure. */
 char *config_format(const struct config *c);
-
-/* Value parsers, exported for tests and for vcpuspreadctl's arguments.
- * Return 0 or -EINVAL (-ERANGE on overflow for durations). */
-int config_parse_duration(const char *s, uint64_t *usec);
-int config_parse_boolean(const char *s, bool *b);
-/* Shortest form that parses back: "1s", "500ms", "1min 30s", "0". */
-char *config_format_duration(uint64_t usec);
