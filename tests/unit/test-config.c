@@ -334,7 +334,7 @@ static void test_value_errors(void)
         expect_error("[Domain]\nName=x\nOverride=always\n",
                      "vcpuspreadd.conf:3: Override=always: expected yes or no");
 
-        /* The exact example from the issue, at line 14, with the parts split out. */
+        /* The example of vcpuspreadd.conf(5), at line 14, with the parts split out. */
         struct config c;
         struct config_error e;
         int r = parse(&c, "\n\n\n\n\n\n\n\n\n\n\n[Domain]\nName=db\nPolicy=sprad\n", &e);
