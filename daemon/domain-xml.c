@@ -50,11 +50,7 @@ static int parse_uint(const char *s, unsigned *out)
         size_t len;
         int r;
 
-        while (isspace((unsigned char)*s))
-                s++;
-        len = strlen(s);
-        while (len > 0 && isspace((unsigned char)s[len - 1]))
-                len--;
+        s = strip_view(s, &len);
         if (len >= sizeof(buf))
                 return len > 0 && isdigit((unsigned char)*s) ? -ERANGE : -EINVAL;
         memcpy(buf, s, len);

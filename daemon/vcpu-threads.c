@@ -228,14 +228,9 @@ struct status_info {
 
 static bool uuid_text_equal(const xmlChar *text, const char *uuid)
 {
-        const char *s = (const char *)text;
         size_t n;
+        const char *s = strip_view((const char *)text, &n);
 
-        while (isspace((unsigned char)*s))
-                s++;
-        n = strlen(s);
-        while (n > 0 && isspace((unsigned char)s[n - 1]))
-                n--;
         return n == strlen(uuid) && strncasecmp(s, uuid, n) == 0;
 }
 

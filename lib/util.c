@@ -36,6 +36,19 @@ int parse_ulong(const char *s, unsigned long max, unsigned long *out)
         return 0;
 }
 
+const char *strip_view(const char *s, size_t *len)
+{
+        size_t n;
+
+        while (isspace((unsigned char)*s))
+                s++;
+        n = strlen(s);
+        while (n > 0 && isspace((unsigned char)s[n - 1]))
+                n--;
+        *len = n;
+        return s;
+}
+
 bool uuid_canonical(const char *s, char out[static 37])
 {
         size_t n = 0, len = strlen(s);

@@ -17,6 +17,10 @@ int set_reason(char *buf, size_t len, int r, const char *fmt, ...) __attribute__
  * or exponent.  Returns 0, -EINVAL (not a number) or -ERANGE (above @max). */
 int parse_ulong(const char *s, unsigned long max, unsigned long *out);
 
+/* @s without leading and trailing white space, not copied: returns where it
+ * starts and sets *@len to its length. */
+const char *strip_view(const char *s, size_t *len);
+
 /* The canonical lower-case form 8-4-4-4-12 of a UUID given with or without
  * dashes, in any case.  Returns false when @s is not a UUID. */
 bool uuid_canonical(const char *s, char out[static 37]);
