@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Reading small files and listing directories: the one place daemon/ does it. */
+/* Reading a small file whole: the one helper daemon/ has for it. */
 
 #include <stddef.h>
 
