@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config-load.h"
+#include "fileio.h"
 #include "lib/config.h"
 #include "cpulist.h"
 #include "macro.h"
@@ -714,20 +715,8 @@ static void test_round_trip(void)
 
 static char *slurp(const char *path)
 {
-        FILE *f = fopen(path, "re");
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *m;
-        int ch;
-
-        if (!f)
-                return NULL;
-        m = open_memstream(&buf, &size);
-        while ((ch = fgetc(f)) != EOF)
-                fputc(ch, m);
-        fclose(m);
-        fclose(f);
-        return buf;
+        char *text = NULL;
+        return read_file_full(path, 1 << 20, &text, NULL) < 0 ? NULL : text;
 }
 
 /* Lines "#Key=..." and "#[Section]" are commented-out settings; "# text" is prose. */
