@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # The built-in defaults live once, in lib/defaults.h.  Fail when the shipped
-# conf/vcpuspreadd.conf or a man page states another default for a key, or
-# names a [Daemon] key the table does not have.
+# conf/vcpuspreadd.conf, a man page or the journal catalog states another
+# default for a key, or names a [Daemon] key the table does not have.
 # Usage: check-defaults.sh SOURCE_ROOT
 set -uo pipefail
 src=${1:?SOURCE_ROOT}
@@ -57,5 +57,10 @@ check_option_default() {        # FILE OPTION KEY
 check_option_default "$src/man/vcpuspreadd.8" '\-\-connect' Connect
 check_option_default "$src/man/vcpuspreadctl.8" '\-\-socket' ControlSocket
 
-(( fails == 0 )) && echo "ok: ${#table[@]} defaults agree with conf/vcpuspreadd.conf and the man pages"
+# The journal catalog names the default URI.
+catalog=$src/systemd/vcpuspreadd.catalog
+got=$(sed -n 's/.*(\([^ ]*\) unless Connect= .*/\1/p' "$catalog")
+[[ $got == "${table[Connect]}" ]] || fail "$catalog: says the default URI is '$got', the built-in Connect= is '${table[Connect]}'"
+
+(( fails == 0 )) && echo "ok: ${#table[@]} defaults agree with conf/vcpuspreadd.conf the man pages and the catalog"
 exit $((fails > 0))
