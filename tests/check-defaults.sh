@@ -62,5 +62,5 @@ catalog=$src/systemd/vcpuspreadd.catalog
 got=$(sed -n 's/.*(\([^ ]*\) unless Connect= .*/\1/p' "$catalog")
 [[ $got == "${table[Connect]}" ]] || fail "$catalog: says the default URI is '$got', the built-in Connect= is '${table[Connect]}'"
 
-(( fails == 0 )) && echo "ok: ${#table[@]} defaults agree with conf/vcpuspreadd.conf the man pages and the catalog"
+(( fails == 0 )) && echo "ok: ${#table[@]} defaults agree with conf/vcpuspreadd.conf, the man pages and the catalog"
 exit $((fails > 0))
