@@ -11,21 +11,19 @@
 
 #include <systemd/sd-journal.h>
 
+#include "lib/util.h"
 #include "message-ids.h"
 
 static enum log_target log_target = LOG_TARGET_CONSOLE;
 static int log_max_level = LOG_INFO;
 
-int log_target_from_string(const char *s)
-{
-        if (strcmp(s, "auto") == 0)
-                return LOG_TARGET_AUTO;
-        if (strcmp(s, "journal") == 0)
-                return LOG_TARGET_JOURNAL;
-        if (strcmp(s, "console") == 0)
-                return LOG_TARGET_CONSOLE;
-        return -EINVAL;
-}
+static const char *const log_target_names[] = {
+        [LOG_TARGET_AUTO] = "auto",
+        [LOG_TARGET_JOURNAL] = "journal",
+        [LOG_TARGET_CONSOLE] = "console",
+};
+
+DEFINE_STRING_TABLE(log_target, enum log_target, log_target_names)
 
 /* Under systemd, $JOURNAL_STREAM names the device:inode of stderr when it is
  * the journal: then structured logging is right; on a terminal it is not. */

@@ -18,6 +18,7 @@ enum log_target {
         LOG_TARGET_CONSOLE,
 };
 
+const char *log_target_to_string(enum log_target t);
 int log_target_from_string(const char *s);
 void log_setup(enum log_target target, int max_level);
 int log_get_max_level(void);

@@ -318,30 +318,28 @@ static char *format_policy_key(const struct config_key *k, const void *base)
         return strdup(placement_policy_to_string(*CFIELD(base, k, enum placement_policy)));
 }
 
-static const struct {
-        const char *name;
-        int level;
-} log_levels[] = {
-        { "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
-        { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+/* syslog(3) levels by number; the more severe ones are not a sensible limit. */
+static const char *const log_level_names[] = {
+        [LOG_ERR] = "err", [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
 static int parse_log_level(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
 {
-        for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
-                if (strcmp(v, log_levels[i].name) == 0) {
-                        *FIELD(base, k, int) = log_levels[i].level;
-                        return 0;
-                }
-        return reject(k, w, wlen, "expected debug, info, notice, warning or err");
+        int level = string_table_find(log_level_names, ELEMENTSOF(log_level_names), v);
+
+        if (level < 0)
+                return reject(k, w, wlen, "expected debug, info, notice, warning or err");
+        *FIELD(base, k, int) = level;
+        return 0;
 }
 
 static char *format_log_level(const struct config_key *k, const void *base)
 {
-        for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
-                if (log_levels[i].level == *CFIELD(base, k, int))
-                        return strdup(log_levels[i].name);
-        return strdup(DEFAULT_LOG_LEVEL);
+        int level = *CFIELD(base, k, int);
+        bool known = level >= 0 && (size_t)level < ELEMENTSOF(log_level_names) && log_level_names[level];
+
+        return strdup(known ? log_level_names[level] : DEFAULT_LOG_LEVEL);
 }
 
 #define DAEMON_KEY(key, def, type, field, ...)                                                  \

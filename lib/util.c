@@ -18,6 +18,14 @@ int set_reason(char *buf, size_t len, int r, const char *fmt, ...)
         return r;
 }
 
+int string_table_find(const char *const *table, size_t n, const char *s)
+{
+        for (size_t i = 0; s && i < n; i++)
+                if (table[i] && strcmp(table[i], s) == 0)
+                        return (int)i;
+        return -EINVAL;
+}
+
 int parse_ulong(const char *s, unsigned long max, unsigned long *out)
 {
         unsigned long v = 0;

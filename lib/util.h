@@ -13,6 +13,23 @@
  * an error path reads "return set_reason(err, errlen, -EINVAL, "...", ...);". */
 int set_reason(char *buf, size_t len, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * An enum's names, as systemd's string tables: a table indexed by the enum
+ * (holes are NULL) and its two lookups.  DEFINE_STRING_TABLE(log_target,
+ * enum log_target, names) defines log_target_to_string() (NULL when out of
+ * range) and log_target_from_string() (the value, or -EINVAL).
+ */
+int string_table_find(const char *const *table, size_t n, const char *s);
+#define DEFINE_STRING_TABLE(name, type, table)                                          \
+        const char *name##_to_string(type v)                                            \
+        {                                                                               \
+                return (size_t)v < sizeof(table) / sizeof((table)[0]) ? (table)[v] : NULL; \
+        }                                                                               \
+        int name##_from_string(const char *s)                                           \
+        {                                                                               \
+                return string_table_find(table, sizeof(table) / sizeof((table)[0]), s); \
+        }
+
 /* A whole decimal number from 0 to @max: digits only, no sign, blanks, hex
  * or exponent.  Returns 0, -EINVAL (not a number) or -ERANGE (above @max). */
 int parse_ulong(const char *s, unsigned long max, unsigned long *out);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* lib/util: the strict decimal parser, the UUID checks, strip_view, set_reason. */
+/* lib/util: the strict decimal parser, UUID checks, strip_view, string tables, set_reason. */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -49,6 +49,20 @@ static void test_strip_view(void)
         CHECK(n == 0, "only blanks");
 }
 
+enum colour { RED, GREEN = 2, _COLOUR_MAX };
+static const char *const colour_names[_COLOUR_MAX] = { [RED] = "red", [GREEN] = "green" };
+const char *colour_to_string(enum colour c);
+int colour_from_string(const char *s);
+DEFINE_STRING_TABLE(colour, enum colour, colour_names)
+
+static void test_string_table(void)
+{
+        CHECK(strcmp(colour_to_string(GREEN), "green") == 0, "to_string");
+        CHECK(colour_to_string(1) == NULL && colour_to_string(_COLOUR_MAX) == NULL, "a hole and out of range");
+        CHECK(colour_from_string("green") == GREEN && colour_from_string("red") == RED, "from_string");
+        CHECK(colour_from_string("blue") == -EINVAL && colour_from_string(NULL) == -EINVAL, "unknown names");
+}
+
 static void test_set_reason(void)
 {
         char buf[16] = "";
@@ -63,6 +77,7 @@ int main(void)
         test_parse_ulong();
         test_uuid();
         test_strip_view();
+        test_string_table();
         test_set_reason();
         return test_result();
 }
