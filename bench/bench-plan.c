@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Plan time and peak memory of the placement engine for 100, 1,000 and
- * 10,000 vCPUs on 64, 256 and 1,024 PUs (issue 2).  Guests of 2-16 vCPUs,
+ * 10,000 vCPUs on 64, 256 and 1,024 PUs.  Guests of 2-16 vCPUs,
  * loads uniform in [0,1], fixed seed.
  *
  *   fresh:  every vCPU unplaced (a daemon starting on a busy host);

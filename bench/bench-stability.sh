@@ -4,7 +4,7 @@
 # Does the daemon converge under steady load?  Starts GUESTS (default 3)
 # 2-vCPU TCG guests whose boot sector spins one vCPU forever ("cli; jmp $";
 # the other vCPU halts), runs vcpuspreadd for SECONDS (default 60) and counts
-# the moves it makes in the first 10 s and after.  Issue 6's target: zero
+# the moves it makes in the first 10 s and after.  The target: zero
 # moves after the first 10 s.
 # Usage: bench/bench-stability.sh [GUESTS] [SECONDS]   (root; build/ built)
 set -euo pipefail

@@ -17,7 +17,9 @@
 #include <libcgroup.h>
 
 #include "cpulist.h"
+#include "fileio.h"
 #include "log.h"
+#include "lib/util.h"
 #include "macro.h"
 
 #define PROC_ROOT_DEFAULT "/proc"
@@ -27,55 +29,17 @@ static const char *proc_root(const struct apply_env *env)
         return env && env->proc_root ? env->proc_root : PROC_ROOT_DEFAULT;
 }
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 /* Small kernel files (cgroup, cpuset.cpus, mountinfo) into a NUL-terminated
  * string with the trailing newline removed. */
 static int read_text(const char *path, char **out)
 {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, n = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        size_t n;
+        int r = read_file_full(path, 4u << 20, out, &n);
 
-        if (fd < 0)
-                return -errno;
-        for (;;) {
-                if (n + 1 >= size) {
-                        char *bigger = size < (1u << 22) ? realloc(buf, size ? size * 2 : 4096) : NULL;
-                        if (!bigger) {
-                                close(fd);
-                                return size ? -EFBIG : -ENOMEM;
-                        }
-                        buf = bigger;
-                        size = size ? size * 2 : 4096;
-                }
-                ssize_t k = read(fd, buf + n, size - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int r = -errno;
-                        close(fd);
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        close(fd);
-        while (n > 0 && buf[n - 1] == '\n')
-                n--;
-        buf[n] = '\0';
-        *out = TAKE_PTR(buf);
+        if (r < 0)
+                return r;
+        while (n > 0 && (*out)[n - 1] == '\n')
+                (*out)[--n] = '\0';
         return 0;
 }
 
@@ -462,11 +426,11 @@ static int cgroup_mask_write(const struct apply_env *env, pid_t tid, const struc
                         snprintf(ppath, sizeof(ppath), "%s/cpuset.cpus", parent_dir);
                         (void)read_text(ppath, &parent);
                 }
-                return fail(err, errlen, r,
+                return set_reason(err, errlen, r,
                             "write \"%s\" to %s: %s (cgroup v1 needs a subset of the parent's cpuset.cpus \"%s\")",
                             text, path, strerror(-r), parent ? parent : "?");
         }
-        return fail(err, errlen, r, "write \"%s\" to %s: %s", text, path, strerror(-r));
+        return set_reason(err, errlen, r, "write \"%s\" to %s: %s", text, path, strerror(-r));
 }
 
 int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, char *err,
@@ -478,16 +442,16 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
         int r;
 
         if (hwloc_bitmap_iszero(to) || hwloc_bitmap_last(to) < 0)
-                return fail(err, errlen, -EINVAL, "tid %d: refusing an empty or infinite mask", (int)tid);
+                return set_reason(err, errlen, -EINVAL, "tid %d: refusing an empty or infinite mask", (int)tid);
         text = cpulist_format(to);
         if (!text)
                 return -ENOMEM;
 
         r = vcpu_cgroup_find(env, tid, &cg);
         if (r == -ESRCH)
-                return fail(err, errlen, r, "tid %d: thread is gone", (int)tid);
+                return set_reason(err, errlen, r, "tid %d: thread is gone", (int)tid);
         if (r < 0)
-                return fail(err, errlen, r, "tid %d: no cpuset cgroup found in %s/%d/cgroup: %s",
+                return set_reason(err, errlen, r, "tid %d: no cpuset cgroup found in %s/%d/cgroup: %s",
                             (int)tid, proc_root(env), (int)tid, strerror(-r));
         if (env && env->dry_run) {
                 vcpu_cgroup_done(&cg);
@@ -501,7 +465,7 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
                 goto out;
         r = affinity_set(tid, to);
         if (r < 0) {
-                r = r == -ESRCH ? r : fail(err, errlen, r, "sched_setaffinity(%d, \"%s\"): %s (cgroup %s)",
+                r = r == -ESRCH ? r : set_reason(err, errlen, r, "sched_setaffinity(%d, \"%s\"): %s (cgroup %s)",
                                            (int)tid, text, strerror(-r), cg.dir);
                 goto out;
         }
@@ -514,7 +478,7 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
         }
         r = affinity_get(tid, aff);
         if (r < 0) {
-                r = r == -ESRCH ? r : fail(err, errlen, r, "sched_getaffinity(%d): %s", (int)tid, strerror(-r));
+                r = r == -ESRCH ? r : set_reason(err, errlen, r, "sched_getaffinity(%d): %s", (int)tid, strerror(-r));
                 goto out;
         }
         /* Read back what was written, not the effective set: in v2 that can be
@@ -523,13 +487,13 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
         if (r < 0) {
                 r = (r == -ENOENT || r == -ENODEV) && !thread_exists(env, tid)
                             ? -ESRCH
-                            : fail(err, errlen, r, "read back %s/cpuset.cpus: %s", cg.dir, strerror(-r));
+                            : set_reason(err, errlen, r, "read back %s/cpuset.cpus: %s", cg.dir, strerror(-r));
                 goto out;
         }
         if (!hwloc_bitmap_isequal(aff, to) || !hwloc_bitmap_isequal(cgmask, to)) {
                 got_aff = cpulist_format(aff);
                 got_cg = cpulist_format(cgmask);
-                r = fail(err, errlen, -EIO, "tid %d: wanted \"%s\", read back affinity \"%s\" and %s/cpuset.cpus \"%s\"",
+                r = set_reason(err, errlen, -EIO, "tid %d: wanted \"%s\", read back affinity \"%s\" and %s/cpuset.cpus \"%s\"",
                          (int)tid, text, got_aff ? got_aff : "?", cg.dir, got_cg ? got_cg : "?");
         }
 out:

@@ -13,7 +13,8 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
-#define CONTROL_SOCKET_DEFAULT "/run/vcpuspreadd/control.sock"
+#include "lib/defaults.h"
+
 /* Longest request accepted; real ones are a few dozen bytes. */
 #define CONTROL_REQUEST_MAX 4096
 /* A client has this long to send its request and read the reply. */

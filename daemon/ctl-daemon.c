@@ -121,7 +121,27 @@ struct ctl_opts {
         bool json;
 };
 
-static int parse_ctl_opts(int argc, char **argv, const char *usage, bool allow_json, struct ctl_opts *o)
+/* A subcommand that asks the daemon one thing (the table is at the end). */
+struct ctl_command {
+        const char *name;
+        const char *request;    /* what is asked of the daemon */
+        bool json;              /* --json prints the daemon's reply as it is */
+        const char *summary;    /* the rest of --help */
+        int (*render)(json_object *reply);
+};
+
+static void command_help(const struct ctl_command *c)
+{
+        printf("Usage: vcpuspreadctl %s%s [--socket PATH]\n\n%s\n"
+               "%s"
+               "  --socket PATH  the daemon's control socket (default $VCPUSPREAD_SOCKET, or\n"
+               "                 " DEFAULT_CONTROL_SOCKET ")\n"
+               "  -h, --help     show this help\n",
+               c->name, c->json ? " [--json]" : "", c->summary,
+               c->json ? "  --json         print the daemon's reply as one JSON object\n" : "");
+}
+
+static int parse_ctl_opts(int argc, char **argv, const struct ctl_command *cmd, struct ctl_opts *o)
 {
         enum { ARG_SOCKET = 0x100, ARG_JSON };
         static const struct option options[] = {
@@ -132,19 +152,19 @@ static int parse_ctl_opts(int argc, char **argv, const char *usage, bool allow_j
         };
         int c;
 
-        o->socket = getenv("VCPUSPREAD_SOCKET") ?: CONTROL_SOCKET_DEFAULT;
+        o->socket = getenv("VCPUSPREAD_SOCKET") ?: DEFAULT_CONTROL_SOCKET;
         o->json = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_SOCKET: o->socket = optarg; break;
                 case ARG_JSON:
-                        if (!allow_json)
+                        if (!cmd->json)
                                 return -ctl_usage_error("%s: --json is not supported", argv[0]);
                         o->json = true;
                         break;
                 case 'h':
-                        fputs(usage, stdout);
+                        command_help(cmd);
                         return 1;
                 default: return -CTL_EXIT_USAGE;
                 }
@@ -156,16 +176,15 @@ static int parse_ctl_opts(int argc, char **argv, const char *usage, bool allow_j
 
 /* Runs a request and handles the generic error paths; returns an exit code
  * >= 0 when done, or -1 to let the caller render *reply. */
-static int run_request(int argc, char **argv, const char *usage, bool allow_json, json_object **reply,
+static int run_request(int argc, char **argv, const struct ctl_command *cmd, json_object **reply,
                        struct ctl_opts *o)
 {
-        int r = parse_ctl_opts(argc, argv, usage, allow_json, o);
+        int r = parse_ctl_opts(argc, argv, cmd, o);
         if (r > 0)
                 return CTL_EXIT_OK;
         if (r < 0)
                 return CTL_EXIT_USAGE;
-        /* The map is drawn from the status reply; the daemon has no map of its own. */
-        r = ctl_request(o->socket, strcmp(argv[0], "map") == 0 ? "status" : argv[0], reply);
+        r = ctl_request(o->socket, cmd->request, reply);
         if (r != 0)
                 return r;
         json_object *ok;
@@ -205,19 +224,8 @@ static void print_guest(json_object *g)
         }
 }
 
-int ctl_status(int argc, char **argv)
+static int render_status(json_object *reply)
 {
-        static const char usage[] =
-                "Usage: vcpuspreadctl status [--json] [--socket PATH]\n"
-                "\n"
-                "Every guest the daemon knows, whether it manages it (and if not, why), and\n"
-                "each vCPU's thread, current CPUs, recent load, run-queue wait and last decision.\n";
-        json_object *reply = NULL;
-        struct ctl_opts o;
-        int r = run_request(argc, argv, usage, true, &reply, &o);
-        if (r >= 0)
-                return r;
-
         json_object *d = NULL;
         json_object_object_get_ex(reply, "daemon", &d);
         printf("vcpuspreadd %s (pid %d), libvirt %s%s, %d move%s applied%s%s\n", jstr(d, "version"), jint(d, "pid"),
@@ -230,24 +238,13 @@ int ctl_status(int argc, char **argv)
                 printf("no running guests\n");
         for (size_t i = 0; guests && i < json_object_array_length(guests); i++)
                 print_guest(json_object_array_get_idx(guests, i));
-        json_object_put(reply);
         return CTL_EXIT_OK;
 }
 
 /* ---- plan --------------------------------------------------------------- */
 
-int ctl_plan(int argc, char **argv)
+static int render_plan(json_object *reply)
 {
-        static const char usage[] =
-                "Usage: vcpuspreadctl plan [--json] [--socket PATH]\n"
-                "\n"
-                "What the daemon would change now and why.  Changes nothing.\n";
-        json_object *reply = NULL;
-        struct ctl_opts o;
-        int r = run_request(argc, argv, usage, true, &reply, &o);
-        if (r >= 0)
-                return r;
-
         json_object *moves = jarr(reply, "moves");
         size_t n = moves ? json_object_array_length(moves) : 0;
         if (n == 0)
@@ -257,26 +254,14 @@ int ctl_plan(int argc, char **argv)
                 printf("%s vcpu%d (tid %d): %s -> %s (%s)\n", jstr(mv, "guest"), jint(mv, "vcpu"), jint(mv, "tid"),
                        jstr(mv, "from") ?: "?", jstr(mv, "to") ?: "?", jstr(mv, "reason") ?: "?");
         }
-        json_object_put(reply);
         return CTL_EXIT_OK;
 }
 
 /* ---- reload ------------------------------------------------------------- */
 
-int ctl_reload(int argc, char **argv)
+static int render_reload(json_object *reply)
 {
-        static const char usage[] =
-                "Usage: vcpuspreadctl reload [--socket PATH]\n"
-                "\n"
-                "Re-read the configuration (as SIGHUP does).  On an error the daemon keeps the\n"
-                "old configuration and this prints the error with file and line.\n";
-        json_object *reply = NULL;
-        struct ctl_opts o;
-        int r = run_request(argc, argv, usage, false, &reply, &o);
-        if (r >= 0)
-                return r;
         printf("%s\n", jstr(reply, "message") ?: "configuration reloaded");
-        json_object_put(reply);
         return CTL_EXIT_OK;
 }
 
@@ -417,19 +402,48 @@ int ctl_map_render(json_object *reply, bool colour)
         return CTL_EXIT_OK;
 }
 
-int ctl_map(int argc, char **argv)
+static int render_map(json_object *reply)
 {
-        static const char usage[] =
-                "Usage: vcpuspreadctl map [--socket PATH]\n"
-                "\n"
-                "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
-                "vCPUs that sit on each CPU; a colour per guest on a terminal.\n";
+        return ctl_map_render(reply, isatty(STDOUT_FILENO));
+}
+
+/* ---- the commands -------------------------------------------------------- */
+
+static const struct ctl_command commands[] = {
+        { "status", "status", true,
+          "Every guest the daemon knows, whether it manages it (and if not, why), and\n"
+          "each vCPU's thread, current CPUs, recent load, run-queue wait and last decision.\n",
+          render_status },
+        /* The map is drawn from the status reply; the daemon has no map of its own. */
+        { "map", "status", false,
+          "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
+          "vCPUs that sit on each CPU; a colour per guest on a terminal.\n",
+          render_map },
+        { "plan", "plan", true,
+          "What the daemon would change now and why.  Changes nothing.\n",
+          render_plan },
+        { "reload", "reload", false,
+          "Re-read the configuration (as SIGHUP does).  On an error the daemon keeps the\n"
+          "old configuration and this prints the error with file and line.\n",
+          render_reload },
+};
+
+int ctl_daemon_command(int argc, char **argv)
+{
+        const struct ctl_command *c = NULL;
         json_object *reply = NULL;
         struct ctl_opts o;
-        int r = run_request(argc, argv, usage, false, &reply, &o);
+
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strcmp(argv[0], commands[i].name) == 0)
+                        c = &commands[i];
+        if (!c)
+                return ctl_usage_error("unknown command '%s'; see 'vcpuspreadctl --help'", argv[0]);
+        int r = run_request(argc, argv, c, &reply, &o);
         if (r >= 0)
                 return r;
-        r = ctl_map_render(reply, isatty(STDOUT_FILENO));
+        r = c->render(reply);
         json_object_put(reply);
         return r;
 }
+

@@ -57,10 +57,10 @@ static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
 } commands[] = {
-        { "status", ctl_status },
-        { "map", ctl_map },
-        { "plan", ctl_plan },
-        { "reload", ctl_reload },
+        { "status", ctl_daemon_command },
+        { "map", ctl_daemon_command },
+        { "plan", ctl_daemon_command },
+        { "reload", ctl_daemon_command },
         { "simulate", ctl_simulate },
 };
 

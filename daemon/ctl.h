@@ -18,7 +18,5 @@ int ctl_simulate(int argc, char **argv);
 #include <stdbool.h>
 #include <json-c/json.h>
 int ctl_map_render(json_object *reply, bool colour);
-int ctl_status(int argc, char **argv);
-int ctl_map(int argc, char **argv);
-int ctl_plan(int argc, char **argv);
-int ctl_reload(int argc, char **argv);
+/* status, map, plan and reload: one request to the daemon, @argv[0] names it. */
+int ctl_daemon_command(int argc, char **argv);

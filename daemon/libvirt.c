@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The libvirt adapter: one connection kept alive across libvirtd restarts,
- * lifecycle and tunable events turned into lv_callbacks, and the parts of a
- * running domain's live XML that decide whether the daemon may touch it.
+ * lifecycle and tunable events turned into lv_callbacks, and the running
+ * domains, whose live XML domain-xml.c interprets.
  *
  * Only read-only, guest-neutral APIs are used: list, lookup, XML description.
  * Never virDomainQemuMonitorCommand (taints the guest), never pinning APIs.
@@ -20,293 +20,18 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
 #include "cpulist.h"
+#include "lib/defaults.h"
 #include "log.h"
+#include "lib/util.h"
 #include "macro.h"
 #include "message-ids.h"
 
-#define DEFAULT_URI "qemu:///system"
 #define KEEPALIVE_INTERVAL_S 5
 #define KEEPALIVE_COUNT 3u
 #define BACKOFF_FIRST_USEC (1ULL * 1000000)
 #define BACKOFF_MAX_USEC (30ULL * 1000000)
-
-static int fail(char *err, size_t errlen, int error, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int error, const char *fmt, ...)
-{
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return error;
-}
-
-/* ---------------------------------------------------------------------------
- * Live XML
- */
-
-void lv_domain_done(struct lv_domain *d)
-{
-        if (!d)
-                return;
-        free(d->name);
-        free(d->operator_reason);
-        if (d->restriction)
-                hwloc_bitmap_free(d->restriction);
-        *d = (struct lv_domain){ .id = -1 };
-}
-
-void lv_domains_free(struct lv_domain *d, size_t n)
-{
-        for (size_t i = 0; d && i < n; i++)
-                lv_domain_done(&d[i]);
-        free(d);
-}
-
-static void xml_doc_freep(xmlDoc **doc)
-{
-        if (*doc)
-                xmlFreeDoc(*doc);
-}
-
-static void xml_freep(xmlChar **s)
-{
-        if (*s)
-                xmlFree(*s);
-}
-
-#define _cleanup_xml_ _cleanup_(xml_freep)
-
-static xmlNode *xml_child(xmlNode *parent, const char *name)
-{
-        for (xmlNode *n = parent ? parent->children : NULL; n; n = n->next)
-                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST name))
-                        return n;
-        return NULL;
-}
-
-static char *xml_prop(xmlNode *n, const char *name)
-{
-        return (char *)xmlGetProp(n, BAD_CAST name);
-}
-
-/* A whole decimal number 0..UINT_MAX, nothing else (surrounding blanks are
- * tolerated because XML text nodes may carry them). */
-static int parse_uint(const char *s, unsigned *out)
-{
-        unsigned long long v = 0;
-        const char *p = s;
-
-        while (isspace((unsigned char)*p))
-                p++;
-        if (!isdigit((unsigned char)*p))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*p); p++) {
-                v = v * 10 + (unsigned)(*p - '0');
-                if (v > UINT_MAX)
-                        return -ERANGE;
-        }
-        while (isspace((unsigned char)*p))
-                p++;
-        if (*p)
-                return -EINVAL;
-        *out = (unsigned)v;
-        return 0;
-}
-
-static bool uuid_valid(const char *s)
-{
-        if (strlen(s) != 36)
-                return false;
-        for (int i = 0; i < 36; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-                        return false;
-        }
-        return true;
-}
-
-/*
- * libvirt's cpuset syntax: the kernel's list plus "^N" entries that take N
- * out again.  Entries apply left to right, as in libvirt's virBitmapParse, so
- * "0-3,^2" is 0,1,3.
- */
-static int parse_libvirt_cpuset(const char *text, hwloc_bitmap_t out, char *err, size_t errlen)
-{
-        _cleanup_bitmap_ hwloc_bitmap_t entry = hwloc_bitmap_alloc();
-        _cleanup_free_ char *copy = strdup(text);
-        char sub[128] = "";
-        char *save = NULL;
-        int r;
-
-        if (!entry || !copy)
-                return -ENOMEM;
-        hwloc_bitmap_zero(out);
-        if (strspn(text, " \t\n") == strlen(text))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' is empty", text);
-        if (text[0] == ',' || text[strlen(text) - 1] == ',' || strstr(text, ",,"))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' has an empty entry", text);
-
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                while (isspace((unsigned char)*tok))
-                        tok++;
-                bool exclude = *tok == '^';
-                if (exclude)
-                        tok++;
-                r = cpulist_parse(tok, entry, sub, sizeof(sub));
-                if (r == 0 && hwloc_bitmap_iszero(entry))
-                        r = fail(sub, sizeof(sub), -EINVAL, "empty entry");
-                if (r < 0)
-                        return fail(err, errlen, r, "cpuset '%s': %s", text, sub);
-                if (exclude)
-                        hwloc_bitmap_andnot(out, out, entry);
-                else
-                        hwloc_bitmap_or(out, out, entry);
-        }
-        if (hwloc_bitmap_iszero(out))
-                return fail(err, errlen, -EINVAL, "cpuset '%s' leaves no CPU", text);
-        return 0;
-}
-
-static int parse_vcpu(xmlNode *vcpu, struct lv_domain *d, char *err, size_t errlen)
-{
-        _cleanup_xml_ xmlChar *text = NULL;
-        _cleanup_free_ char *current = NULL, *placement = NULL, *cpuset = NULL;
-        int r;
-
-        if (!vcpu)
-                return fail(err, errlen, -EINVAL, "no <vcpu> element");
-        text = xmlNodeGetContent(vcpu);
-        if (!text || parse_uint((const char *)text, &d->max_vcpus) < 0 || d->max_vcpus == 0)
-                return fail(err, errlen, -EINVAL, "<vcpu> count '%s' is not a positive number",
-                            text ? (const char *)text : "");
-
-        d->n_vcpus = d->max_vcpus;
-        current = xml_prop(vcpu, "current");
-        if (current && (parse_uint(current, &d->n_vcpus) < 0 || d->n_vcpus == 0 ||
-                        d->n_vcpus > d->max_vcpus))
-                return fail(err, errlen, -EINVAL, "<vcpu current='%s'> is not in 1..%u",
-                            current, d->max_vcpus);
-
-        placement = xml_prop(vcpu, "placement");
-        if (placement && strcmp(placement, "auto") == 0) {
-                d->operator_pinned = true;
-                d->operator_reason = strdup("<vcpu placement='auto'> in the live XML");
-                if (!d->operator_reason)
-                        return -ENOMEM;
-        }
-
-        cpuset = xml_prop(vcpu, "cpuset");
-        if (cpuset) {
-                d->restriction = hwloc_bitmap_alloc();
-                if (!d->restriction)
-                        return -ENOMEM;
-                r = parse_libvirt_cpuset(cpuset, d->restriction, err, errlen);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* Any <vcpupin> means the operator placed vCPUs; the first one is named in the
- * reason so a log line points at something the operator can find. */
-static int parse_cputune(xmlNode *cputune, struct lv_domain *d)
-{
-        xmlNode *pin = xml_child(cputune, "vcpupin");
-        _cleanup_free_ char *vcpu = NULL;
-        char *reason = NULL;
-
-        if (!pin)
-                return 0;
-        vcpu = xml_prop(pin, "vcpu");
-        if (asprintf(&reason, "<vcpupin vcpu='%s'> in the live XML", vcpu ? vcpu : "?") < 0)
-                return -ENOMEM;
-        free(d->operator_reason);
-        d->operator_reason = reason;
-        d->operator_pinned = true;
-        return 0;
-}
-
-static int parse_domain(xmlNode *root, struct lv_domain *d, char *err, size_t errlen)
-{
-        _cleanup_xml_ xmlChar *name = NULL, *uuid = NULL;
-        _cleanup_free_ char *id = NULL;
-        unsigned idval;
-        int r;
-
-        if (!root || !xmlStrEqual(root->name, BAD_CAST "domain"))
-                return fail(err, errlen, -EINVAL, "root element is <%s>, not <domain>",
-                            root ? (const char *)root->name : "");
-
-        id = xml_prop(root, "id");
-        if (id) {
-                if (parse_uint(id, &idval) < 0 || idval > INT_MAX)
-                        return fail(err, errlen, -EINVAL, "domain id '%s' is not a number", id);
-                d->id = (int)idval;
-        }
-
-        if (!xml_child(root, "name"))
-                return fail(err, errlen, -EINVAL, "no <name> element");
-        name = xmlNodeGetContent(xml_child(root, "name"));
-        if (!name || !name[0])
-                return fail(err, errlen, -EINVAL, "empty <name>");
-        d->name = strdup((const char *)name);
-        if (!d->name)
-                return -ENOMEM;
-
-        uuid = xml_child(root, "uuid") ? xmlNodeGetContent(xml_child(root, "uuid")) : NULL;
-        if (!uuid || !uuid_valid((const char *)uuid))
-                return fail(err, errlen, -EINVAL, "<uuid> '%s' is not a UUID",
-                            uuid ? (const char *)uuid : "");
-        for (int i = 0; i < 36; i++)
-                d->uuid[i] = (char)tolower(uuid[i]);
-        d->uuid[36] = '\0';
-
-        r = parse_vcpu(xml_child(root, "vcpu"), d, err, errlen);
-        if (r < 0)
-                return r;
-        return parse_cputune(xml_child(root, "cputune"), d);
-}
-
-int lv_domain_parse_xml(const char *xml, struct lv_domain *out, char *err, size_t errlen)
-{
-        _cleanup_(xml_doc_freep) xmlDoc *doc = NULL;
-        struct lv_domain d = { .id = -1 };
-        size_t len = strlen(xml);
-        int r;
-
-        if (len > INT_MAX)
-                return fail(err, errlen, -EINVAL, "domain XML too large");
-        /* No network, no entity expansion, no DTD: the document only has to be
-         * read, and libxml2 must not print on its own. */
-        doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-        if (!doc) {
-                const xmlError *e = xmlGetLastError();
-                char msg[200];
-
-                snprintf(msg, sizeof(msg), "%s", e && e->message ? e->message : "unknown error");
-                msg[strcspn(msg, "\n")] = '\0';
-                return fail(err, errlen, -EINVAL, "malformed XML at line %d: %s",
-                            e ? e->line : 0, msg);
-        }
-
-        r = parse_domain(xmlDocGetRootElement(doc), &d, err, errlen);
-        if (r < 0) {
-                if (r == -ENOMEM)
-                        fail(err, errlen, r, "out of memory");
-                lv_domain_done(&d);
-                return r;
-        }
-        *out = d;
-        return 0;
-}
 
 /* ---------------------------------------------------------------------------
  * Connection
@@ -477,7 +202,11 @@ static int vcpupin_param_vcpu(const char *field, unsigned *vcpu)
         p = field + sizeof(prefix) - 1;
         if (!isdigit((unsigned char)*p))
                 return -EINVAL;
-        return parse_uint(p, vcpu) < 0 || isspace((unsigned char)p[strlen(p) - 1]) ? -EINVAL : 0;
+        unsigned long v;
+        if (parse_ulong(p, UINT_MAX, &v) < 0)
+                return -EINVAL;
+        *vcpu = (unsigned)v;
+        return 0;
 }
 
 static void on_tunable(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr params,
@@ -701,7 +430,7 @@ int lv_conn_new(sd_event *e, const char *uri, const struct lv_callbacks *cb, voi
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->uri = strdup(uri ? uri : DEFAULT_URI);
+        c->uri = strdup(uri ? uri : DEFAULT_CONNECT);
         if (!c->uri) {
                 free(c);
                 return -ENOMEM;

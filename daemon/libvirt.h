@@ -18,32 +18,14 @@
 #include <hwloc.h>
 #include <systemd/sd-event.h>
 
+#include "domain-xml.h"
+
 /* Map libvirt's event loop onto @e.  Call once per process, before any
  * connection is opened; -EBUSY if already registered with another loop. */
 int lv_event_bridge_register(sd_event *e);
 /* VIR_EVENT_HANDLE_* <-> EPOLL* (exposed for unit tests). */
 uint32_t lv_event_to_epoll(int events);
 int lv_event_from_epoll(uint32_t revents);
-
-struct lv_domain {
-        char uuid[37];
-        char *name;                     /* as libvirt has it: any bytes but NUL; owned */
-        int id;                         /* libvirt's running id; -1 if the XML has none */
-        unsigned n_vcpus;               /* vCPUs online now */
-        unsigned max_vcpus;
-        /* The operator pins this guest in its live XML: any <cputune><vcpupin>,
-         * or <vcpu placement='auto'> (numad).  <emulatorpin> and <iothreadpin>
-         * alone do not count: they leave the vCPUs free. */
-        bool operator_pinned;
-        char *operator_reason;          /* e.g. "<vcpupin vcpu='0'> in the live XML"; owned, NULL if not */
-        /* <vcpu cpuset='...'> (libvirt syntax, "0-3,^2" excludes 2): the guest
-         * may only use these; NULL if none. */
-        hwloc_bitmap_t restriction;     /* owned */
-};
-
-void lv_domain_done(struct lv_domain *d);
-/* lv_domain_done() on each of @n and free the array. */
-void lv_domains_free(struct lv_domain *d, size_t n);
 
 /* From libvirt's lifecycle events; the detail string is "event/detail",
  * e.g. "started/booted", "resumed/unpaused", "stopped/destroyed",
@@ -68,7 +50,7 @@ struct lv_callbacks {
 
 struct lv_conn;
 
-/* Create a connection manager for @uri (NULL: qemu:///system).  Connects at
+/* Create a connection manager for @uri (NULL: DEFAULT_CONNECT).  Connects at
  * once when possible, otherwise keeps retrying with backoff (1 s doubling to
  * 30 s), calling cb->connected each time it gets through.  Returns -ENOMEM or
  * 0; a libvirtd that is down is not an error.  Callbacks only ever run from
@@ -87,7 +69,3 @@ const char *lv_conn_last_error(struct lv_conn *c);
 int lv_list_domains(struct lv_conn *c, struct lv_domain **out, size_t *n_out);
 /* One running domain by UUID; -ENOENT if it is not running. */
 int lv_get_domain(struct lv_conn *c, const char *uuid, struct lv_domain *out);
-
-/* Parse a live domain XML document (exposed for unit tests).  -EINVAL with a
- * one-line reason in @err when it is not a usable <domain>; -ENOMEM. */
-int lv_domain_parse_xml(const char *xml, struct lv_domain *out, char *err, size_t errlen);

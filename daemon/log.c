@@ -11,19 +11,19 @@
 
 #include <systemd/sd-journal.h>
 
+#include "lib/util.h"
+#include "message-ids.h"
+
 static enum log_target log_target = LOG_TARGET_CONSOLE;
 static int log_max_level = LOG_INFO;
 
-int log_target_from_string(const char *s)
-{
-        if (strcmp(s, "auto") == 0)
-                return LOG_TARGET_AUTO;
-        if (strcmp(s, "journal") == 0)
-                return LOG_TARGET_JOURNAL;
-        if (strcmp(s, "console") == 0)
-                return LOG_TARGET_CONSOLE;
-        return -EINVAL;
-}
+static const char *const log_target_names[] = {
+        [LOG_TARGET_AUTO] = "auto",
+        [LOG_TARGET_JOURNAL] = "journal",
+        [LOG_TARGET_CONSOLE] = "console",
+};
+
+DEFINE_STRING_TABLE(log_target, enum log_target, log_target_names)
 
 /* Under systemd, $JOURNAL_STREAM names the device:inode of stderr when it is
  * the journal: then structured logging is right; on a terminal it is not. */
@@ -147,5 +147,38 @@ int log_struct(int level, int error, const char *message_id, const struct log_do
         va_start(ap, fmt);
         int r = log_emit(level, error, message_id, d, fields, fmt, ap);
         va_end(ap);
+        return r;
+}
+
+int log_vcpu_move(const struct vcpu_move_log *mv)
+{
+        enum { N_FIELDS = 8 };
+        char *owned[N_FIELDS] = {};
+        const char *fields[N_FIELDS + 1] = {};
+        int n = 0, r;
+
+        n += asprintf(&owned[n], "VCPUSPREAD_VCPU=%u", mv->vcpu) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_TID=%d", mv->tid) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_CPUS_FROM=%s", mv->from) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_CPUS_TO=%s", mv->to) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_REASON=%s", mv->reason) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_DRY_RUN=%d", mv->dry_run) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_LOAD=%.3f", mv->load) >= 0;
+        n += asprintf(&owned[n], "VCPUSPREAD_WAIT_MS=%.1f", mv->wait_ms) >= 0;
+        for (int i = 0; i < n; i++)
+                fields[i] = owned[i];
+
+        if (mv->error < 0)
+                r = log_struct(LOG_ERR, mv->error, MSGID_APPLY_FAILED, &mv->domain, fields,
+                               "%s vcpu%u (tid %d): cannot move %s -> %s: %s; retrying in %u s", mv->domain.name,
+                               mv->vcpu, mv->tid, mv->from, mv->to,
+                               mv->error_text && mv->error_text[0] ? mv->error_text : strerror(-mv->error),
+                               mv->retry_sec);
+        else
+                r = log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &mv->domain, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s)",
+                               mv->dry_run ? "would move: " : "", mv->domain.name, mv->vcpu, mv->tid, mv->from,
+                               mv->to, mv->reason);
+        for (int i = 0; i < n; i++)
+                free(owned[i]);
         return r;
 }

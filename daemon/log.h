@@ -9,6 +9,7 @@
  */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <syslog.h>
 
 enum log_target {
@@ -17,6 +18,7 @@ enum log_target {
         LOG_TARGET_CONSOLE,
 };
 
+const char *log_target_to_string(enum log_target t);
 int log_target_from_string(const char *s);
 void log_setup(enum log_target target, int max_level);
 int log_get_max_level(void);
@@ -47,3 +49,26 @@ struct log_domain {
  */
 int log_struct(int level, int error, const char *message_id, const struct log_domain *d,
                const char *const *fields, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* One vCPU move, or an attempt that failed, for log_vcpu_move(). */
+struct vcpu_move_log {
+        struct log_domain domain;
+        unsigned vcpu;
+        int tid;
+        const char *from, *to;          /* CPU lists before and after */
+        const char *reason;             /* place_reason_to_string(): "new-guest", ... */
+        bool dry_run;                   /* planned, not applied */
+        double load, wait_ms;           /* the vCPU's recent load and run-queue wait */
+        int error;                      /* < 0: the move failed with this */
+        const char *error_text;         /* one-line reason; NULL: strerror(-error) */
+        unsigned retry_sec;             /* after a failure: when it is tried again */
+};
+
+/*
+ * The one place that writes the journal entry of a vCPU move: MESSAGE_ID
+ * MSGID_VCPU_MOVED (or MSGID_APPLY_FAILED when @mv->error < 0), the guest's
+ * fields, VCPUSPREAD_VCPU, _TID, _CPUS_FROM, _CPUS_TO, _REASON, _DRY_RUN,
+ * _LOAD and _WAIT_MS, and the message "web1 vcpu2 (tid 4711): 0-15 -> 6
+ * (new-guest)".  Returns @mv->error (0 after a move).
+ */
+int log_vcpu_move(const struct vcpu_move_log *mv);

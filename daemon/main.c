@@ -10,7 +10,7 @@
 
 #include "build-config.h"
 #include "cpulist.h"
-#include "lib/config.h"
+#include "config-load.h"
 #include "topology.h"
 #include "log.h"
 #include "macro.h"
@@ -40,8 +40,9 @@ static void help(void)
                "Keep the vCPU threads of each libvirt/QEMU guest on disjoint host CPUs, so\n"
                "sibling vCPUs do not stack on one CPU and spin on each other's locks.\n"
                "\n"
-               "  -c, --connect URI       libvirt URI (default qemu:///system)\n"
-               "      --config FILE       configuration file (default %s/vcpuspreadd/vcpuspreadd.conf)\n"
+               "  -c, --connect URI       libvirt URI (default Connect= from the configuration,\n"
+               "                          built in: " DEFAULT_CONNECT ")\n"
+               "      --config FILE       configuration file (default " CONFIG_MAIN_PATH_DEFAULT ")\n"
                "      --check-config      validate the configuration, print it, exit 0 or 1\n"
                "      --once              discover, plan, apply once, then exit\n"
                "  -n, --dry-run           plan and log decisions, change nothing\n"
@@ -51,8 +52,7 @@ static void help(void)
                "      --version           show the version\n"
                "\n"
                "Exit status: 0 success, 1 runtime failure, 2 usage error.\n"
-               "See vcpuspreadd(8).\n",
-               SYSCONFDIR);
+               "See vcpuspreadd(8).\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -200,7 +200,7 @@ int main(int argc, char **argv)
         struct manager_settings settings = {
                 .connect_uri = args.connect_uri,
                 .config_path = args.config_file,
-                .resync_usec = 30 * 1000 * 1000ULL,
+                .resync_usec = DEFAULT_RESYNC_USEC,
                 .dry_run = args.dry_run,
                 .once = args.once,
                 .verbose = args.log_level == LOG_DEBUG,

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "build-config.h"
+#include "config-load.h"
 #include "cpulist.h"
 #include "log.h"
 #include "macro.h"
@@ -46,7 +47,7 @@ static struct log_domain guest_log(const struct managed_guest *g)
 
 static const char *manager_uri(const struct manager *m)
 {
-        return m->settings.connect_uri ?: m->config.connect ?: "qemu:///system";
+        return m->settings.connect_uri ?: m->config.connect ?: DEFAULT_CONNECT;
 }
 
 /* Host CPUs a configuration may name: online and allowed, before ReservedCPUs=. */
@@ -289,7 +290,7 @@ static int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 return -EAGAIN;
         }
         if (t.origin == VCPU_THREADS_THREAD_NAMES && !g->name_fallback_logged)
-                log_struct(LOG_NOTICE, 0, MSGID_DOMAIN_FOUND, &d, NULL,
+                log_struct(LOG_NOTICE, 0, MSGID_THREADS_BY_NAME, &d, NULL,
                            "%s: libvirt's status file could not be read; found its vCPU threads by name",
                            g->name);
         g->name_fallback_logged = t.origin == VCPU_THREADS_THREAD_NAMES;
@@ -426,6 +427,10 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
 
         if (!from_s || !to_s)
                 return log_error_errno(-ENOMEM, "out of memory");
+        struct vcpu_move_log mv = {
+                .domain = d, .vcpu = v->vcpu, .tid = (int)v->tid, .from = from_s, .to = to_s,
+                .reason = reason, .dry_run = m->settings.dry_run, .load = v->load, .wait_ms = v->wait_ms,
+        };
 
         /* A thread id can be reused once a guest stops: check right before writing. */
         if (!vcpu_thread_verify(&m->threads_src, g->qemu_pid, v->tid, &vcpu_check) || vcpu_check != v->vcpu) {
@@ -447,35 +452,17 @@ static int apply_move(struct manager *m, struct managed_guest *g, struct managed
                         return r;
                 }
                 if (r < 0) {
-                        char f_vcpu[48], f_tid[48];
-                        snprintf(f_vcpu, sizeof(f_vcpu), "VCPUSPREAD_VCPU=%u", v->vcpu);
-                        snprintf(f_tid, sizeof(f_tid), "VCPUSPREAD_TID=%d", (int)v->tid);
-                        const char *fields[] = { f_vcpu, f_tid, NULL };
                         uint64_t now;
                         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
                         v->retry_after_usec = now + APPLY_RETRY_USEC;
-                        return log_struct(LOG_ERR, r, MSGID_APPLY_FAILED, &d, fields,
-                                          "%s vcpu%u (tid %d): cannot move %s -> %s: %s; retrying in %llu s",
-                                          g->name, v->vcpu, (int)v->tid, from_s, to_s, err[0] ? err : strerror(-r),
-                                          (unsigned long long)(APPLY_RETRY_USEC / 1000000));
+                        mv.error = r;
+                        mv.error_text = err;
+                        mv.retry_sec = (unsigned)(APPLY_RETRY_USEC / 1000000);
+                        return log_vcpu_move(&mv);
                 }
         }
 
-        _cleanup_free_ char *f_vcpu = NULL, *f_tid = NULL, *f_from = NULL, *f_to = NULL, *f_reason = NULL,
-                            *f_dry = NULL, *f_load = NULL, *f_wait = NULL;
-        if (asprintf(&f_vcpu, "VCPUSPREAD_VCPU=%u", v->vcpu) < 0 ||
-            asprintf(&f_tid, "VCPUSPREAD_TID=%d", (int)v->tid) < 0 ||
-            asprintf(&f_from, "VCPUSPREAD_CPUS_FROM=%s", from_s) < 0 ||
-            asprintf(&f_to, "VCPUSPREAD_CPUS_TO=%s", to_s) < 0 ||
-            asprintf(&f_reason, "VCPUSPREAD_REASON=%s", reason) < 0 ||
-            asprintf(&f_dry, "VCPUSPREAD_DRY_RUN=%d", m->settings.dry_run) < 0 ||
-            asprintf(&f_load, "VCPUSPREAD_LOAD=%.3f", v->load) < 0 ||
-            asprintf(&f_wait, "VCPUSPREAD_WAIT_MS=%.1f", v->wait_ms) < 0)
-                return log_error_errno(-ENOMEM, "out of memory");
-        const char *fields[] = { f_vcpu, f_tid, f_from, f_to, f_reason, f_dry, f_load, f_wait, NULL };
-        log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &d, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s)",
-                   m->settings.dry_run ? "would move: " : "", g->name, v->vcpu, (int)v->tid, from_s, to_s,
-                   reason);
+        log_vcpu_move(&mv);
 
         if (!m->settings.dry_run) {
                 hwloc_bitmap_copy(v->current, to);
@@ -544,7 +531,7 @@ static void log_placement_latency(struct manager *m, const struct plan_inputs *i
                 snprintf(f_lat, sizeof(f_lat), "VCPUSPREAD_LATENCY_US=%llu", (unsigned long long)us);
                 const char *fields[] = { f_lat, NULL };
                 struct log_domain d = guest_log(g);
-                log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, fields,
+                log_struct(LOG_INFO, 0, MSGID_PLACED_LATENCY, &d, fields,
                            "%s: all %zu vCPUs placed %.1f ms after its start event", g->name, g->n_vcpus,
                            (double)us / 1000.0);
                 g->start_event_usec = 0;
@@ -588,7 +575,7 @@ static int manager_plan_and_apply(struct manager *m)
                 if (plan.guests[i].error == -ENOSPC && g->state != GUEST_NO_CPUS) {
                         struct log_domain d = guest_log(g);
                         guest_set_state(g, GUEST_NO_CPUS, "its CPU restriction leaves no usable CPU");
-                        log_struct(LOG_WARNING, 0, MSGID_BACKED_OFF, &d, NULL,
+                        log_struct(LOG_WARNING, 0, MSGID_NO_USABLE_CPUS, &d, NULL,
                                    "%s: its allowed CPUs leave no usable CPU (reserved or offline); leaving it alone",
                                    g->name);
                 } else if (plan.guests[i].error == 0 && g->state == GUEST_NO_CPUS) {
@@ -680,7 +667,7 @@ static void guest_discover_threads(struct manager *m, struct managed_guest *g)
                 return;
         }
         if (g->thread_retries == THREAD_RETRY_MAX + 1)
-                log_struct(LOG_WARNING, r, MSGID_BACKED_OFF, &d, NULL,
+                log_struct(LOG_WARNING, r, MSGID_THREADS_NOT_FOUND, &d, NULL,
                            "%s: cannot find its vCPU threads (%m); leaving it alone until the next resync",
                            g->name);
         guest_set_state(g, GUEST_NO_THREADS, "vCPU threads not found");
@@ -874,7 +861,7 @@ static int on_statusfile_settled(sd_event_source *s, uint64_t usec, void *userda
                 guest_discover_threads(m, g);
                 if (g->n_vcpus != before) {
                         struct log_domain d = guest_log(g);
-                        log_struct(LOG_INFO, 0, MSGID_DOMAIN_FOUND, &d, NULL, "%s: now has %zu vCPU%s (was %zu)",
+                        log_struct(LOG_INFO, 0, MSGID_VCPU_COUNT, &d, NULL, "%s: now has %zu vCPU%s (was %zu)",
                                    g->name, g->n_vcpus, g->n_vcpus == 1 ? "" : "s", before);
                         changed = true;
                 }
@@ -887,10 +874,9 @@ static int on_statusfile_settled(sd_event_source *s, uint64_t usec, void *userda
 static int on_statusfile_changed(sd_event_source *s, const struct inotify_event *ev, void *userdata)
 {
         struct manager *m = userdata;
-        size_t len = ev->len ? strlen(ev->name) : 0;
         uint64_t now;
 
-        if (len < 4 || strcmp(ev->name + len - 4, ".xml") != 0)
+        if (!ev->len || !vcpu_threads_is_status_file(ev->name))
                 return 0;
         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         if (!m->statusfile_debounce)
@@ -1118,7 +1104,7 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
                         return r;  /* logged */
         }
 
-        const char *status_dir = m->threads_src.status_dir ?: "/run/libvirt/qemu";
+        const char *status_dir = vcpu_threads_status_dir(&m->threads_src);
         r = sd_event_add_inotify(m->event, &m->inotify_source, status_dir,
                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE, on_statusfile_changed, m);
         if (r < 0)

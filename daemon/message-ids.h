@@ -15,3 +15,8 @@
 #define MSGID_LIBVIRT_CONN      "0ff863a46cb049839834518806bf56c0" /* connection lost / re-established */
 #define MSGID_CONFIG            "d16c1b17307f4b9da8f58c0ac8986470" /* configuration loaded / rejected */
 #define MSGID_DAEMON_STATE      "c2d745b62b21466b89a62212921fd7b4" /* daemon started / stopping */
+#define MSGID_PLACED_LATENCY    "9320469519e940c6987818016b00addb" /* a new guest's vCPUs all placed */
+#define MSGID_THREADS_BY_NAME   "d54279ab5c0b416bb6fe9a13c69499e4" /* threads found by name, no status file */
+#define MSGID_VCPU_COUNT        "61b87ae80b4e4ffba1fdf0477106e552" /* a guest's vCPU count changed */
+#define MSGID_THREADS_NOT_FOUND "ceed148838e24b18a575b00f51682aca" /* a guest's vCPU threads not found */
+#define MSGID_NO_USABLE_CPUS    "b4876768d59c46c88c767469c14a6ac1" /* a guest's allowed CPUs leave none */

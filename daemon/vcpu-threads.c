@@ -13,11 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 
+#include "fileio.h"
 #include "log.h"
+#include "lib/util.h"
 #include "macro.h"
+#include "xml-util.h"
 
 #define STATUS_DIR_DEFAULT "/run/libvirt/qemu"
 #define PROC_ROOT_DEFAULT "/proc"
@@ -32,92 +33,21 @@ static void closedirp(DIR **d)
 }
 #define _cleanup_closedir_ _cleanup_(closedirp)
 
-static void xml_doc_freep(xmlDoc **d)
-{
-        if (*d)
-                xmlFreeDoc(*d);
-}
-#define _cleanup_xml_doc_ _cleanup_(xml_doc_freep)
-
-static void xml_freep(xmlChar **s)
-{
-        if (*s)
-                xmlFree(*s);
-}
-#define _cleanup_xml_ _cleanup_(xml_freep)
-
 static const char *proc_root(const struct vcpu_threads_source *src)
 {
         return src && src->proc_root ? src->proc_root : PROC_ROOT_DEFAULT;
 }
 
-static const char *status_dir(const struct vcpu_threads_source *src)
+const char *vcpu_threads_status_dir(const struct vcpu_threads_source *src)
 {
         return src && src->status_dir ? src->status_dir : STATUS_DIR_DEFAULT;
 }
 
-/* Whole file into a NUL-terminated buffer; *len excludes the NUL. */
-static int read_fd_all(int fd, size_t max, char **out, size_t *len)
+bool vcpu_threads_is_status_file(const char *name)
 {
-        size_t size = 4096, n = 0;
-        _cleanup_free_ char *buf = malloc(size);
+        size_t len = strlen(name);
 
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (n + 1 >= size) {
-                        if (size >= max)
-                                return -EFBIG;
-                        char *bigger = realloc(buf, size * 2);
-                        if (!bigger)
-                                return -ENOMEM;
-                        buf = bigger;
-                        size *= 2;
-                }
-                ssize_t k = read(fd, buf + n, size - 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        buf[n] = '\0';
-        *out = TAKE_PTR(buf);
-        if (len)
-                *len = n;
-        return 0;
-}
-
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int r = read_fd_all(fd, max, out, len);
-        close(fd);
-        return r;
-}
-
-/* Strict decimal: digits only, no sign or blanks, fits in @max. */
-static int parse_ulong(const char *s, unsigned long max, unsigned long *out)
-{
-        unsigned long v = 0;
-
-        if (!s || !isdigit((unsigned char)*s))
-                return -EINVAL;
-        for (; *s; s++) {
-                if (!isdigit((unsigned char)*s))
-                        return -EINVAL;
-                unsigned d = (unsigned)(*s - '0');
-                if (v > (max - d) / 10)
-                        return -ERANGE;
-                v = v * 10 + d;
-        }
-        *out = v;
-        return 0;
+        return len > 4 && strcmp(name + len - 4, ".xml") == 0;
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -133,21 +63,6 @@ static int parse_pid(const char *s, pid_t *out)
 }
 
 /* The canonical text form 8-4-4-4-12; anything else never matches. */
-static bool uuid_is_valid(const char *uuid)
-{
-        if (strlen(uuid) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (uuid[i] != '-')
-                                return false;
-                } else if (!isxdigit((unsigned char)uuid[i])) {
-                        return false;
-                }
-        }
-        return true;
-}
-
 /* "CPU 3/KVM" or "CPU 3/TCG", exactly: QEMU's name for vCPU thread 3. */
 static bool parse_vcpu_comm(const char *comm, unsigned *vcpu)
 {
@@ -178,7 +93,7 @@ static int read_thread_comm(const char *proc, pid_t pid, pid_t tid, char comm[st
         int r;
 
         snprintf(path, sizeof(path), "%s/%d/task/%d/comm", proc, (int)pid, (int)tid);
-        r = read_file(path, 4096, &text, &len);
+        r = read_file_full(path, 4096, &text, &len);
         if (r < 0)
                 return r;
         if (len > 0 && text[len - 1] == '\n')
@@ -207,7 +122,7 @@ static int cmdline_has_uuid(const char *proc, pid_t pid, const char *uuid)
         int r;
 
         snprintf(path, sizeof(path), "%s/%d/cmdline", proc, (int)pid);
-        r = read_file(path, CMDLINE_MAX, &args, &len);
+        r = read_file_full(path, CMDLINE_MAX, &args, &len);
         if (r < 0)
                 return r;
         /* Arguments are NUL separated; the buffer's extra NUL ends the last. */
@@ -311,24 +226,11 @@ struct status_info {
         struct vcpu_thread *vcpus;      /* as listed, unchecked */
 };
 
-static xmlNode *child_element(xmlNode *parent, const char *name)
-{
-        for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
-                if (c->type == XML_ELEMENT_NODE && xmlStrcmp(c->name, BAD_CAST name) == 0)
-                        return c;
-        return NULL;
-}
-
 static bool uuid_text_equal(const xmlChar *text, const char *uuid)
 {
-        const char *s = (const char *)text;
         size_t n;
+        const char *s = strip_view((const char *)text, &n);
 
-        while (isspace((unsigned char)*s))
-                s++;
-        n = strlen(s);
-        while (n > 0 && isspace((unsigned char)s[n - 1]))
-                n--;
         return n == strlen(uuid) && strncasecmp(s, uuid, n) == 0;
 }
 
@@ -377,8 +279,8 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
         root = xmlDocGetRootElement(doc);
         if (!root || xmlStrcmp(root->name, BAD_CAST "domstatus") != 0)
                 return -EBADMSG;
-        domain = child_element(root, "domain");
-        uuid_node = child_element(domain, "uuid");
+        domain = xml_child(root, "domain");
+        uuid_node = xml_child(domain, "uuid");
         if (!uuid_node)
                 return -EBADMSG;
         _cleanup_xml_ xmlChar *text = xmlNodeGetContent(uuid_node);
@@ -388,7 +290,7 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
         _cleanup_xml_ xmlChar *pid = xmlGetProp(root, BAD_CAST "pid");
         if (parse_pid((const char *)pid, &info->pid) < 0)
                 return -EBADMSG;
-        xmlNode *vcpus = child_element(root, "vcpus");
+        xmlNode *vcpus = xml_child(root, "vcpus");
         info->has_vcpus = vcpus != NULL;
         if (vcpus) {
                 int r = status_read_vcpus(vcpus, info);
@@ -410,17 +312,16 @@ static int status_find(const char *dir, const char *uuid, struct status_info *in
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                size_t nlen = strlen(de->d_name);
                 _cleanup_free_ char *buf = NULL;
                 size_t len;
                 int fd, r;
 
-                if (nlen <= 4 || strcmp(de->d_name + nlen - 4, ".xml") != 0)
+                if (!vcpu_threads_is_status_file(de->d_name))
                         continue;
                 fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
                 if (fd < 0)
                         continue;
-                r = read_fd_all(fd, STATUS_FILE_MAX, &buf, &len);
+                r = read_fd_full(fd, STATUS_FILE_MAX, &buf, &len);
                 close(fd);
                 /* Cheap filter: most files are other domains'. */
                 if (r < 0 || !strcasestr(buf, uuid))
@@ -483,7 +384,7 @@ static int find_by_status(const struct vcpu_threads_source *src, const char *uui
         _cleanup_free_ char *path = NULL;
         int r;
 
-        r = status_find(status_dir(src), uuid, &info, &path);
+        r = status_find(vcpu_threads_status_dir(src), uuid, &info, &path);
         if (r < 0)
                 return r;
         /* A stale file (libvirtd died with the guest) may name a reused pid:
@@ -543,7 +444,7 @@ int vcpu_threads_find(const struct vcpu_threads_source *src, const char *uuid,
         bool vanished;
         int r;
 
-        if (!uuid_is_valid(uuid))
+        if (!uuid_is_dashed(uuid))
                 return -EINVAL;
 
         r = find_by_status(src, uuid, &t);

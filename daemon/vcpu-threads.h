@@ -20,6 +20,13 @@ struct vcpu_threads_source {
         const char *proc_root;          /* NULL: /proc */
 };
 
+/* The directory of libvirt's status files that @src names (NULL or no
+ * status_dir: /run/libvirt/qemu), for discovery and for the watch on it. */
+const char *vcpu_threads_status_dir(const struct vcpu_threads_source *src);
+/* Whether @name, an entry of that directory, is a domain's status file
+ * ("NAME.xml"); the other entries (.pid, .monitor, ...) are not. */
+bool vcpu_threads_is_status_file(const char *name);
+
 struct vcpu_thread {
         unsigned vcpu;
         pid_t tid;

@@ -1,34 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "config.h"
+#include "config-keys.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <fnmatch.h>
-#include <limits.h>
-#include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <syslog.h>
-#include <unistd.h>
 
 #include "cpulist.h"
+#include "defaults.h"
 #include "macro.h"
-
-/* A configuration file larger than this is a mistake, not a configuration. */
-#define CONFIG_FILE_MAX (1024 * 1024)
+#include "util.h"
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void error_set(struct config_error *err, const char *file, unsigned line, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static void error_set(struct config_error *err, const char *file, unsigned line, const char *fmt, ...)
+void config_error_set(struct config_error *err, const char *file, unsigned line, const char *fmt, ...)
 {
         va_list ap;
 
@@ -46,649 +36,6 @@ static void error_set(struct config_error *err, const char *file, unsigned line,
         else
                 snprintf(err->text, sizeof(err->text), "%s", err->message);
 }
-
-static int why(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int why(char *buf, size_t len, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
-/* ---- value parsers ----------------------------------------------------- */
-
-int config_parse_boolean(const char *s, bool *b)
-{
-        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
-        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-                if (strcasecmp(s, yes[i]) == 0) {
-                        *b = true;
-                        return 0;
-                }
-                if (strcasecmp(s, no[i]) == 0) {
-                        *b = false;
-                        return 0;
-                }
-        }
-        return -EINVAL;
-}
-
-static const struct {
-        const char *suffix;
-        uint64_t usec;
-} duration_units[] = {
-        { "usec", 1 }, { "us", 1 }, { "\xc2\xb5s", 1 },
-        { "msec", USEC_PER_MSEC }, { "ms", USEC_PER_MSEC },
-        { "seconds", USEC_PER_SEC }, { "second", USEC_PER_SEC }, { "sec", USEC_PER_SEC }, { "s", USEC_PER_SEC },
-        { "minutes", 60 * USEC_PER_SEC }, { "minute", 60 * USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
-        { "m", 60 * USEC_PER_SEC },
-        { "hours", 3600 * USEC_PER_SEC }, { "hour", 3600 * USEC_PER_SEC }, { "hr", 3600 * USEC_PER_SEC },
-        { "h", 3600 * USEC_PER_SEC },
-        { "days", 86400 * USEC_PER_SEC }, { "day", 86400 * USEC_PER_SEC }, { "d", 86400 * USEC_PER_SEC },
-        { "weeks", 604800 * USEC_PER_SEC }, { "week", 604800 * USEC_PER_SEC }, { "w", 604800 * USEC_PER_SEC },
-};
-
-/* One "<number>[.<fraction>][ ]<unit>" component; a missing unit means
- * seconds and is only allowed when the component is the whole value. */
-static int parse_duration_component(const char **p, bool whole, uint64_t *out)
-{
-        const char *s = *p, *unit;
-        uint64_t n = 0, mult = 0, v;
-        const char *frac = NULL;
-        size_t unit_len, n_frac = 0;
-
-        if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*s); s++) {
-                if (n > (UINT64_MAX - 9) / 10)
-                        return -ERANGE;
-                n = n * 10 + (uint64_t)(*s - '0');
-        }
-        if (*s == '.') {
-                frac = ++s;
-                while (isdigit((unsigned char)*s))
-                        s++, n_frac++;
-        }
-        while (*s == ' ' || *s == '\t')
-                s++;
-        unit = s;
-        while (*s && !isdigit((unsigned char)*s) && *s != '.' && *s != ' ' && *s != '\t')
-                s++;
-        unit_len = (size_t)(s - unit);
-
-        if (unit_len == 0) {
-                if (!whole || *s != '\0')
-                        return -EINVAL;
-                mult = USEC_PER_SEC;
-        } else {
-                for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
-                        if (strlen(duration_units[i].suffix) == unit_len &&
-                            strncmp(unit, duration_units[i].suffix, unit_len) == 0) {
-                                mult = duration_units[i].usec;
-                                break;
-                        }
-                if (mult == 0)
-                        return -EINVAL;
-        }
-
-        if (n > UINT64_MAX / mult)
-                return -ERANGE;
-        v = n * mult;
-        /* Every unit is a multiple of a power of ten, so digit-wise division
-         * is exact down to the microsecond. */
-        for (size_t i = 0, div = 10; i < n_frac && div <= mult; i++, div *= 10)
-                v += (uint64_t)(frac[i] - '0') * (mult / div);
-        if (v < n * mult)
-                return -ERANGE;
-        *out = v;
-        *p = s;
-        return 0;
-}
-
-int config_parse_duration(const char *s, uint64_t *usec)
-{
-        uint64_t total = 0;
-        const char *p = s;
-        bool any = false;
-
-        for (;;) {
-                uint64_t v;
-                int r;
-
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (*p == '\0')
-                        break;
-                r = parse_duration_component(&p, !any, &v);
-                if (r < 0)
-                        return r;
-                if (total > UINT64_MAX - v)
-                        return -ERANGE;
-                total += v;
-                any = true;
-        }
-        if (!any)
-                return -EINVAL;
-        *usec = total;
-        return 0;
-}
-
-char *config_format_duration(uint64_t usec)
-{
-        static const struct {
-                const char *suffix;
-                uint64_t usec;
-        } units[] = {
-                { "w", 604800 * USEC_PER_SEC }, { "d", 86400 * USEC_PER_SEC }, { "h", 3600 * USEC_PER_SEC },
-                { "min", 60 * USEC_PER_SEC }, { "s", USEC_PER_SEC }, { "ms", USEC_PER_MSEC }, { "us", 1 },
-        };
-        char buf[128] = "";
-        size_t len = 0;
-
-        if (usec == 0)
-                return strdup("0");
-        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
-                uint64_t k = usec / units[i].usec;
-                if (k == 0)
-                        continue;
-                usec -= k * units[i].usec;
-                len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%llu%s", len ? " " : "",
-                                        (unsigned long long)k, units[i].suffix);
-        }
-        return strdup(buf);
-}
-
-/* A plain non-negative decimal: no sign, exponent, hex, inf or nan, which
- * strtod() would all accept. */
-static int parse_fraction(const char *s, double *out)
-{
-        size_t digits = strspn(s, "0123456789"), rest;
-        bool percent;
-        char *end;
-        double v;
-
-        rest = digits;
-        if (s[rest] == '.') {
-                size_t f = strspn(s + rest + 1, "0123456789");
-                digits += f;
-                rest += 1 + f;
-        }
-        percent = s[rest] == '%';
-        if (digits == 0 || s[rest + percent] != '\0')
-                return -EINVAL;
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || !isfinite(v))
-                return -EINVAL;
-        *out = percent ? v / 100 : v;
-        return 0;
-}
-
-/* The shortest decimal that strtod() reads back as exactly @v. */
-static void format_double(char *buf, size_t len, double v)
-{
-        for (int prec = 1; prec <= 17; prec++) {
-                snprintf(buf, len, "%.*g", prec, v);
-                if (strtod(buf, NULL) == v)
-                        return;
-        }
-}
-
-static int parse_unsigned(const char *s, unsigned max, unsigned *out)
-{
-        unsigned long v = 0;
-
-        if (!isdigit((unsigned char)*s))
-                return -EINVAL;
-        for (; isdigit((unsigned char)*s); s++) {
-                v = v * 10 + (unsigned long)(*s - '0');
-                if (v > max)
-                        return -ERANGE;
-        }
-        if (*s != '\0')
-                return -EINVAL;
-        *out = (unsigned)v;
-        return 0;
-}
-
-/* "spread, spread-cores or ignore", from the engine's own list, so a policy
- * it gains is accepted and named here without touching this file. */
-static void policy_choices(char *buf, size_t len)
-{
-        size_t n = 0;
-
-        buf[0] = '\0';
-        for (int i = 0; i < _POLICY_MAX && n < len; i++)
-                n += (size_t)snprintf(buf + n, len - n, "%s%s",
-                                      i == 0 ? "" : i == _POLICY_MAX - 1 ? " or " : ", ",
-                                      placement_policy_to_string(i));
-}
-
-static int parse_policy(const char *s, enum placement_policy *p, char *w, size_t wlen)
-{
-        char choices[256];
-        int r = placement_policy_from_string(s);
-
-        if (r < 0) {
-                policy_choices(choices, sizeof(choices));
-                return why(w, wlen, "expected %s", choices);
-        }
-        *p = r;
-        return 0;
-}
-
-static int parse_cpus(const char *s, hwloc_bitmap_t *cpus, char *w, size_t wlen)
-{
-        _cleanup_bitmap_ hwloc_bitmap_t b = hwloc_bitmap_alloc();
-        char reason[128];
-
-        if (!b)
-                return -ENOMEM;
-        if (cpulist_parse(s, b, reason, sizeof(reason)) < 0)
-                return why(w, wlen, "expected a CPU list such as 0-3,8,10-11 (%s)", reason);
-        if (*cpus)
-                hwloc_bitmap_free(*cpus);
-        *cpus = TAKE_PTR(b);
-        return 0;
-}
-
-static int replace_string(char **dst, const char *s)
-{
-        char *copy = NULL;
-
-        if (s && !(copy = strdup(s)))
-                return -ENOMEM;
-        free(*dst);
-        *dst = copy;
-        return 0;
-}
-
-static int set_origin(struct config_origin *o, const struct config_origin *from)
-{
-        if (!from) {
-                free(o->file);
-                *o = (struct config_origin){ 0 };
-                return 0;
-        }
-        o->line = from->line;
-        return replace_string(&o->file, from->file);
-}
-
-/* libvirt accepts UUIDs with or without the dashes; compare the canonical
- * lower-case form.  Returns false when @s is not a UUID. */
-static bool uuid_canonical(const char *s, char out[37])
-{
-        size_t n = 0;
-        bool dashed = strlen(s) == 36;
-
-        if (!dashed && strlen(s) != 32)
-                return false;
-        for (size_t i = 0; s[i]; i++) {
-                bool dash_here = dashed && (i == 8 || i == 13 || i == 18 || i == 23);
-                if (dash_here != (s[i] == '-'))
-                        return false;
-                if (dash_here)
-                        continue;
-                if (!isxdigit((unsigned char)s[i]))
-                        return false;
-                if (n == 8 || n == 12 || n == 16 || n == 20)
-                        *out++ = '-';
-                *out++ = (char)tolower((unsigned char)s[i]);
-                n++;
-        }
-        *out = '\0';
-        return true;
-}
-
-/* ---- [Daemon] keys ----------------------------------------------------- */
-
-typedef int (*daemon_parse_fn)(struct config *c, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen);
-typedef char *(*daemon_format_fn)(const struct config *c);
-
-static int parse_connect(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
-{
-        size_t scheme = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
-
-        if (!isalpha((unsigned char)v[0]) || v[scheme] != ':' || strpbrk(v, " \t"))
-                return why(w, wlen, "expected a libvirt URI such as qemu:///system");
-        return replace_string(&c->connect, v);
-}
-
-static char *format_connect(const struct config *c)
-{
-        return strdup(c->connect);
-}
-
-static int parse_bounded_duration(const char *v, uint64_t min, uint64_t max, uint64_t *out,
-                                  char *w, size_t wlen)
-{
-        _cleanup_free_ char *a = config_format_duration(min), *b = config_format_duration(max);
-        uint64_t usec;
-
-        if (!a || !b)
-                return -ENOMEM;
-        if (config_parse_duration(v, &usec) < 0 || usec < min || usec > max)
-                return why(w, wlen, "expected a duration from %s to %s, such as 500ms, 2s or 1min 30s", a, b);
-        *out = usec;
-        return 0;
-}
-
-static int parse_sample_interval(struct config *c, const char *v, const struct config_origin *o,
-                                 char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 10 * USEC_PER_MSEC, 3600 * USEC_PER_SEC,
-                                      &c->sample_interval_usec, w, wlen);
-}
-
-static char *format_sample_interval(const struct config *c)
-{
-        return config_format_duration(c->sample_interval_usec);
-}
-
-static int parse_reserved_cpus(struct config *c, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen)
-{
-        int r = parse_cpus(v, &c->reserved_cpus, w, wlen);
-        if (r < 0)
-                return r;
-        return set_origin(&c->reserved_cpus_origin, o);
-}
-
-static char *format_reserved_cpus(const struct config *c)
-{
-        return cpulist_format(c->reserved_cpus);
-}
-
-static int parse_default_policy(struct config *c, const char *v, const struct config_origin *o,
-                                char *w, size_t wlen)
-{
-        return parse_policy(v, &c->default_policy, w, wlen);
-}
-
-static char *format_default_policy(const struct config *c)
-{
-        return strdup(placement_policy_to_string(c->default_policy));
-}
-
-static int parse_moves(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
-{
-        unsigned n;
-
-        if (strcmp(v, "infinity") == 0) {
-                c->moves_per_interval = 0;
-                return 0;
-        }
-        if (parse_unsigned(v, 1000000, &n) < 0 || n == 0)
-                return why(w, wlen, "expected a number of moves from 1 to 1000000, or infinity");
-        c->moves_per_interval = n;
-        return 0;
-}
-
-static char *format_moves(const struct config *c)
-{
-        char *s = NULL;
-
-        if (c->moves_per_interval == 0)
-                return strdup("infinity");
-        return asprintf(&s, "%u", c->moves_per_interval) < 0 ? NULL : s;
-}
-
-static int parse_hysteresis(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        double d;
-
-        if (parse_fraction(v, &d) < 0 || d > 1)
-                return why(w, wlen, "expected a share of one CPU from 0 to 1, such as 0.1 or 10%%");
-        c->hysteresis = d;
-        return 0;
-}
-
-static char *format_hysteresis(const struct config *c)
-{
-        char buf[32];
-        format_double(buf, sizeof(buf), c->hysteresis);
-        return strdup(buf);
-}
-
-static int parse_control_socket(struct config *c, const char *v, const struct config_origin *o,
-                                char *w, size_t wlen)
-{
-        size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
-
-        if (v[0] != '/' || strlen(v) > max || v[strlen(v) - 1] == '/')
-                return why(w, wlen, "expected an absolute file name of at most %zu bytes", max);
-        return replace_string(&c->control_socket, v);
-}
-
-static char *format_control_socket(const struct config *c)
-{
-        return strdup(c->control_socket);
-}
-
-static int parse_group(struct config *c, const char *v, const struct config_origin *o, char *w, size_t wlen)
-{
-        size_t ok = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
-
-        if (v[0] == '\0')
-                return replace_string(&c->control_socket_group, NULL);
-        if (v[ok] != '\0' || v[0] == '-' || ok > 32)
-                return why(w, wlen, "expected a group name of letters, digits, '.', '_' and '-' (at most 32)");
-        return replace_string(&c->control_socket_group, v);
-}
-
-static char *format_group(const struct config *c)
-{
-        return strdup(c->control_socket_group ? c->control_socket_group : "");
-}
-
-static const struct {
-        const char *name;
-        int level;
-} log_levels[] = {
-        { "err", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
-        { "info", LOG_INFO }, { "debug", LOG_DEBUG },
-};
-
-static int parse_log_level(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
-{
-        for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
-                if (strcmp(v, log_levels[i].name) == 0) {
-                        c->log_level = log_levels[i].level;
-                        return 0;
-                }
-        return why(w, wlen, "expected debug, info, notice, warning or err");
-}
-
-static char *format_log_level(const struct config *c)
-{
-        for (size_t i = 0; i < ELEMENTSOF(log_levels); i++)
-                if (log_levels[i].level == c->log_level)
-                        return strdup(log_levels[i].name);
-        return strdup("info");
-}
-
-static int parse_lane_width(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        unsigned n;
-
-        if (strcmp(v, "auto") == 0) {
-                c->lane_width = 0;
-                return 0;
-        }
-        if (parse_unsigned(v, CPULIST_MAX_CPU + 1, &n) < 0 || n == 0)
-                return why(w, wlen, "expected auto or a number of CPUs from 1 to %u", CPULIST_MAX_CPU + 1);
-        c->lane_width = n;
-        return 0;
-}
-
-static char *format_lane_width(const struct config *c)
-{
-        char *s = NULL;
-
-        if (c->lane_width == 0)
-                return strdup("auto");
-        return asprintf(&s, "%u", c->lane_width) < 0 ? NULL : s;
-}
-
-static int parse_load_window(struct config *c, const char *v, const struct config_origin *o,
-                             char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 0, 3600 * USEC_PER_SEC, &c->load_window_usec, w, wlen);
-}
-
-static char *format_load_window(const struct config *c)
-{
-        return config_format_duration(c->load_window_usec);
-}
-
-static int parse_min_dwell(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
-{
-        return parse_bounded_duration(v, 0, 86400 * USEC_PER_SEC, &c->min_dwell_usec, w, wlen);
-}
-
-static char *format_min_dwell(const struct config *c)
-{
-        return config_format_duration(c->min_dwell_usec);
-}
-
-static int parse_delayacct(struct config *c, const char *v, const struct config_origin *o,
-                           char *w, size_t wlen)
-{
-        if (config_parse_boolean(v, &c->task_delay_accounting) < 0)
-                return why(w, wlen, "expected yes or no");
-        return 0;
-}
-
-static char *format_delayacct(const struct config *c)
-{
-        return strdup(c->task_delay_accounting ? "yes" : "no");
-}
-
-static int parse_starvation(struct config *c, const char *v, const struct config_origin *o,
-                            char *w, size_t wlen)
-{
-        uint64_t usec;
-
-        /* A thread cannot wait longer than the wall-clock time that passed. */
-        if (config_parse_duration(v, &usec) < 0 || usec >= USEC_PER_SEC)
-                return why(w, wlen, "expected a wait per second below 1s, such as 100ms, or 0 to disable");
-        c->starvation_wait_usec = usec;
-        return 0;
-}
-
-static char *format_starvation(const struct config *c)
-{
-        return config_format_duration(c->starvation_wait_usec);
-}
-
-/* The single list of [Daemon] keys: name, built-in default (also what an
- * empty assignment resets to), parser and printer. */
-static const struct daemon_key {
-        const char *name;
-        const char *default_value;
-        daemon_parse_fn parse;
-        daemon_format_fn format;
-} daemon_keys[] = {
-        { "Connect", "qemu:///system", parse_connect, format_connect },
-        { "SampleIntervalSec", "1s", parse_sample_interval, format_sample_interval },
-        { "ReservedCPUs", "", parse_reserved_cpus, format_reserved_cpus },
-        { "DefaultPolicy", "spread", parse_default_policy, format_default_policy },
-        { "MovesPerInterval", "4", parse_moves, format_moves },
-        { "Hysteresis", "0.1", parse_hysteresis, format_hysteresis },
-        { "LaneWidth", "auto", parse_lane_width, format_lane_width },
-        { "LoadWindowSec", "5s", parse_load_window, format_load_window },
-        { "MinDwellSec", "10s", parse_min_dwell, format_min_dwell },
-        { "StarvationWaitSec", "100ms", parse_starvation, format_starvation },
-        { "TaskDelayAccounting", "no", parse_delayacct, format_delayacct },
-        { "ControlSocket", "/run/vcpuspreadd/control.sock", parse_control_socket, format_control_socket },
-        { "ControlSocketGroup", "", parse_group, format_group },
-        { "LogLevel", "info", parse_log_level, format_log_level },
-};
-
-/* ---- [Domain] keys ----------------------------------------------------- */
-
-typedef int (*domain_parse_fn)(struct config_domain *d, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen);
-
-static int parse_name(struct config_domain *d, const char *v, const struct config_origin *o,
-                      char *w, size_t wlen)
-{
-        return replace_string(&d->name, v[0] ? v : NULL);
-}
-
-static int parse_uuid(struct config_domain *d, const char *v, const struct config_origin *o,
-                      char *w, size_t wlen)
-{
-        char canonical[37];
-
-        if (v[0] == '\0')
-                return replace_string(&d->uuid, NULL);
-        if (!uuid_canonical(v, canonical))
-                return why(w, wlen, "expected a UUID such as 0b7d4a3e-5f1c-4c2a-9e8b-3f6d2a1c0e9f");
-        return replace_string(&d->uuid, canonical);
-}
-
-static int parse_domain_policy(struct config_domain *d, const char *v, const struct config_origin *o,
-                               char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                d->policy_set = false;
-                return 0;
-        }
-        int r = parse_policy(v, &d->policy, w, wlen);
-        if (r < 0)
-                return r;
-        d->policy_set = true;
-        return 0;
-}
-
-static int parse_domain_cpus(struct config_domain *d, const char *v, const struct config_origin *o,
-                             char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                if (d->cpus)
-                        hwloc_bitmap_free(d->cpus);
-                d->cpus = NULL;
-                return set_origin(&d->cpus_origin, NULL);
-        }
-        int r = parse_cpus(v, &d->cpus, w, wlen);
-        if (r < 0)
-                return r;
-        return set_origin(&d->cpus_origin, o);
-}
-
-static int parse_override(struct config_domain *d, const char *v, const struct config_origin *o,
-                          char *w, size_t wlen)
-{
-        if (v[0] == '\0') {
-                d->override = false;
-                return 0;
-        }
-        if (config_parse_boolean(v, &d->override) < 0)
-                return why(w, wlen, "expected yes or no");
-        return 0;
-}
-
-static const struct domain_key {
-        const char *name;
-        domain_parse_fn parse;
-} domain_keys[] = {
-        { "Name", parse_name },
-        { "UUID", parse_uuid },
-        { "Policy", parse_domain_policy },
-        { "CPUs", parse_domain_cpus },
-        { "Override", parse_override },
-};
 
 static void domain_done(struct config_domain *d)
 {
@@ -711,8 +58,8 @@ int config_init(struct config *c)
         c->reserved_cpus = hwloc_bitmap_alloc();
         if (!c->reserved_cpus)
                 return -ENOMEM;
-        for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++) {
-                int r = daemon_keys[i].parse(c, daemon_keys[i].default_value, NULL, w, sizeof(w));
+        for (size_t i = 0; i < config_n_daemon_keys; i++) {
+                int r = config_key_set(&config_daemon_keys[i], c, config_daemon_keys[i].default_value, NULL, w, sizeof(w));
                 /* A default the parser rejects is a bug in the table above. */
                 if (r == -EINVAL)
                         abort();
@@ -755,9 +102,9 @@ struct parser {
         size_t n_domains;
 };
 
-static int fail(struct parser *p, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int parse_error(struct parser *p, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static int fail(struct parser *p, unsigned line, const char *fmt, ...)
+static int parse_error(struct parser *p, unsigned line, const char *fmt, ...)
 {
         char msg[sizeof(p->err->message)];
         va_list ap;
@@ -765,7 +112,7 @@ static int fail(struct parser *p, unsigned line, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        error_set(p->err, p->file, line, "%s", msg);
+        config_error_set(p->err, p->file, line, "%s", msg);
         return -EINVAL;
 }
 
@@ -777,7 +124,7 @@ static int domain_finish(struct parser *p)
                 return 0;
         d = &p->domains[p->n_domains - 1];
         if (!d->name && !d->uuid)
-                return fail(p, d->section.line, "[Domain]: expected Name= or UUID= in this section");
+                return parse_error(p, d->section.line, "[Domain]: expected Name= or UUID= in this section");
         return 0;
 }
 
@@ -791,13 +138,13 @@ static int section_start(struct parser *p, const char *line, unsigned lineno)
         if (r < 0)
                 return r;
         if (line[len - 1] != ']')
-                return fail(p, lineno, "\"%s\": expected a section header such as [Daemon]", line);
+                return parse_error(p, lineno, "\"%s\": expected a section header such as [Daemon]", line);
         if (strcmp(line, "[Daemon]") == 0) {
                 p->section = SECTION_DAEMON;
                 return 0;
         }
         if (strcmp(line, "[Domain]") != 0)
-                return fail(p, lineno, "%s: unknown section, expected [Daemon] or [Domain]", line);
+                return parse_error(p, lineno, "%s: unknown section, expected [Daemon] or [Domain]", line);
 
         d = realloc(p->domains, (p->n_domains + 1) * sizeof(*d));
         if (!d)
@@ -841,28 +188,37 @@ static bool key_is_close(const char *typed, const char *known)
         return edit_distance(typed, known) <= 2;
 }
 
+/* "Name, UUID, Policy, CPUs or Override" */
+static void key_names(const struct config_key *keys, size_t n, char *buf, size_t len)
+{
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && used < len; i++)
+                used += (size_t)snprintf(buf + used, len - used, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
+                                         keys[i].name);
+}
+
 static int unknown_key(struct parser *p, unsigned lineno, const char *key, const char *value)
 {
-        for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                if (p->section == SECTION_DOMAIN && strcmp(key, daemon_keys[i].name) == 0)
-                        return fail(p, lineno, "%s=%s: not a [Domain] key, it belongs in [Daemon]", key, value);
-        for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                if (p->section == SECTION_DAEMON && strcmp(key, domain_keys[i].name) == 0)
-                        return fail(p, lineno, "%s=%s: not a [Daemon] key, it belongs in [Domain]", key, value);
+        bool daemon = p->section == SECTION_DAEMON;
+        const struct config_key *keys = daemon ? config_daemon_keys : config_domain_keys;
+        size_t n = daemon ? config_n_daemon_keys : config_n_domain_keys;
+        const char *here = daemon ? "[Daemon]" : "[Domain]";
+        char names[256];
 
-        if (p->section == SECTION_DAEMON) {
-                for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                        if (key_is_close(key, daemon_keys[i].name))
-                                return fail(p, lineno, "%s=%s: unknown key in [Daemon], did you mean %s=?",
-                                            key, value, daemon_keys[i].name);
-                return fail(p, lineno, "%s=%s: unknown key in [Daemon], see vcpuspreadd.conf(5)", key, value);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                if (key_is_close(key, domain_keys[i].name))
-                        return fail(p, lineno, "%s=%s: unknown key in [Domain], did you mean %s=?",
-                                    key, value, domain_keys[i].name);
-        return fail(p, lineno, "%s=%s: unknown key in [Domain], expected Name, UUID, Policy, CPUs or Override",
-                    key, value);
+        if (config_key_find(daemon ? config_domain_keys : config_daemon_keys, daemon ? config_n_domain_keys : config_n_daemon_keys,
+                     key))
+                return parse_error(p, lineno, "%s=%s: not a %s key, it belongs in %s", key, value, here,
+                                   daemon ? "[Domain]" : "[Daemon]");
+        for (size_t i = 0; i < n; i++)
+                if (key_is_close(key, keys[i].name))
+                        return parse_error(p, lineno, "%s=%s: unknown key in %s, did you mean %s=?", key, value, here,
+                                           keys[i].name);
+        if (daemon)
+                return parse_error(p, lineno, "%s=%s: unknown key in [Daemon], see vcpuspreadd.conf(5)", key, value);
+        key_names(keys, n, names, sizeof(names));
+        return parse_error(p, lineno, "%s=%s: unknown key in [Domain], expected %s", key, value, names);
 }
 
 static int assignment(struct parser *p, char *line, unsigned lineno)
@@ -870,10 +226,12 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
         char *eq = strchr(line, '='), *key = line, *value, *end;
         char w[512] = "";
         struct config_origin origin = { .file = (char *)p->file, .line = lineno };
-        int r = 1;
+        const struct config_key *k;
+        void *base;
+        int r;
 
         if (!eq || eq == line)
-                return fail(p, lineno, "\"%s\": expected Key=value, a [Section] header or a comment", line);
+                return parse_error(p, lineno, "\"%s\": expected Key=value, a [Section] header or a comment", line);
         value = eq + 1;
         for (end = eq; end > key && isspace((unsigned char)end[-1]); end--)
                 ;
@@ -882,29 +240,22 @@ static int assignment(struct parser *p, char *line, unsigned lineno)
                 value++;
 
         if (p->section == SECTION_NONE)
-                return fail(p, lineno, "%s=%s: setting outside a section, expected [Daemon] or [Domain] before it",
-                            key, value);
+                return parse_error(p, lineno, "%s=%s: setting outside a section, expected [Daemon] or [Domain] before it",
+                                   key, value);
 
         if (p->section == SECTION_DAEMON) {
-                for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++)
-                        if (strcmp(key, daemon_keys[i].name) == 0) {
-                                /* Empty resets to the default, as in systemd. */
-                                const char *v = value[0] ? value : daemon_keys[i].default_value;
-                                r = daemon_keys[i].parse(p->c, v, &origin, w, sizeof(w));
-                                break;
-                        }
+                k = config_key_find(config_daemon_keys, config_n_daemon_keys, key);
+                base = p->c;
         } else {
-                for (size_t i = 0; i < ELEMENTSOF(domain_keys); i++)
-                        if (strcmp(key, domain_keys[i].name) == 0) {
-                                r = domain_keys[i].parse(&p->domains[p->n_domains - 1], value, &origin,
-                                                         w, sizeof(w));
-                                break;
-                        }
+                k = config_key_find(config_domain_keys, config_n_domain_keys, key);
+                base = &p->domains[p->n_domains - 1];
         }
-        if (r > 0)
+        if (!k)
                 return unknown_key(p, lineno, key, value);
+        /* Empty resets to the default, as in systemd. */
+        r = config_key_set(k, base, value, &origin, w, sizeof(w));
         if (r == -EINVAL)
-                return fail(p, lineno, "%s=%s: %s", key, value, w);
+                return parse_error(p, lineno, "%s=%s: %s", key, value, w);
         return r;
 }
 
@@ -976,218 +327,8 @@ int config_parse_string(struct config *c, const char *text, const char *filename
                 domain_done(&p.domains[i]);
         free(p.domains);
         if (r == -ENOMEM)
-                error_set(err, filename, 0, "out of memory");
+                config_error_set(err, filename, 0, "out of memory");
         return r;
-}
-
-/* ---- files ------------------------------------------------------------- */
-
-static int read_text(const char *path, char **out, struct config_error *err)
-{
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, size = 0;
-        int fd, r = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                if (r != -ENOENT)
-                        error_set(err, path, 0, "cannot open: %s", strerror(-r));
-                return r;
-        }
-        for (;;) {
-                ssize_t n;
-
-                if (size - len < 4096) {
-                        char *b = realloc(buf, size + 65536);
-                        if (!b) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        buf = b;
-                        size += 65536;
-                }
-                n = read(fd, buf + len, size - len - 1);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        error_set(err, path, 0, "cannot read: %s", strerror(-r));
-                        break;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > CONFIG_FILE_MAX) {
-                        r = -EFBIG;
-                        error_set(err, path, 0, "larger than %d bytes, not a configuration file", CONFIG_FILE_MAX);
-                        break;
-                }
-        }
-        close(fd);
-        if (r == -ENOMEM)
-                error_set(err, path, 0, "out of memory");
-        if (r < 0)
-                return r;
-        buf[len] = '\0';
-        if (memchr(buf, '\0', len)) {
-                error_set(err, path, 0, "contains a NUL byte, not a text file");
-                return -EINVAL;
-        }
-        *out = TAKE_PTR(buf);
-        return 0;
-}
-
-static int load_file(struct config *c, const char *path, bool missing_ok, struct config_error *err)
-{
-        _cleanup_free_ char *text = NULL;
-        char **files;
-        int r;
-
-        r = read_text(path, &text, err);
-        if (r == -ENOENT && missing_ok)
-                return 0;
-        if (r == -ENOENT)
-                error_set(err, path, 0, "cannot open: %s", strerror(ENOENT));
-        if (r < 0)
-                return r;
-        r = config_parse_string(c, text, path, err);
-        if (r < 0)
-                return r;
-        files = realloc(c->files, (c->n_files + 1) * sizeof(*files));
-        if (!files)
-                return -ENOMEM;
-        c->files = files;
-        if (!(c->files[c->n_files] = strdup(path)))
-                return -ENOMEM;
-        c->n_files++;
-        return 0;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Names of the *.conf entries of @dir, sorted; none when @dir is missing. */
-static int list_dropins(const char *dir, char ***out, size_t *n_out, struct config_error *err)
-{
-        DIR *d = opendir(dir);
-        struct dirent *de;
-        char **names = NULL;
-        size_t n = 0;
-        int r = 0;
-
-        *out = NULL;
-        *n_out = 0;
-        if (!d) {
-                if (errno == ENOENT || errno == ENOTDIR)
-                        return 0;
-                r = -errno;
-                error_set(err, dir, 0, "cannot open directory: %s", strerror(-r));
-                return r;
-        }
-        while ((errno = 0, de = readdir(d))) {
-                size_t len = strlen(de->d_name);
-                char **more;
-
-                /* Hidden files are editor and package-manager leftovers. */
-                if (de->d_name[0] == '.' || len <= 5 || strcmp(de->d_name + len - 5, ".conf") != 0)
-                        continue;
-                more = realloc(names, (n + 1) * sizeof(*names));
-                if (!more || !(more[n] = strdup(de->d_name))) {
-                        names = more ? more : names;
-                        r = -ENOMEM;
-                        break;
-                }
-                names = more;
-                n++;
-        }
-        if (r == 0 && errno != 0) {
-                r = -errno;
-                error_set(err, dir, 0, "cannot read directory: %s", strerror(-r));
-        }
-        closedir(d);
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        free(names[i]);
-                free(names);
-                return r;
-        }
-        if (n > 0)
-                qsort(names, n, sizeof(*names), compare_names);
-        *out = names;
-        *n_out = n;
-        return 0;
-}
-
-static int load_dropins(struct config *c, const char *dir, struct config_error *err)
-{
-        char **names;
-        size_t n;
-        int r;
-
-        r = list_dropins(dir, &names, &n, err);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *path = NULL;
-                struct stat st;
-
-                if (r < 0)
-                        goto next;
-                if (asprintf(&path, "%s/%s", dir, names[i]) < 0) {
-                        path = NULL;
-                        r = -ENOMEM;
-                        goto next;
-                }
-                /* A directory or a dangling link named *.conf is no setting. */
-                if (stat(path, &st) < 0 ? errno == ENOENT : S_ISDIR(st.st_mode))
-                        goto next;
-                r = load_file(c, path, false, err);
-        next:
-                free(names[i]);
-        }
-        free(names);
-        if (r == -ENOMEM)
-                error_set(err, dir, 0, "out of memory");
-        return r;
-}
-
-int config_load(const char *main_path, const char *dropin_dir, struct config *out,
-                struct config_error *err)
-{
-        _cleanup_free_ char *default_dir = NULL;
-        struct config c;
-        int r;
-
-        if (!main_path)
-                main_path = CONFIG_MAIN_PATH_DEFAULT;
-        if (!dropin_dir) {
-                const char *slash = strrchr(main_path, '/');
-                int n = slash ? (int)(slash - main_path + 1) : 0;
-
-                if (asprintf(&default_dir, "%.*s%s", n, main_path, CONFIG_DROPIN_DIRNAME) < 0) {
-                        error_set(err, main_path, 0, "out of memory");
-                        return -ENOMEM;
-                }
-                dropin_dir = default_dir;
-        }
-
-        r = config_init(&c);
-        if (r < 0) {
-                error_set(err, main_path, 0, "out of memory");
-                return r;
-        }
-        r = load_file(&c, main_path, true, err);
-        if (r >= 0)
-                r = load_dropins(&c, dropin_dir, err);
-        if (r < 0) {
-                config_done(&c);
-                return r;
-        }
-        *out = c;
-        return 0;
 }
 
 /* ---- matching ---------------------------------------------------------- */
@@ -1219,109 +360,6 @@ enum placement_policy config_domain_policy(const struct config *c, const struct 
         return d && d->policy_set ? d->policy : c->default_policy;
 }
 
-/* ---- checks against the host ------------------------------------------- */
-
-void config_warnings_done(struct config_warnings *w)
-{
-        for (size_t i = 0; i < w->n; i++)
-                free(w->lines[i]);
-        free(w->lines);
-        *w = (struct config_warnings){ 0 };
-}
-
-static int warn(struct config_warnings *w, const struct config_origin *o, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int warn(struct config_warnings *w, const struct config_origin *o, const char *fmt, ...)
-{
-        _cleanup_free_ char *msg = NULL;
-        char *line = NULL, **lines;
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                msg = NULL;
-                return -ENOMEM;
-        }
-        if (o->file)
-                n = asprintf(&line, "%s:%u: %s", o->file, o->line, msg);
-        else
-                n = asprintf(&line, "%s", msg);
-        if (n < 0)
-                return -ENOMEM;
-        lines = realloc(w->lines, (w->n + 1) * sizeof(*lines));
-        if (!lines) {
-                free(line);
-                return -ENOMEM;
-        }
-        w->lines = lines;
-        w->lines[w->n++] = line;
-        return 0;
-}
-
-int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
-                      struct config_warnings *warnings, struct config_error *err)
-{
-        _cleanup_bitmap_ hwloc_bitmap_t usable = hwloc_bitmap_alloc(), outside = hwloc_bitmap_alloc();
-        _cleanup_free_ char *host_s = cpulist_format(host_cpus), *reserved_s = cpulist_format(c->reserved_cpus);
-        _cleanup_free_ char *usable_s = NULL, *outside_s = NULL;
-        const struct config_origin *o = &c->reserved_cpus_origin;
-        int r;
-
-        if (!usable || !outside || !host_s || !reserved_s)
-                return -ENOMEM;
-
-        hwloc_bitmap_andnot(outside, c->reserved_cpus, host_cpus);
-        if (!hwloc_bitmap_iszero(outside)) {
-                if (!(outside_s = cpulist_format(outside)))
-                        return -ENOMEM;
-                bool one = hwloc_bitmap_weight(outside) == 1;
-                r = warn(warnings, o, "ReservedCPUs=%s: %s %s %s not on this host (host CPUs: %s)",
-                         reserved_s, one ? "CPU" : "CPUs", outside_s, one ? "is" : "are", host_s);
-                if (r < 0)
-                        return r;
-        }
-        hwloc_bitmap_andnot(usable, host_cpus, c->reserved_cpus);
-        if (hwloc_bitmap_iszero(usable)) {
-                error_set(err, o->file, o->line, "ReservedCPUs=%s: leaves no CPU for guests (host CPUs: %s)",
-                          reserved_s, host_s);
-                return -EINVAL;
-        }
-        if (!(usable_s = cpulist_format(usable)))
-                return -ENOMEM;
-
-        for (size_t i = 0; i < c->n_domains; i++) {
-                const struct config_domain *d = &c->domains[i];
-                _cleanup_free_ char *cpus_s = NULL, *bad_s = NULL;
-
-                if (!d->cpus)
-                        continue;
-                if (!(cpus_s = cpulist_format(d->cpus)))
-                        return -ENOMEM;
-                if (!hwloc_bitmap_intersects(d->cpus, usable)) {
-                        error_set(err, d->cpus_origin.file, d->cpus_origin.line,
-                                  "CPUs=%s: none of these CPUs is usable, the guest would have none "
-                                  "(usable CPUs: %s)", cpus_s, usable_s);
-                        return -EINVAL;
-                }
-                hwloc_bitmap_andnot(outside, d->cpus, usable);
-                if (hwloc_bitmap_iszero(outside))
-                        continue;
-                if (!(bad_s = cpulist_format(outside)))
-                        return -ENOMEM;
-                bool one = hwloc_bitmap_weight(outside) == 1;
-                r = warn(warnings, &d->cpus_origin, "CPUs=%s: %s %s %s not usable and left out "
-                         "(usable CPUs: %s)", cpus_s, one ? "CPU" : "CPUs", bad_s, one ? "is" : "are",
-                         usable_s);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* ---- printing ---------------------------------------------------------- */
 
 char *config_format(const struct config *c)
@@ -1339,10 +377,10 @@ char *config_format(const struct config *c)
         for (size_t i = 0; i < c->n_files; i++)
                 fprintf(f, "# Read %s\n", c->files[i]);
         fputs("[Daemon]\n", f);
-        for (size_t i = 0; i < ELEMENTSOF(daemon_keys); i++) {
-                _cleanup_free_ char *v = daemon_keys[i].format(c);
+        for (size_t i = 0; i < config_n_daemon_keys; i++) {
+                _cleanup_free_ char *v = config_daemon_keys[i].format(&config_daemon_keys[i], c);
                 ok = ok && v;
-                fprintf(f, "%s=%s\n", daemon_keys[i].name, v ? v : "");
+                fprintf(f, "%s=%s\n", config_daemon_keys[i].name, v ? v : "");
         }
 
         for (size_t i = 0; i < c->n_domains; i++) {
@@ -1351,21 +389,18 @@ char *config_format(const struct config *c)
                 fputs("\n[Domain]\n", f);
                 if (d->section.file)
                         fprintf(f, "# %s:%u\n", d->section.file, d->section.line);
-                if (d->name)
-                        fprintf(f, "Name=%s\n", d->name);
-                if (d->uuid)
-                        fprintf(f, "UUID=%s\n", d->uuid);
-                if (d->policy_set)
-                        fprintf(f, "Policy=%s\n", placement_policy_to_string(d->policy));
-                else
-                        fprintf(f, "# Policy= not set: DefaultPolicy=%s applies\n",
-                                placement_policy_to_string(c->default_policy));
-                if (d->cpus) {
-                        _cleanup_free_ char *s = cpulist_format(d->cpus);
-                        ok = ok && s;
-                        fprintf(f, "CPUs=%s\n", s ? s : "");
+                for (size_t k = 0; k < config_n_domain_keys; k++) {
+                        const struct config_key *key = &config_domain_keys[k];
+                        if (key->set_offset > 0 && !*(const bool *)((const char *)d + key->set_offset)) {
+                                fprintf(f, "# %s= not set: DefaultPolicy=%s applies\n", key->name,
+                                        placement_policy_to_string(c->default_policy));
+                                continue;
+                        }
+                        _cleanup_free_ char *v = key->format(key, d);
+                        ok = ok && v;
+                        if (v && (v[0] || !key->empty_unsets))
+                                fprintf(f, "%s=%s\n", key->name, v);
                 }
-                fprintf(f, "Override=%s\n", d->override ? "yes" : "no");
         }
 
         if (fclose(f) != 0 || !ok) {

@@ -2,16 +2,13 @@
 #pragma once
 
 /*
- * The configuration model and its loader: systemd-style INI files with a
+ * The configuration model and its parser: systemd-style INI text with a
  * [Daemon] section and repeatable [Domain] sections (vcpuspreadd.conf(5)).
  *
  * Our own parser rather than inih: every error must carry file, line and key,
- * and Debian builds inih without line-number reporting.  Text parsing
- * (config_parse_string) is kept apart from file reading (config_load) so the
- * tests feed text directly.
- *
- * Note: the build also generates a top-level "config.h" (PACKAGE_VERSION...).
- * Files outside lib/ must include this header as "lib/config.h".
+ * and Debian builds inih without line-number reporting.  This file only
+ * parses text (config_parse_string); reading the files is the daemon's job
+ * (daemon/config-load.c), so lib/ does no I/O and the tests feed text.
  */
 
 #include <stdbool.h>
@@ -19,16 +16,9 @@
 #include <stdint.h>
 #include <hwloc.h>
 
+#include "config-value.h"
+#include "defaults.h"
 #include "placement.h"
-
-#ifndef CONFIG_MAIN_PATH_DEFAULT
-#define CONFIG_MAIN_PATH_DEFAULT "/etc/vcpuspreadd/vcpuspreadd.conf"
-#endif
-/* Drop-ins live in this directory next to the main file. */
-#define CONFIG_DROPIN_DIRNAME "vcpuspreadd.conf.d"
-
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC UINT64_C(1000000)
 
 /* Where a setting was made, for messages about it after loading. */
 struct config_origin {
@@ -83,6 +73,11 @@ struct config_error {
         char text[2100];        /* "vcpuspreadd.conf:14: Policy=sprad: expected ..." */
 };
 
+/* Fill @err (when not NULL): "file:line: message", "file: message" or
+ * "message" when @file is NULL or @line is 0. */
+void config_error_set(struct config_error *err, const char *file, unsigned line, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
 /* Built-in defaults.  Returns 0 or -ENOMEM; release with config_done(). */
 int config_init(struct config *c);
 void config_done(struct config *c);
@@ -95,17 +90,6 @@ void config_done(struct config *c);
  */
 int config_parse_string(struct config *c, const char *text, const char *filename,
                         struct config_error *err);
-
-/*
- * Built-in defaults, then @main_path (NULL = CONFIG_MAIN_PATH_DEFAULT; a
- * missing main file is not an error), then the *.conf files in @dropin_dir
- * (NULL = CONFIG_DROPIN_DIRNAME next to the main file; may be missing) in
- * lexical order.  On success *@out holds the result (release with
- * config_done()); on failure returns a negative errno, fills @err and leaves
- * *@out untouched, so a reload can keep the old configuration.
- */
-int config_load(const char *main_path, const char *dropin_dir, struct config *out,
-                struct config_error *err);
 
 /* The first [Domain] matching the guest, or NULL (defaults apply).  @name or
  * @uuid may be NULL when unknown; a section with that key then cannot match. */
@@ -138,10 +122,3 @@ int config_check_cpus(const struct config *c, hwloc_const_bitmap_t host_cpus,
  * back to the same configuration (for --check-config).  Malloc'ed; NULL on
  * allocation failure. */
 char *config_format(const struct config *c);
-
-/* Value parsers, exported for tests and for vcpuspreadctl's arguments.
- * Return 0 or -EINVAL (-ERANGE on overflow for durations). */
-int config_parse_duration(const char *s, uint64_t *usec);
-int config_parse_boolean(const char *s, bool *b);
-/* Shortest form that parses back: "1s", "500ms", "1min 30s", "0". */
-char *config_format_duration(uint64_t usec);

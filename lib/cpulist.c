@@ -8,16 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
+#include "util.h"
 
 /* Reads one decimal CPU number; no sign, no leading '+', no overflow. */
 static int parse_cpu(const char **p, unsigned *out, char *err, size_t errlen)
@@ -26,11 +17,11 @@ static int parse_cpu(const char **p, unsigned *out, char *err, size_t errlen)
         unsigned long v = 0;
 
         if (!isdigit((unsigned char)*s))
-                return fail(err, errlen, "expected a CPU number at \"%s\"", *s ? s : "end of list");
+                return set_reason(err, errlen, -EINVAL, "expected a CPU number at \"%s\"", *s ? s : "end of list");
         while (isdigit((unsigned char)*s)) {
                 v = v * 10 + (unsigned long)(*s - '0');
                 if (v > CPULIST_MAX_CPU)
-                        return fail(err, errlen, "CPU number too large (max %u) at \"%s\"",
+                        return set_reason(err, errlen, -EINVAL, "CPU number too large (max %u) at \"%s\"",
                                     CPULIST_MAX_CPU, *p);
                 s++;
         }
@@ -69,7 +60,7 @@ int cpulist_parse(const char *text, hwloc_bitmap_t out, char *err, size_t errlen
                         if (r < 0)
                                 return r;
                         if (hi < lo)
-                                return fail(err, errlen, "range %u-%u is reversed", lo, hi);
+                                return set_reason(err, errlen, -EINVAL, "range %u-%u is reversed", lo, hi);
                 }
                 hwloc_bitmap_set_range(out, lo, hi);
                 while (isspace((unsigned char)*p))
@@ -77,7 +68,7 @@ int cpulist_parse(const char *text, hwloc_bitmap_t out, char *err, size_t errlen
                 if (*p == '\0')
                         return 0;
                 if (*p != ',')
-                        return fail(err, errlen, "unexpected \"%c\" in CPU list", *p);
+                        return set_reason(err, errlen, -EINVAL, "unexpected \"%c\" in CPU list", *p);
                 p++;
         }
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# vcpuspreadctl simulate as a user sees it: the JSON shape the issue fixes,
+# vcpuspreadctl simulate as a user sees it: the JSON shape plan-json.c writes,
 # the checks, and a one-line error with exit status 2 for every bad argument.
 set -euo pipefail
 ctl=${BUILD_ROOT:?}/daemon/vcpuspreadctl

@@ -15,6 +15,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "config-load.h"
+#include "fileio.h"
 #include "lib/config.h"
 #include "cpulist.h"
 #include "macro.h"
@@ -291,9 +293,9 @@ static void test_value_errors(void)
                      "vcpuspreadd.conf:2: Hysteresis=nan: expected a share of one CPU from 0 to 1, "
                      "such as 0.1 or 10%");
         expect_error("[Daemon]\nLaneWidth=0\n",
-                     "vcpuspreadd.conf:2: LaneWidth=0: expected auto or a number of CPUs from 1 to 8192");
+                     "vcpuspreadd.conf:2: LaneWidth=0: expected a number of CPUs from 1 to 8192, or auto");
         expect_error("[Daemon]\nLaneWidth=wide\n",
-                     "vcpuspreadd.conf:2: LaneWidth=wide: expected auto or a number of CPUs from 1 to 8192");
+                     "vcpuspreadd.conf:2: LaneWidth=wide: expected a number of CPUs from 1 to 8192, or auto");
         expect_error("[Daemon]\nLoadWindowSec=forever\n",
                      "vcpuspreadd.conf:2: LoadWindowSec=forever: expected a duration from 0 to 1h, "
                      "such as 500ms, 2s or 1min 30s");
@@ -333,7 +335,7 @@ static void test_value_errors(void)
         expect_error("[Domain]\nName=x\nOverride=always\n",
                      "vcpuspreadd.conf:3: Override=always: expected yes or no");
 
-        /* The exact example from the issue, at line 14, with the parts split out. */
+        /* The example of vcpuspreadd.conf(5), at line 14, with the parts split out. */
         struct config c;
         struct config_error e;
         int r = parse(&c, "\n\n\n\n\n\n\n\n\n\n\n[Domain]\nName=db\nPolicy=sprad\n", &e);
@@ -713,20 +715,8 @@ static void test_round_trip(void)
 
 static char *slurp(const char *path)
 {
-        FILE *f = fopen(path, "re");
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *m;
-        int ch;
-
-        if (!f)
-                return NULL;
-        m = open_memstream(&buf, &size);
-        while ((ch = fgetc(f)) != EOF)
-                fputc(ch, m);
-        fclose(m);
-        fclose(f);
-        return buf;
+        char *text = NULL;
+        return read_file_full(path, 1 << 20, &text, NULL) < 0 ? NULL : text;
 }
 
 /* Lines "#Key=..." and "#[Section]" are commented-out settings; "# text" is prose. */

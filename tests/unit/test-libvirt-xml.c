@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cpulist.h"
-#include "libvirt.h"
+#include "domain-xml.h"
 #include "macro.h"
 #include "tap.h"
 
