@@ -32,6 +32,7 @@ struct sampler {
         char *description;     /* owned */
         char why[384];          /* reasons, built while probing */
         char delayacct[192];    /* the state of kernel.task_delayacct */
+        uint64_t probe_cpu_ns;  /* CPU time of the probing thread when probed */
 
         struct nl_sock *nl;
         struct nl_cb *cb;
@@ -320,11 +321,12 @@ static bool try_taskstats(struct sampler *s)
                 reason(s, "taskstats unavailable (query failed: %s)", strerror(-r));
                 goto fail;
         }
-        /* The running thread has been scheduled in at least once; zero means
-         * the kernel does not fill the scheduler fields (delay accounting off
-         * on a kernel that gates them). */
+        /* This thread has just run for probe_cpu_ns (run_before_probing());
+         * zero means the kernel does not fill the scheduler fields (delay
+         * accounting off on a kernel that gates them). */
         if (self.timeslices == 0 || self.cpu_ns == 0) {
-                reason(s, "taskstats reports no scheduler counters (delay accounting off)");
+                reason(s, "taskstats reports no scheduler counters after %.1f ms of CPU time "
+                       "(delay accounting off)", (double)s->probe_cpu_ns / 1e6);
                 goto fail;
         }
         return true;
@@ -355,12 +357,47 @@ static bool try_schedstat(struct sampler *s)
                 return false;
         }
         /* Old kernels without CONFIG_SCHEDSTATS print "0 0 0" while delay
-         * accounting is off. */
+         * accounting is off.  Zeros alone prove nothing: a thread that has
+         * only just been created reads "0 0 1".  This one has run for
+         * probe_cpu_ns, so zeros now mean the statistics are off. */
         if (self.timeslices == 0 || self.cpu_ns == 0) {
-                reason(s, "%s reads zeros (scheduler statistics off)", path);
+                reason(s, "%s reads zeros after %.1f ms of CPU time (scheduler statistics off)",
+                       path, (double)s->probe_cpu_ns / 1e6);
                 return false;
         }
         return true;
+}
+
+/* ---- the probe's own run time -------------------------------------------- */
+
+#define PROBE_CPU_NS    (5 * 1000000ull)        /* the scheduler tick is 1-10 ms */
+#define PROBE_WALL_NS   (1000 * 1000000ull)     /* give up waiting on a saturated host */
+
+static uint64_t thread_cpu_ns(void)
+{
+        struct timespec ts;
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The probes ask "does the kernel keep scheduler statistics?" by reading this
+ * thread's counters, so this thread must certainly have run first: a thread
+ * that was just forked reads zero run time with the statistics on.  Burn a
+ * few ms of CPU (a tick or more, so the kernel's accounting has moved past
+ * the first slice; reading the thread clock also brings sum_exec_runtime up
+ * to date) and remember how much, for the reason given when zeros remain.
+ * Costs about 5 ms once per sampler.
+ */
+static void run_before_probing(struct sampler *s)
+{
+        uint64_t cpu0 = thread_cpu_ns(), wall0 = now_ns(), cpu;
+
+        do
+                cpu = thread_cpu_ns();
+        while (cpu - cpu0 < PROBE_CPU_NS && now_ns() - wall0 < PROBE_WALL_NS);
+        s->probe_cpu_ns = cpu;
 }
 
 /* ---- the sampler --------------------------------------------------------- */
@@ -380,6 +417,7 @@ int sampler_new(const struct sampler_config *config, struct sampler **out)
          * fail the probes below. */
         bool delayacct_off = setup_delayacct(s, config->enable_delayacct);
 
+        run_before_probing(s);
         if (!config->use_taskstats)
                 reason(s, "taskstats not requested");
         if (config->use_taskstats && try_taskstats(s))

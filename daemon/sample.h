@@ -19,7 +19,9 @@
  *
  * sampler_description() says which source is used and why, for the daemon to
  * log once; the sampler itself never logs.  Both sources report CPU time and
- * run-queue wait together or not at all (the probe in sampler_new() checks).
+ * run-queue wait together or not at all (the probe in sampler_new() checks,
+ * on the calling thread after it has burnt about 5 ms of CPU: a thread that
+ * has not run yet reads zeros with the statistics on).
  *
  * kernel.task_delayacct (5.14+) gates the block-I/O, swap and reclaim delays.
  * On this 6.18 host the two CPU fields are filled with it at 0 (checked:

@@ -78,24 +78,93 @@ static int build_level(struct topology *t, hwloc_obj_type_t type, struct topo_gr
         return 0;
 }
 
-/* Assign each PU to the group of @groups containing it; records first_pu. */
-static int assign_level(struct topology *t, struct topo_group *groups, size_t n_groups,
+/*
+ * Assign each PU to the group of @groups containing it; records first_pu.
+ * A PU outside every group of the level (real machines have them: PUs in no
+ * package, NUMA nodes whose PUs hwloc left out because they are disallowed)
+ * goes into one pseudo group appended for them, as a missing level makes one
+ * for the whole machine: a daemon that refused such a host could not start.
+ * Its os_index is one past the largest of the level, so that no output takes
+ * it for a real node or package.
+ */
+static int assign_level(struct topology *t, struct topo_group **groups, size_t *n_groups,
                         size_t member_offset)
 {
-        for (size_t gi = 0; gi < n_groups; gi++)
-                groups[gi].first_pu = UINT32_MAX;
+        struct topo_group *g = *groups;
+        size_t n = *n_groups, orphan = SIZE_MAX;
+
+        for (size_t gi = 0; gi < n; gi++)
+                g[gi].first_pu = UINT32_MAX;
         for (size_t p = 0; p < t->n_pus; p++) {
                 unsigned *member = (unsigned *)((char *)&t->pus[p] + member_offset);
                 size_t gi;
 
-                for (gi = 0; gi < n_groups; gi++)
-                        if (hwloc_bitmap_isset(groups[gi].cpuset, t->pus[p].os_index))
+                for (gi = 0; gi < n; gi++)
+                        if (hwloc_bitmap_isset(g[gi].cpuset, t->pus[p].os_index))
                                 break;
-                if (gi == n_groups)
-                        return -EINVAL;  /* hwloc handed us a PU outside every group */
+                if (gi == n && orphan == SIZE_MAX) {
+                        struct topo_group *bigger = realloc(g, (n + 1) * sizeof(*g));
+                        if (!bigger)
+                                return -ENOMEM;
+                        *groups = g = bigger;
+                        unsigned os = 0;
+                        for (size_t i = 0; i < n; i++)
+                                if (g[i].os_index >= os)
+                                        os = g[i].os_index + 1;
+                        g[n] = (struct topo_group){ .os_index = os, .cpuset = hwloc_bitmap_alloc(),
+                                                    .first_pu = UINT32_MAX };
+                        /* Counted now, so that groups_free() releases it. */
+                        *n_groups = ++n;
+                        if (!g[n - 1].cpuset)
+                                return -ENOMEM;
+                        orphan = n - 1;
+                }
+                if (gi == n || gi == orphan) {
+                        gi = orphan;
+                        hwloc_bitmap_set(g[gi].cpuset, t->pus[p].os_index);
+                        g[gi].n_pus++;
+                }
                 *member = (unsigned)gi;
-                if (groups[gi].first_pu == UINT32_MAX)
-                        groups[gi].first_pu = (unsigned)p;
+                if (g[gi].first_pu == UINT32_MAX)
+                        g[gi].first_pu = (unsigned)p;
+        }
+        return 0;
+}
+
+/*
+ * Cores from the PUs in dense order: consecutive PUs under one Core object
+ * form a core, and a PU without a Core object (some VMs, flat synthetic
+ * input, or a machine where only some PUs have one) is its own core.  So a
+ * core's PUs are always consecutive in dense order and core indices grow
+ * with it, which the engine's lanes rely on, and a Core whose PUs are all
+ * offline leaves no empty core behind.
+ */
+static int build_cores(struct topology *t)
+{
+        hwloc_obj_t prev = NULL;
+
+        t->cores = calloc(t->n_pus, sizeof(*t->cores));
+        if (!t->cores)
+                return -ENOMEM;
+        for (size_t i = 0; i < t->n_pus; i++) {
+                hwloc_obj_t pu = hwloc_get_obj_by_type(t->hw, HWLOC_OBJ_PU, (unsigned)i);
+                hwloc_obj_t core = hwloc_get_ancestor_obj_by_type(t->hw, HWLOC_OBJ_CORE, pu);
+                struct topo_group *c;
+
+                if (!core || core != prev) {
+                        c = &t->cores[t->n_cores++];
+                        c->cpuset = hwloc_bitmap_alloc();
+                        if (!c->cpuset)
+                                return -ENOMEM;
+                        c->os_index = core && core->os_index != HWLOC_UNKNOWN_INDEX ?
+                                core->os_index : (unsigned)(t->n_cores - 1);
+                        c->first_pu = (unsigned)i;
+                }
+                c = &t->cores[t->n_cores - 1];
+                hwloc_bitmap_set(c->cpuset, t->pus[i].os_index);
+                c->n_pus++;
+                t->pus[i].core = (unsigned)(t->n_cores - 1);
+                prev = core;
         }
         return 0;
 }
@@ -149,37 +218,15 @@ static int topology_build(hwloc_topology_t hw, const char *source, struct topolo
         for (size_t i = 0; i < t->n_pus; i++)
                 t->pu_by_os[t->pus[i].os_index] = (int)i;
 
-        if ((r = build_level(t, HWLOC_OBJ_CORE, &t->cores, &t->n_cores)) < 0 ||
+        if ((r = build_cores(t)) < 0 ||
             (r = build_level(t, HWLOC_OBJ_L3CACHE, &t->l3s, &t->n_l3s)) < 0 ||
             (r = build_level(t, HWLOC_OBJ_NUMANODE, &t->numas, &t->n_numas)) < 0 ||
             (r = build_level(t, HWLOC_OBJ_PACKAGE, &t->packages, &t->n_packages)) < 0)
                 goto fail;
 
-        /* A PU without a Core object (some VMs, flat synthetic input) is its own core. */
-        if (hwloc_get_type_depth(hw, HWLOC_OBJ_CORE) == HWLOC_TYPE_DEPTH_UNKNOWN) {
-                groups_free(t->cores, t->n_cores);
-                t->cores = calloc(t->n_pus, sizeof(*t->cores));
-                if (!t->cores) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                t->n_cores = t->n_pus;
-                for (size_t i = 0; i < t->n_pus; i++) {
-                        t->cores[i].cpuset = hwloc_bitmap_alloc();
-                        if (!t->cores[i].cpuset) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        hwloc_bitmap_only(t->cores[i].cpuset, t->pus[i].os_index);
-                        t->cores[i].os_index = (unsigned)i;
-                        t->cores[i].n_pus = 1;
-                }
-        }
-
-        if ((r = assign_level(t, t->cores, t->n_cores, offsetof(struct topo_pu, core))) < 0 ||
-            (r = assign_level(t, t->l3s, t->n_l3s, offsetof(struct topo_pu, l3))) < 0 ||
-            (r = assign_level(t, t->numas, t->n_numas, offsetof(struct topo_pu, numa))) < 0 ||
-            (r = assign_level(t, t->packages, t->n_packages, offsetof(struct topo_pu, package))) < 0)
+        if ((r = assign_level(t, &t->l3s, &t->n_l3s, offsetof(struct topo_pu, l3))) < 0 ||
+            (r = assign_level(t, &t->numas, &t->n_numas, offsetof(struct topo_pu, numa))) < 0 ||
+            (r = assign_level(t, &t->packages, &t->n_packages, offsetof(struct topo_pu, package))) < 0)
                 goto fail;
 
         *out = t;

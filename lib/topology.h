@@ -17,15 +17,22 @@
 
 struct topo_pu {
         unsigned os_index;
-        unsigned core;     /* dense index into topology.cores */
-        unsigned l3;       /* dense index into topology.l3s (one pseudo group when the host has no L3) */
-        unsigned numa;     /* dense index into topology.numas (one pseudo node when hwloc reports none) */
-        unsigned package;  /* dense index into topology.packages */
+        unsigned core;     /* dense index into topology.cores (a PU without a Core is its own) */
+        /* Dense indices into topology.l3s, .numas, .packages.  A PU outside
+         * every object of a level (or on a host without that level) is in
+         * that level's one pseudo group. */
+        unsigned l3;
+        unsigned numa;
+        unsigned package;
 };
 
 /* A group of PUs at one level (a core, an L3 group, a NUMA node, a package). */
 struct topo_group {
-        unsigned os_index;      /* hwloc's OS index of the object, or the dense index if it has none */
+        /* hwloc's OS index of the object, or the dense index if it has none.
+         * Pseudo groups (a level the host lacks; the PUs outside every object
+         * of a level, as on hosts with disallowed NUMA nodes) have no object:
+         * theirs is one that no object of the level has. */
+        unsigned os_index;
         hwloc_bitmap_t cpuset;  /* PUs in it, by OS index */
         unsigned first_pu;      /* dense index of its first PU */
         unsigned n_pus;
