@@ -42,6 +42,8 @@ static const char usage[] =
 "usage: bench-cosched [OPTIONS]\n"
 "  --gangs LIST     vCPUs per gang, comma separated (default 2,2: two gangs of 2)\n"
 "  --spin KIND      load (plain load loop, default) | pause | futex (waiters block)\n"
+"  --lock KIND      tas (test-and-set, default) | ticket (fair FIFO, as guest kernels'\n"
+"                   spinlocks; spins with --spin load or pause)\n"
 "  --modes LIST     default,spread,stacked,cosched[:idle|nice|shares][:TURN_MS][:pin]\n"
 "                   (default: default,spread,stacked,cosched:idle:10:pin)\n"
 "  --reps N         repetitions, modes rotated each time (default 5)\n"
@@ -53,6 +55,8 @@ static const char usage[] =
 
 struct gang_shm {
         _Alignas(64) int lock;
+        unsigned ticket_owner;          /* ticket lock: the ticket being served */
+        _Alignas(64) unsigned ticket_next;
         _Alignas(64) struct {
                 volatile uint64_t ops;
                 pid_t tid;
@@ -77,7 +81,7 @@ static struct shm *shm;
 static unsigned n_gangs, vcpus[MAXG], cs_work = 200, out_work = 200;
 static enum spin spin_kind = SPIN_LOAD;
 static int n_cpus;
-static bool use_cgroups, verbose;
+static bool use_cgroups, verbose, ticket;
 
 static volatile uint64_t sink;
 
@@ -129,6 +133,22 @@ static void unlock(int *l)
         }
 }
 
+/* A fair FIFO spin lock, like the guest kernel's ticket and queued
+ * spinlocks: a preempted waiter whose ticket is next stalls everyone
+ * (lock-waiter preemption), not only a preempted holder. */
+static void ticket_lock(struct gang_shm *g, bool pause)
+{
+        unsigned my = __atomic_fetch_add(&g->ticket_next, 1, __ATOMIC_RELAXED);
+        while (__atomic_load_n(&g->ticket_owner, __ATOMIC_ACQUIRE) != my)
+                if (pause)
+                        __builtin_ia32_pause();
+}
+
+static void ticket_unlock(struct gang_shm *g)
+{
+        __atomic_store_n(&g->ticket_owner, g->ticket_owner + 1, __ATOMIC_RELEASE);
+}
+
 struct wargs { struct gang_shm *g; unsigned k; };
 
 static void *worker(void *arg)
@@ -141,13 +161,18 @@ static void *worker(void *arg)
         while (!shm->go)
                 usleep(1000);
         while (!shm->stop) {
-                if (spin_kind == SPIN_FUTEX)
+                if (ticket)
+                        ticket_lock(g, spin_kind == SPIN_PAUSE);
+                else if (spin_kind == SPIN_FUTEX)
                         lock_futex(&g->lock);
                 else
                         lock_spin(&g->lock, spin_kind == SPIN_PAUSE);
                 work(cs_work);
                 g->th[a->k].ops++;
-                unlock(&g->lock);
+                if (ticket)
+                        ticket_unlock(g);
+                else
+                        unlock(&g->lock);
                 work(out_work);
         }
         return NULL;
@@ -244,6 +269,7 @@ static void cgroups_remove(void)
 
 struct result {
         double total, gang_ops[MAXG], share[MAXG], fairness, wfairness;
+        double ops_per_cpu_s;           /* total ops over the gangs' CPU time: robust to a shared host */
         double ctl_cpu_us_per_s;
         uint64_t turns;
 };
@@ -336,6 +362,7 @@ static int run(const struct mode *m, unsigned window_ms, struct result *res)
 
         memset(res, 0, sizeof(*res));
         unsigned w[MAXG];
+        double cpu_s = 0;
         for (unsigned g = 0; g < n_gangs; g++) {
                 double rt = 0;
                 for (unsigned k = 0; k < vcpus[g]; k++) {
@@ -343,9 +370,11 @@ static int run(const struct mode *m, unsigned window_ms, struct result *res)
                         rt += runtime_ns(shm->g[g].th[k].tid) - rt0[g][k];
                 }
                 res->share[g] = rt / ((double)(t1 - t0) * n_cpus);
+                cpu_s += rt / 1e9;
                 res->total += res->gang_ops[g];
                 w[g] = vcpus[g];
         }
+        res->ops_per_cpu_s = cpu_s > 0 ? res->total / cpu_s : 0;
         res->fairness = cosched_fairness(res->gang_ops, n_gangs);
         res->wfairness = cosched_fairness_weighted(res->gang_ops, w, n_gangs);
         double cpu_us = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 +
@@ -434,6 +463,11 @@ int main(int argc, char **argv)
                 i++;
                 if (!strcmp(a, "--gangs")) gang_list = v;
                 else if (!strcmp(a, "--modes")) mode_list = v;
+                else if (!strcmp(a, "--lock")) {
+                        if (!strcmp(v, "tas")) ticket = false;
+                        else if (!strcmp(v, "ticket")) ticket = true;
+                        else { fprintf(stderr, "bench-cosched: --lock tas|ticket\n"); return 2; }
+                }
                 else if (!strcmp(a, "--spin")) {
                         if (!strcmp(v, "load")) spin_kind = SPIN_LOAD;
                         else if (!strcmp(v, "pause")) spin_kind = SPIN_PAUSE;
@@ -481,7 +515,12 @@ int main(int argc, char **argv)
                 return 1;
 
         static struct result res[MAXMODES][MAXREPS];
-        printf("# bench-cosched: gangs %s, spin %s, cs %u out %u, window %lu ms, %lu reps, %d CPUs%s\n", gang_list,
+        if (ticket && spin_kind == SPIN_FUTEX) {
+                fprintf(stderr, "bench-cosched: --lock ticket spins: --spin load or pause\n");
+                return 2;
+        }
+        printf("# bench-cosched: gangs %s, lock %s, spin %s, cs %u out %u, window %lu ms, %lu reps, %d CPUs%s\n", gang_list,
+               ticket ? "ticket" : "tas",
                spin_kind == SPIN_LOAD ? "load" : spin_kind == SPIN_PAUSE ? "pause" : "futex", cs_work, out_work,
                window, reps, n_cpus, use_cgroups ? ", cgroups" : "");
         for (unsigned long r = 0; r < reps; r++) {
@@ -491,7 +530,8 @@ int main(int argc, char **argv)
                                 return 1;
                         if (verbose) {
                                 struct result *x = &res[mi][r];
-                                printf("run %lu %-24s total %10.0f fair %.3f", r, modes[mi].name, x->total, x->fairness);
+                                printf("run %lu %-24s total %10.0f ops/cpu-s %9.0f fair %.3f", r, modes[mi].name, x->total,
+                                       x->ops_per_cpu_s, x->fairness);
                                 for (unsigned g = 0; g < n_gangs; g++)
                                         printf(" g%u %.0f/%.2f", g, x->gang_ops[g], x->share[g]);
                                 printf("\n");
@@ -499,19 +539,20 @@ int main(int argc, char **argv)
                         }
                 }
         }
-        printf("%-26s %12s %25s %8s %8s %8s  %s\n", "mode", "ops median", "[min - max]", "fair", "fairmin",
-               "ctl us/s", "CPU share per gang (median)");
+        printf("%-24s %10s %23s %10s %21s %6s %6s %8s  %s\n", "mode", "ops", "[min - max]", "ops/cpu-s",
+               "[min - max]", "fair", "fmin", "ctl us/s", "CPU share per gang");
         for (size_t mi = 0; mi < n_modes; mi++) {
-                double tot[MAXREPS], fair[MAXREPS], sh[MAXREPS], ctl[MAXREPS];
+                double tot[MAXREPS], fair[MAXREPS], sh[MAXREPS], ctl[MAXREPS], eff[MAXREPS];
                 for (unsigned long r = 0; r < reps; r++) {
                         tot[r] = res[mi][r].total;
-                        fair[r] = n_gangs > 1 && vcpus[0] != vcpus[1] ? res[mi][r].wfairness : res[mi][r].fairness;
+                        eff[r] = res[mi][r].ops_per_cpu_s;
+                        fair[r] = res[mi][r].wfairness;     /* per vCPU: plain min/max for equal gangs */
                         ctl[r] = res[mi][r].ctl_cpu_us_per_s;
                 }
-                double mt = median(tot, reps);
+                double mt = median(tot, reps), me = median(eff, reps);
                 double mf = median(fair, reps);
-                printf("%-26s %12.0f [%11.0f - %11.0f] %8.3f %8.3f %8.0f ", modes[mi].name, mt, tot[0], tot[reps - 1], mf,
-                       fair[0], median(ctl, reps));
+                printf("%-24s %10.0f [%10.0f - %10.0f] %10.0f [%9.0f - %9.0f] %6.3f %6.3f %8.0f ", modes[mi].name, mt,
+                       tot[0], tot[reps - 1], me, eff[0], eff[reps - 1], mf, fair[0], median(ctl, reps));
                 for (unsigned g = 0; g < n_gangs; g++) {
                         for (unsigned long r = 0; r < reps; r++)
                                 sh[r] = res[mi][r].share[g];
