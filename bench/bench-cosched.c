@@ -44,7 +44,7 @@ static const char usage[] =
 "  --spin KIND      load (plain load loop, default) | pause | futex (waiters block)\n"
 "  --lock KIND      tas (test-and-set, default) | ticket (fair FIFO, as guest kernels'\n"
 "                   spinlocks; spins with --spin load or pause)\n"
-"  --modes LIST     default,spread,stacked,cosched[:idle|nice|shares][:TURN_MS][:pin]\n"
+"  --modes LIST     default,spread,stacked,cosched[:idle|nice|shares|cgidle][:TURN_MS][:pin]\n"
 "                   (default: default,spread,stacked,cosched:idle:10:pin)\n"
 "  --reps N         repetitions, modes rotated each time (default 5)\n"
 "  --window MS      measuring window per run (default 3000), after 300 ms warm-up\n"
@@ -417,6 +417,8 @@ static int parse_mode(const char *s, struct mode *m)
                                 m->cp.lever = COSCHED_LEVER_NICE;
                         else if (!strcmp(tok, "shares"))
                                 m->cp.lever = COSCHED_LEVER_SHARES;
+                        else if (!strcmp(tok, "cgidle"))
+                                m->cp.lever = COSCHED_LEVER_CGROUP_IDLE;
                         else if (!strcmp(tok, "pin"))
                                 m->cp.pin = true;
                         else if (atoi(tok) > 0)

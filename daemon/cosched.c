@@ -128,9 +128,20 @@ static int write_long(const char *path, long v)
         return r;
 }
 
+/* The lever acts on the gang's cgroup rather than on its threads. */
 static bool lever_shares(const struct cosched *cs, const struct cs_gang *g)
 {
-        return cs->p.lever == COSCHED_LEVER_SHARES && g->cgroup_file;
+        return (cs->p.lever == COSCHED_LEVER_SHARES || cs->p.lever == COSCHED_LEVER_CGROUP_IDLE) && g->cgroup_file;
+}
+
+/* The value that puts the gang's cgroup off duty. */
+static long cgroup_low_value(const char *file)
+{
+        if (strstr(file, "cpu.idle"))
+                return 1;
+        if (strstr(file, "cpu.shares"))
+                return 2;               /* v1 minimum */
+        return 1;                       /* v2 cpu.weight minimum */
 }
 
 static void thread_demote(struct cosched *cs, struct cs_gang *g, struct cs_thread *t)
@@ -192,8 +203,7 @@ static void gang_cgroup_set(struct cosched *cs, struct cs_gang *g, bool low)
 {
         if (!g->cgroup_file || g->cgroup_low == low)
                 return;
-        bool v1 = strstr(g->cgroup_file, "cpu.shares") != NULL;
-        int r = write_long(g->cgroup_file, low ? (v1 ? 2 : 1) : g->cgroup_orig);
+        int r = write_long(g->cgroup_file, low ? cgroup_low_value(g->cgroup_file) : g->cgroup_orig);
         if (r < 0) {
                 cs->st.errors++;
                 if (!cs->first_err)
@@ -303,7 +313,7 @@ static int rotate(struct cosched *cs)
 
 int cosched_new(const struct cosched_params *params, struct cosched **out)
 {
-        if (!params || !out || params->turn_us > 10000000 || params->lever > COSCHED_LEVER_SHARES ||
+        if (!params || !out || params->turn_us > 10000000 || params->lever > COSCHED_LEVER_CGROUP_IDLE ||
             (params->cpus && !params->n_cpus))
                 return -EINVAL;
         struct cosched *cs = calloc(1, sizeof(*cs));
@@ -311,7 +321,7 @@ int cosched_new(const struct cosched_params *params, struct cosched **out)
                 return -ENOMEM;
         cs->p = *params;
         if (!cs->p.turn_us)
-                cs->p.turn_us = 10000;
+                cs->p.turn_us = 20000;
         if (!cs->p.max_turn_us)
                 cs->p.max_turn_us = 8 * cs->p.turn_us;
         cs->p.cpus = NULL;
@@ -379,10 +389,14 @@ static int thread_init(struct cs_thread *t, pid_t tid)
         return 0;
 }
 
-static void cgroup_init(struct cs_gang *g, const char *dir)
+static void cgroup_init(const struct cosched *cs, struct cs_gang *g, const char *dir)
 {
-        static const char *const files[] = { "cpu.shares", "cpu.weight" };
+        static const char *const weight_files[] = { "cpu.shares", "cpu.weight" };
+        static const char *const idle_files[] = { "cpu.idle", "cpu.idle" };
+        const char *const *files = cs->p.lever == COSCHED_LEVER_CGROUP_IDLE ? idle_files : weight_files;
 
+        if (cs->p.lever != COSCHED_LEVER_SHARES && cs->p.lever != COSCHED_LEVER_CGROUP_IDLE)
+                return;
         for (size_t i = 0; dir && i < 2; i++) {
                 char *p;
                 if (asprintf(&p, "%s/%s", dir, files[i]) < 0)
@@ -412,7 +426,7 @@ static int gang_build(struct cosched *cs, struct cs_gang *ng, const struct cosch
                 ng->cgroup_orig = old->cgroup_orig;
                 ng->cgroup_low = old->cgroup_low;
         } else if (!old) {
-                cgroup_init(ng, src->cgroup);
+                cgroup_init(cs, ng, src->cgroup);
         }
         for (size_t i = 0; i < src->n_tids; i++) {
                 const struct cs_thread *ot = NULL;

@@ -46,10 +46,12 @@ enum cosched_lever {
         COSCHED_LEVER_NICE,     /* off duty: SCHED_OTHER at nice 19 (weight 15) */
         COSCHED_LEVER_SHARES,   /* off duty: the gang's cgroup cpu.shares (v1) / cpu.weight (v2)
                                  * at its minimum; gangs without a cgroup fall back to IDLE */
+        COSCHED_LEVER_CGROUP_IDLE, /* off duty: the gang's cgroup cpu.idle = 1 (v1 and v2, 5.15+);
+                                 * gangs without a cgroup fall back to IDLE */
 };
 
 struct cosched_params {
-        unsigned turn_us;       /* base turn (smallest weight); 0: 10000 (10 ms) */
+        unsigned turn_us;       /* base turn (smallest weight); 0: 20000 (20 ms) */
         unsigned max_turn_us;   /* cap on a weighted turn; 0: 8 * turn_us */
         enum cosched_lever lever;
         bool pin;               /* on duty, thread k runs on params.cpus[k % n_cpus] only */
