@@ -29,6 +29,17 @@
  * cosched_free(), off-duty threads stay SCHED_IDLE (or nice 19) until someone
  * resets them.
  *
+ * What won on the test bed (docs/cosched.md): lever COSCHED_LEVER_IDLE,
+ * pin = true, turn_us 20000.  On a libvirt host every vCPU thread sits alone
+ * in its own cpu cgroup (machine/qemu-N-NAME.libvirt-qemu/vcpuN); there a
+ * thread's policy or nice only weighs against its cgroup siblings (none), so
+ * the thread levers do nothing against other guests.  Give such gangs
+ * .cgroup = the guest's directory (the parent of vcpuN, in the cpu
+ * hierarchy) and use COSCHED_LEVER_CGROUP_IDLE; that also demotes the
+ * guest's emulator and I/O threads while it is off duty (they still run on
+ * idle CPUs).  Co-schedule only guests that spin: a guest whose vCPUs hand
+ * work over by blocking (futex) lost 22% in the bench.
+ *
  * Threads with a real-time policy (SCHED_FIFO, SCHED_RR, SCHED_DEADLINE) are
  * left alone.  With params.pin the component calls sched_setaffinity on the
  * on-duty gang (thread k to CPU k of params.cpus) and gives the others their
