@@ -7,7 +7,11 @@
  * and CPU time in proportion to its weight (no starvation), that a thread
  * that exits is a normal event (ESRCH counted, no error), that a gang
  * leaving the set is restored at once, and that cosched_free() gives every
- * thread back its original policy, nice value and affinity.  Needs root
+ * thread back its original policy, nice value and affinity.  Then the same
+ * threads, each moved alone into its own cpu cgroup under a gang cgroup (as
+ * libvirt lays out vCPUs), under COSCHED_LEVER_CGROUP_IDLE: at most one gang
+ * cgroup with cpu.idle 0 at any moment, all back to 0 at the end (skipped
+ * where the v1 cpu hierarchy has no cpu.idle).  Needs root
  * (leaving SCHED_IDLE needs RLIMIT_NICE or CAP_SYS_NICE); exits 77 without
  * it outside CI.
  */
@@ -15,6 +19,8 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -78,19 +84,35 @@ static uint64_t runtime(pid_t tid)
 static volatile int sampling;
 static long samples, max_on_duty_seen, on_duty_counts[NG];
 
+static bool gang_on_now(int g)
+{
+        for (unsigned k = 0; k < nt[g]; k++) {
+                int pol = sched_getscheduler(tids[g][k]);
+                if (pol >= 0 && pol != SCHED_IDLE)
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Reading threads one by one is no snapshot: a pass can see gang A before
+ * it goes off duty and gang B after it comes on.  So each sample is a
+ * forward pass then a backward pass, and a gang counts as on duty only if
+ * both passes saw it on: then it was on at the moment between the passes
+ * (a duty span is one interval, far longer than a pass, and some thread of
+ * the gang is on throughout it), so two such gangs were on at once.
+ */
 static void *sampler(void *p)
 {
         while (sampling) {
+                bool fwd[NG];
                 int on = 0;
-                for (int g = 0; g < NG; g++) {
-                        bool any = false;
-                        for (unsigned k = 0; k < nt[g]; k++) {
-                                int pol = sched_getscheduler(tids[g][k]);
-                                if (pol >= 0 && pol != SCHED_IDLE)
-                                        any = true;
-                        }
-                        on += any;
-                        on_duty_counts[g] += any;
+                for (int g = 0; g < NG; g++)
+                        fwd[g] = gang_on_now(g);
+                for (int g = NG - 1; g >= 0; g--) {
+                        bool both = fwd[g] && gang_on_now(g);
+                        on += both;
+                        on_duty_counts[g] += both;
                 }
                 if (on > max_on_duty_seen)
                         max_on_duty_seen = on;
@@ -117,6 +139,165 @@ static void drive(struct cosched *cs, uint64_t ms, uint64_t turns[NG], uint64_t 
                         *have_last = true;
                 }
         }
+}
+
+#define CG "/sys/fs/cgroup/cpu/vcpuspread-test-cosched"
+
+static bool alive(int g, unsigned k)
+{
+        return !(g == 2 && k == 1);
+}
+
+static int write_str(const char *path, const char *v)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = write(fd, v, strlen(v)) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+}
+
+static long read_num(const char *path)
+{
+        long v = -1;
+        FILE *f = fopen(path, "re");
+        if (f) {
+                if (fscanf(f, "%ld", &v) != 1)
+                        v = -1;
+                fclose(f);
+        }
+        return v;
+}
+
+/* The thread's cgroup in the v1 hierarchy that holds the cpu controller. */
+static bool cpu_cgroup_of(pid_t tid, char *out, size_t len)
+{
+        char p[64], line[512];
+        bool found = false;
+        snprintf(p, sizeof(p), "/proc/self/task/%d/cgroup", tid);
+        FILE *f = fopen(p, "re");
+        while (f && !found && fgets(line, sizeof(line), f)) {
+                char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+                if (!path)
+                        continue;
+                *path++ = 0;
+                ctl++;
+                for (char *save, *t = strtok_r(ctl, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                        if (!strcmp(t, "cpu")) {
+                                path[strcspn(path, "\n")] = 0;
+                                snprintf(out, len, "/sys/fs/cgroup/cpu%s", path);
+                                found = true;
+                        }
+        }
+        if (f)
+                fclose(f);
+        return found;
+}
+
+static long cg_samples, cg_max_on;
+
+static bool cg_on_now(int g)
+{
+        char path[128];
+        snprintf(path, sizeof(path), CG "/g%d/cpu.idle", g);
+        return read_num(path) == 0;
+}
+
+/* Forward and backward passes, as in sampler(). */
+static void *cg_sampler(void *p)
+{
+        while (sampling) {
+                bool fwd[NG];
+                int on = 0;
+                for (int g = 0; g < NG; g++)
+                        fwd[g] = cg_on_now(g);
+                for (int g = NG - 1; g >= 0; g--)
+                        on += fwd[g] && cg_on_now(g);
+                cg_max_on = on > cg_max_on ? on : cg_max_on;
+                cg_samples++;
+                usleep(200);
+        }
+        return NULL;
+}
+
+static void test_cgroup_lever(void)
+{
+        char home[NG][MAXT][256], path[256], v[32];
+
+        if (access("/sys/fs/cgroup/cpu/cpu.idle", F_OK) < 0) {
+                fprintf(stderr, "no /sys/fs/cgroup/cpu/cpu.idle: cgroup lever not tested\n");
+                return;
+        }
+        mkdir(CG, 0755);
+        for (int g = 0; g < NG; g++) {
+                snprintf(path, sizeof(path), CG "/g%d", g);
+                mkdir(path, 0755);
+                for (unsigned k = 0; k < nt[g]; k++) {
+                        if (!alive(g, k))
+                                continue;
+                        CHECK(cpu_cgroup_of(tids[g][k], home[g][k], sizeof(home[g][k])), "cpu cgroup of %d", tids[g][k]);
+                        snprintf(path, sizeof(path), CG "/g%d/vcpu%u", g, k);
+                        mkdir(path, 0755);
+                        snprintf(path, sizeof(path), CG "/g%d/vcpu%u/tasks", g, k);
+                        snprintf(v, sizeof(v), "%d", tids[g][k]);
+                        CHECK(write_str(path, v) == 0, "move %d into %s", tids[g][k], path);
+                }
+        }
+        struct cosched *cs;
+        struct cosched_params p = { .turn_us = 5000, .lever = COSCHED_LEVER_CGROUP_IDLE, .pin = true };
+        CHECK(cosched_new(&p, &cs) == 0, "cosched_new (cgroup idle)");
+        struct cosched_gang gangs[NG];
+        pid_t live[NG][MAXT];
+        char dirs[NG][64];
+        for (int g = 0; g < NG; g++) {
+                size_t n = 0;
+                for (unsigned k = 0; k < nt[g]; k++)
+                        if (alive(g, k))
+                                live[g][n++] = tids[g][k];
+                snprintf(dirs[g], sizeof(dirs[g]), CG "/g%d", g);
+                gangs[g] = (struct cosched_gang){ .id = g, .tids = live[g], .n_tids = n, .cgroup = dirs[g] };
+        }
+        pthread_t smp;
+        int r = cosched_set_gangs(cs, gangs, NG);
+        CHECK(r == 0, "cosched_set_gangs (cgroup idle): %s", strerror(-r));
+        sampling = 1;
+        pthread_create(&smp, NULL, cg_sampler, NULL);
+        uint64_t turns[NG] = { 0 }, last = 0;
+        bool have_last = false;
+        drive(cs, 1000, turns, &last, &have_last);
+        sampling = 0;
+        pthread_join(smp, NULL);
+        for (int g = 0; g < NG; g++)
+                /* 10 + 20 + 5 ms rounds (gang 2 is down to one thread): ~28 turns each */
+                CHECK(turns[g] >= 20, "gang %d had %llu cgroup turns in 1 s", g, (unsigned long long)turns[g]);
+        CHECK(cg_max_on == 1, "at most one gang cgroup with cpu.idle 0: saw %ld in %ld samples", cg_max_on, cg_samples);
+        struct cosched_stats st;
+        cosched_get_stats(cs, &st);
+        CHECK(st.errors == 0, "no errors with the cgroup lever: %llu", (unsigned long long)st.errors);
+        cosched_free(cs);
+        for (int g = 0; g < NG; g++) {
+                snprintf(path, sizeof(path), CG "/g%d/cpu.idle", g);
+                CHECK(read_num(path) == 0, "gang %d cpu.idle restored: %ld", g, read_num(path));
+                for (unsigned k = 0; k < nt[g]; k++)
+                        CHECK(!alive(g, k) || sched_getscheduler(tids[g][k]) != SCHED_IDLE,
+                              "gang %d thread %u not left SCHED_IDLE", g, k);
+        }
+        /* Back where they came from; remove the tree. */
+        for (int g = 0; g < NG; g++) {
+                for (unsigned k = 0; k < nt[g]; k++) {
+                        if (!alive(g, k))
+                                continue;
+                        snprintf(path, sizeof(path), "%s/tasks", home[g][k]);
+                        snprintf(v, sizeof(v), "%d", tids[g][k]);
+                        CHECK(write_str(path, v) == 0, "move %d back to %s", tids[g][k], home[g][k]);
+                        snprintf(path, sizeof(path), CG "/g%d/vcpu%u", g, k);
+                        rmdir(path);
+                }
+                snprintf(path, sizeof(path), CG "/g%d", g);
+                rmdir(path);
+        }
+        CHECK(rmdir(CG) == 0, "cgroup tree removed: %m");
 }
 
 int main(void)
@@ -156,10 +337,12 @@ int main(void)
                 for (unsigned k = 0; k < nt[g]; k++)
                         rt0[g] += runtime(tids[g][k]);
 
-        sampling = 1;
-        pthread_create(&smp, NULL, sampler, NULL);
+        /* Before the set is in place every gang runs as found; the
+         * invariant holds from then on. */
         int r = cosched_set_gangs(cs, gangs, NG);
         CHECK(r == 0, "cosched_set_gangs: %s", strerror(-r));
+        sampling = 1;
+        pthread_create(&smp, NULL, sampler, NULL);
 
         uint64_t turns[NG] = { 0 }, last = 0;
         bool have_last = false;
@@ -217,6 +400,8 @@ int main(void)
                         CHECK(getpriority(PRIO_PROCESS, tids[g][k]) == orig_nice[g][k], "gang %d thread %u nice", g, k);
                         CHECK(CPU_EQUAL(&m, &orig_mask[g][k]), "gang %d thread %u affinity restored", g, k);
                 }
+        test_cgroup_lever();
+
         stop = 1;
         for (int g = 0; g < NG; g++)
                 for (unsigned k = 0; k < nt[g]; k++)
