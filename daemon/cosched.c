@@ -409,6 +409,15 @@ static void cgroup_init(const struct cosched *cs, struct cs_gang *g, const char 
         }
 }
 
+static struct cs_thread *find_thread(struct cosched *cs, pid_t tid)
+{
+        for (size_t i = 0; i < cs->n; i++)
+                for (size_t k = 0; k < cs->g[i].n; k++)
+                        if (cs->g[i].t[k].tid == tid)
+                                return &cs->g[i].t[k];
+        return NULL;
+}
+
 /* Build the new gang @ng from @src, carrying over what @old knew. */
 static int gang_build(struct cosched *cs, struct cs_gang *ng, const struct cosched_gang *src,
                       const struct cs_gang *old)
@@ -429,10 +438,9 @@ static int gang_build(struct cosched *cs, struct cs_gang *ng, const struct cosch
                 cgroup_init(cs, ng, src->cgroup);
         }
         for (size_t i = 0; i < src->n_tids; i++) {
-                const struct cs_thread *ot = NULL;
-                for (size_t k = 0; old && k < old->n && !ot; k++)
-                        if (old->t[k].tid == src->tids[i] && src->tids[i] > 0)
-                                ot = &old->t[k];
+                /* A thread already known (in this gang, or moved from another)
+                 * keeps what was first read of it, not its demoted state. */
+                const struct cs_thread *ot = src->tids[i] > 0 ? find_thread(cs, src->tids[i]) : NULL;
                 if (ot) {
                         ng->t[ng->n++] = *ot;
                         continue;
@@ -461,17 +469,33 @@ static bool gang_has(const struct cs_gang *g, pid_t tid)
         return false;
 }
 
+/* Ids unique, and no thread in two gangs (or twice in one). */
+static bool set_valid(const struct cosched_gang *gangs, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (gangs[i].n_tids && !gangs[i].tids)
+                        return false;
+                for (size_t k = 0; k < i; k++)
+                        if (gangs[k].id == gangs[i].id)
+                                return false;
+                for (size_t t = 0; t < gangs[i].n_tids; t++)
+                        for (size_t k = 0; k <= i; k++)
+                                for (size_t u = 0; u < (k == i ? t : gangs[k].n_tids); u++)
+                                        if (gangs[k].tids[u] == gangs[i].tids[t])
+                                                return false;
+        }
+        return true;
+}
+
 int cosched_set_gangs(struct cosched *cs, const struct cosched_gang *gangs, size_t n)
 {
+        if (n && !gangs)
+                return -EINVAL;
+        if (!set_valid(gangs, n))
+                return -EINVAL;
         struct cs_gang *ng = calloc(n ? n : 1, sizeof(*ng));
         if (!ng)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                for (size_t k = 0; k < i; k++)
-                        if (gangs[k].id == gangs[i].id) {
-                                free(ng);
-                                return -EINVAL;
-                        }
         cs->first_err = 0;
         for (size_t i = 0; i < n; i++) {
                 int r = gang_build(cs, &ng[i], &gangs[i], find_gang(cs, gangs[i].id));
@@ -482,20 +506,22 @@ int cosched_set_gangs(struct cosched *cs, const struct cosched_gang *gangs, size
                         return r;
                 }
         }
-        /* Restore what leaves: whole gangs, and threads gone from kept gangs. */
+        /* Restore what leaves: the cgroups of gangs that go, and every thread
+         * that is in no gang of the new set. */
         for (size_t i = 0; i < cs->n; i++) {
                 struct cs_gang *og = &cs->g[i];
-                struct cs_gang *kept = NULL;
+                bool kept = false;
                 for (size_t k = 0; k < n && !kept; k++)
-                        if (ng[k].id == og->id)
-                                kept = &ng[k];
-                if (!kept) {
-                        gang_restore(cs, og);
-                        continue;
-                }
-                for (size_t t = 0; t < og->n; t++)
-                        if (og->t[t].tid > 0 && !gang_has(kept, og->t[t].tid))
+                        kept = ng[k].id == og->id;
+                if (!kept)
+                        gang_cgroup_set(cs, og, false);
+                for (size_t t = 0; t < og->n; t++) {
+                        bool stays = false;
+                        for (size_t k = 0; k < n && !stays; k++)
+                                stays = gang_has(&ng[k], og->t[t].tid);
+                        if (og->t[t].tid > 0 && !stays)
                                 thread_restore(cs, &og->t[t], -1);
+                }
         }
         for (size_t i = 0; i < cs->n; i++)
                 gang_done(&cs->g[i]);

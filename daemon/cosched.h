@@ -108,7 +108,9 @@ int cosched_fd(const struct cosched *cs);
  * start off duty (unless their gang is on duty).  The gang on duty keeps its
  * turn if it is still in the set; otherwise the next gang's turn starts now.
  * With fewer than two gangs nobody is demoted and the timer is disarmed.
- * n = 0 restores everything.  -ENOMEM leaves the previous set in place.
+ * n = 0 restores everything.  A thread may move from one gang to another.
+ * -EINVAL (set unchanged) for a repeated id or a thread listed twice;
+ * -ENOMEM leaves the previous set in place.
  */
 int cosched_set_gangs(struct cosched *cs, const struct cosched_gang *gangs, size_t n);
 

@@ -388,6 +388,37 @@ int main(void)
         }
         drive(cs, 100, turns, &last, &have_last);
 
+        /* A thread listed twice is refused and changes nothing. */
+        struct cosched_gang dup[2] = { gangs[1], { .id = 9, .tids = tids[1], .n_tids = 1 } };
+        CHECK(cosched_set_gangs(cs, dup, 2) == -EINVAL, "a thread in two gangs is refused");
+        cosched_get_stats(cs, &st);
+        CHECK(st.gangs == 2, "the refused set changed nothing: %zu gangs", st.gangs);
+
+        /* Gang 0's threads come back, one of them moved into gang 1: its
+         * original attributes are the ones first read, not a demoted state. */
+        pid_t g1plus[MAXT + 1];
+        memcpy(g1plus, tids[1], sizeof(pid_t) * nt[1]);
+        g1plus[nt[1]] = tids[0][1];
+        struct cosched_gang moved[3] = {
+                { .id = 0, .tids = tids[0], .n_tids = 1 },
+                { .id = 1, .tids = g1plus, .n_tids = nt[1] + 1 },
+                { .id = 2, .tids = tids[2], .n_tids = 1 },
+        };
+        r = cosched_set_gangs(cs, moved, 3);
+        CHECK(r == 0, "cosched_set_gangs with a moved thread: %s", strerror(-r));
+        drive(cs, 100, turns, &last, &have_last);
+        moved[0].tids = &tids[0][1];
+        moved[1].n_tids = nt[1];
+        r = cosched_set_gangs(cs, moved, 3);            /* and back to gang 0 */
+        CHECK(r == 0, "cosched_set_gangs moving it back: %s", strerror(-r));
+        drive(cs, 100, turns, &last, &have_last);
+        r = cosched_set_gangs(cs, gangs + 1, NG - 1);
+        CHECK(r == 0, "cosched_set_gangs without gang 0 again: %s", strerror(-r));
+        for (unsigned k = 0; k < nt[0]; k++) {
+                CHECK(sched_getscheduler(tids[0][k]) == orig_policy[0][k], "gang 0 thread %u policy restored again", k);
+                CHECK(getpriority(PRIO_PROCESS, tids[0][k]) == orig_nice[0][k], "gang 0 thread %u nice restored again", k);
+        }
+
         cosched_free(cs);
         for (int g = 0; g < NG; g++)
                 for (unsigned k = 0; k < nt[g]; k++) {
