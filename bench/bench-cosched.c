@@ -45,7 +45,7 @@ static const char usage[] =
 "  --lock KIND      tas (test-and-set, default) | ticket (fair FIFO, as guest kernels'\n"
 "                   spinlocks; spins with --spin load or pause)\n"
 "  --modes LIST     default,spread,stacked,cosched[:idle|nice|shares|cgidle][:TURN_MS][:pin]\n"
-"                   (default: default,spread,stacked,cosched:idle:10:pin)\n"
+"                   (default: default,spread,stacked,cosched:idle:20:pin; TURN_MS 20)\n"
 "  --reps N         repetitions, modes rotated each time (default 5)\n"
 "  --window MS      measuring window per run (default 3000), after 300 ms warm-up\n"
 "  --cs N --out N   work units inside / outside the lock per acquisition (default 200 / 200)\n"
@@ -406,7 +406,7 @@ static int parse_mode(const char *s, struct mode *m)
                 m->kind = M_STACKED;
         else if (!strncmp(s, "cosched", 7)) {
                 m->kind = M_COSCHED;
-                m->cp.turn_us = 10000;
+                m->cp.turn_us = 20000;
                 char buf[48];
                 snprintf(buf, sizeof(buf), "%s", s);
                 char *save, *tok = strtok_r(buf, ":", &save);
@@ -448,7 +448,7 @@ int main(int argc, char **argv)
         struct mode modes[MAXMODES];
         size_t n_modes = 0;
         unsigned long reps = 5, window = 3000;
-        const char *mode_list = "default,spread,stacked,cosched:idle:10:pin", *gang_list = "2,2";
+        const char *mode_list = "default,spread,stacked,cosched:idle:20:pin", *gang_list = "2,2";
 
         if (bench_wants_help(argc, argv, usage))
                 return 0;
