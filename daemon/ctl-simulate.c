@@ -159,14 +159,14 @@ int ctl_simulate(int argc, char **argv)
                         break;
                 case ARG_LANE:
                         if (strcmp(optarg, "auto") == 0)
-                                params.lane_max = 0;
+                                params.lane_width = 0;
                         else {
                                 char *end;
                                 errno = 0;
                                 unsigned long w = strtoul(optarg, &end, 10);
                                 if (errno || end == optarg || *end || w == 0 || w > CPULIST_MAX_CPU + 1)
                                         return ctl_usage_error("--lane-width %s: expected auto or a number of CPUs", optarg);
-                                params.lane_max = (unsigned)w;
+                                params.lane_width = (unsigned)w;
                         }
                         break;
                 case 'h': simulate_help(); return 0;

@@ -44,7 +44,9 @@ static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
         } else {
                 json_object_object_add(o, "cpus", NULL);
         }
-        json_object_object_add(o, "load", json_object_new_double(v->load));
+        struct vcpu_input in = manager_vcpu_input(v);
+        json_object_object_add(o, "load", json_object_new_double(vcpu_demand(&in, &m->plan_params)));
+        json_object_object_add(o, "sampled", json_object_new_boolean(v->sampled));
         json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
         if (v->last_reason[0]) {
                 json_object_object_add(o, "last_reason", json_object_new_string(v->last_reason));

@@ -1562,28 +1562,37 @@ static void move_graph_release(struct move_graph *g, unsigned x, size_t *tail)
 }
 
 /*
- * A CPU where vCPU @j can wait while a cycle of its guest's moves goes on:
- * one it may use that no sibling holds before or after this pass (siblings
- * that start from no mask have moved first).  -ENOENT when there is none.
+ * A CPU where vCPU @j can wait while a cycle of its guest's moves goes on.
+ * Either one of its own current usable CPUs that no sibling enters (it
+ * shrinks onto it: nothing new is shared), or one it may use that no sibling holds before
+ * or after this pass (siblings that start from no mask have moved first).
+ * -ENOENT when there is neither.
  */
 static int staging_cpu(const struct engine *e, const struct plan *out, size_t gi, size_t j, hwloc_bitmap_t set)
 {
         const struct gstate *g = &e->gs[gi];
+        hwloc_const_bitmap_t own = e->in[gi].vcpus[j].current;
 
-        hwloc_bitmap_copy(set, allowed_set(e, g));
-        for (unsigned k = 0; k < g->n; k++) {
-                hwloc_const_bitmap_t cur = e->in[gi].vcpus[k].current;
-                if (k == j)
-                        continue;
-                if (!is_unplaced(e, cur))
-                        hwloc_bitmap_andnot(set, set, cur);
-                hwloc_bitmap_andnot(set, set, out->guests[gi].vcpus[k].target);
+        for (int pass = 0; pass < 2; pass++) {
+                if (pass == 0)
+                        hwloc_bitmap_and(set, own, e->usable_set);
+                else
+                        hwloc_bitmap_copy(set, allowed_set(e, g));
+                for (unsigned k = 0; k < g->n; k++) {
+                        hwloc_const_bitmap_t cur = e->in[gi].vcpus[k].current;
+                        if (k == j)
+                                continue;
+                        if (pass == 1 && !is_unplaced(e, cur))
+                                hwloc_bitmap_andnot(set, set, cur);
+                        hwloc_bitmap_andnot(set, set, out->guests[gi].vcpus[k].target);
+                }
+                int cpu = hwloc_bitmap_first(set);
+                if (cpu >= 0) {
+                        hwloc_bitmap_only(set, (unsigned)cpu);
+                        return 0;
+                }
         }
-        int cpu = hwloc_bitmap_first(set);
-        if (cpu < 0)
-                return -ENOENT;
-        hwloc_bitmap_only(set, (unsigned)cpu);
-        return 0;
+        return -ENOENT;
 }
 
 /* State of one guest's ordering: the graph over its partial moves js[]. */
@@ -1597,7 +1606,8 @@ struct move_order {
 /*
  * No move can go without stacking: @x and whatever must wait for it stay
  * where they are this pass (a staged one on its staging CPU), and the plan
- * says so.  Its CPUs are not left, so nothing that enters them goes.
+ * says so; their targets stay what the engine wants.  Its CPUs are not
+ * left, so nothing that enters them goes.
  */
 static void defer_from(struct plan *out, size_t gi, struct move_order *o, unsigned x, const struct engine *e)
 {
@@ -1612,9 +1622,7 @@ static void defer_from(struct plan *out, size_t gi, struct move_order *o, unsign
         while (top > 0) {
                 unsigned y = stack[--top];
                 struct vcpu_plan *vp = &out->guests[gi].vcpus[o->js[y]];
-                hwloc_const_bitmap_t stay = o->via[y] ? o->via[y] : e->in[gi].vcpus[o->js[y]].current;
 
-                hwloc_bitmap_copy(vp->target, stay);
                 vp->deferred = true;
                 out->n_deferred++;
                 o->emitted++;

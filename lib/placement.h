@@ -126,13 +126,13 @@ bool vcpu_dwelling(const struct vcpu_input *v, const struct plan_params *p);
 bool vcpu_backing_off(const struct vcpu_input *v, const struct plan_params *p);
 
 struct vcpu_plan {
-        hwloc_bitmap_t target;          /* owned; where it is after the moves */
-        enum place_reason reason;       /* PLACE_NONE when it does not move */
+        hwloc_bitmap_t target;          /* owned; where it is after the moves, unless @deferred */
+        enum place_reason reason;       /* PLACE_NONE when target == current */
         double load;                    /* the demand the engine used (vcpu_demand) */
         /* It should move for @reason, but no order of this pass's moves gets
          * it there without stacking it on a sibling for a moment, and no free
-         * CPU could hold it on the way: it stays (target == current) and the
-         * next pass tries again.  @holding: it stays because it backs off
+         * CPU could hold it on the way: moves[] leaves it where it is (or on
+         * its staging CPU) and the next pass tries again.  @holding: it stays because it backs off
          * after a refused move (vcpu_backing_off). */
         bool deferred;
         bool holding;
