@@ -148,6 +148,8 @@ static json_object *control_plan(struct manager *m)
         json_object *o = plan_to_json(m->topo, m->usable, in.guests, in.n, &plan, &checks);
         if (o) {
                 json_object_object_add(o, "ok", json_object_new_boolean(true));
+                /* Exactly what the engine read: `simulate --inputs` plans from it. */
+                json_object_object_add(o, "inputs", plan_inputs_to_json(m->usable, in.guests, in.n, &in.params));
                 /* Refine the engine's reasons the way an applied move would be logged. */
                 json_object *moves = NULL;
                 json_object_object_get_ex(o, "moves", &moves);
