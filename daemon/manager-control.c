@@ -125,6 +125,9 @@ static json_object *control_status(struct manager *m)
                                                                                                       : "disconnected"));
         json_object_object_add(d, "dry_run", json_object_new_boolean(m->settings.dry_run));
         json_object_object_add(d, "moves", json_object_new_int64((int64_t)m->n_moves));
+        /* A client (or a test) waits for these rather than for time to pass. */
+        json_object_object_add(d, "resyncs", json_object_new_int64((int64_t)m->n_resyncs));
+        json_object_object_add(d, "passes", json_object_new_int64((int64_t)m->n_passes));
         if (m->last_change[0])
                 json_object_object_add(d, "last_change", json_object_new_string(m->last_change));
         json_object_object_add(d, "usable_cpus", json_cpulist(m->usable));

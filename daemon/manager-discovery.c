@@ -110,7 +110,10 @@ int manager_resync(struct manager *m)
         for (size_t i = 0; i < n; i++)
                 lv_domain_done(&doms[i]);
         free(doms);
-        return manager_plan_and_apply(m);
+        r = manager_plan_and_apply(m);
+        if (r >= 0)
+                m->n_resyncs++;
+        return r;
 }
 
 /* ---- libvirt callbacks -------------------------------------------------- */

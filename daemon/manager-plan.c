@@ -86,8 +86,12 @@ static int plan_inputs_build(struct manager *m, struct plan_inputs *in)
 const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v,
                                enum place_reason r)
 {
+        /* A vCPU that appeared since the last pass is a hot-plugged one,
+         * whatever mask QEMU's new thread happened to inherit. */
+        if (r != PLACE_NONE && !g->is_new && v->is_new)
+                return "hotplug";
         if (r == PLACE_UNPLACED)
-                return g->is_new ? "new-guest" : v->is_new ? "hotplug" : "unplaced";
+                return g->is_new ? "new-guest" : "unplaced";
         return place_reason_to_string(r);
 }
 
@@ -306,6 +310,7 @@ int manager_plan_and_apply(struct manager *m)
                         g->vcpus[k].is_new = false;
         }
         plan_done(&plan);
+        m->n_passes++;
         manager_update_status(m);
         if (resync)
                 m->resync_failed = true;

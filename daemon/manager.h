@@ -115,6 +115,8 @@ struct manager {
         bool ready;                             /* READY=1 sent */
         bool resync_failed;                     /* last resync hit an error: retry soon */
         uint64_t n_moves;                       /* applied since start */
+        uint64_t n_resyncs;                     /* full resyncs done (listed, planned, applied) */
+        uint64_t n_passes;                      /* planning passes applied */
         char last_change[256];
         int exit_code;
 };
