@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,35 +165,62 @@ void plan_print_text(FILE *f, const struct topology *topo, hwloc_const_bitmap_t 
 
 /* ---- The engine's inputs, both ways ---- */
 
-static json_object *vcpu_input_to_json(const struct vcpu_input *v)
+/*
+ * One row per field the engine reads, for both directions: what the daemon
+ * writes is what simulate reads, by construction.
+ */
+enum field_kind { F_DOUBLE, F_U64, F_UNSIGNED, F_BOOL, F_CPUS };
+
+struct field_row {
+        const char *key;
+        enum field_kind kind;
+        size_t offset;
+};
+
+#define ROW(type, member, kind) { #member, kind, offsetof(type, member) }
+
+static const struct field_row vcpu_rows[] = {
+        ROW(struct vcpu_input, vcpu, F_UNSIGNED),
+        ROW(struct vcpu_input, load, F_DOUBLE),
+        ROW(struct vcpu_input, wait, F_DOUBLE),
+        ROW(struct vcpu_input, wait_ms, F_DOUBLE),
+        ROW(struct vcpu_input, current, F_CPUS),
+        ROW(struct vcpu_input, unsampled, F_BOOL),
+        ROW(struct vcpu_input, boot, F_BOOL),
+        ROW(struct vcpu_input, last_move_usec, F_U64),
+        ROW(struct vcpu_input, retry_after_usec, F_U64),
+        {},
+};
+
+static const struct field_row param_rows[] = {
+        ROW(struct plan_params, lane_width, F_UNSIGNED),
+        ROW(struct plan_params, imbalance_threshold, F_DOUBLE),
+        ROW(struct plan_params, hysteresis, F_DOUBLE),
+        ROW(struct plan_params, moves_per_interval, F_UNSIGNED),
+        ROW(struct plan_params, min_dwell_usec, F_U64),
+        ROW(struct plan_params, starvation_wait_usec, F_U64),
+        ROW(struct plan_params, now_usec, F_U64),
+        ROW(struct plan_params, unsampled_load, F_DOUBLE),
+        ROW(struct plan_params, boot_load, F_DOUBLE),
+        {},
+};
+
+static json_object *rows_to_json(const struct field_row *rows, const void *base)
 {
         json_object *o = json_object_new_object();
 
-        json_object_object_add(o, "vcpu", json_object_new_int((int)v->vcpu));
-        json_object_object_add(o, "load", json_object_new_double(v->load));
-        json_object_object_add(o, "wait", json_object_new_double(v->wait));
-        json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
-        json_object_object_add(o, "current", json_cpulist(v->current));
-        json_object_object_add(o, "unsampled", json_object_new_boolean(v->unsampled));
-        json_object_object_add(o, "boot", json_object_new_boolean(v->boot));
-        json_object_object_add(o, "last_move_usec", json_object_new_uint64(v->last_move_usec));
-        json_object_object_add(o, "retry_after_usec", json_object_new_uint64(v->retry_after_usec));
-        return o;
-}
-
-static json_object *params_to_json(const struct plan_params *p)
-{
-        json_object *o = json_object_new_object();
-
-        json_object_object_add(o, "lane_width", json_object_new_int((int)p->lane_width));
-        json_object_object_add(o, "imbalance_threshold", json_object_new_double(p->imbalance_threshold));
-        json_object_object_add(o, "hysteresis", json_object_new_double(p->hysteresis));
-        json_object_object_add(o, "moves_per_interval", json_object_new_int((int)p->moves_per_interval));
-        json_object_object_add(o, "min_dwell_usec", json_object_new_uint64(p->min_dwell_usec));
-        json_object_object_add(o, "starvation_wait_usec", json_object_new_uint64(p->starvation_wait_usec));
-        json_object_object_add(o, "now_usec", json_object_new_uint64(p->now_usec));
-        json_object_object_add(o, "unsampled_load", json_object_new_double(p->unsampled_load));
-        json_object_object_add(o, "boot_load", json_object_new_double(p->boot_load));
+        for (const struct field_row *f = rows; f->key; f++) {
+                const char *p = (const char *)base + f->offset;
+                json_object *v = NULL;
+                switch (f->kind) {
+                case F_DOUBLE: v = json_object_new_double(*(const double *)p); break;
+                case F_U64: v = json_object_new_uint64(*(const uint64_t *)p); break;
+                case F_UNSIGNED: v = json_object_new_uint64(*(const unsigned *)p); break;
+                case F_BOOL: v = json_object_new_boolean(*(const bool *)p); break;
+                case F_CPUS: v = json_cpulist(*(const hwloc_const_bitmap_t *)p); break;
+                }
+                json_object_object_add(o, f->key, v);
+        }
         return o;
 }
 
@@ -210,12 +238,12 @@ json_object *plan_inputs_to_json(hwloc_const_bitmap_t usable, const struct guest
                 json_object_object_add(jg, "policy", json_object_new_string(placement_policy_to_string(g->policy)));
                 json_object_object_add(jg, "restriction", json_cpulist(g->restriction));
                 for (size_t v = 0; v < g->n_vcpus; v++)
-                        json_object_array_add(jv, vcpu_input_to_json(&g->vcpus[v]));
+                        json_object_array_add(jv, rows_to_json(vcpu_rows, &g->vcpus[v]));
                 json_object_object_add(jg, "vcpus", jv);
                 json_object_array_add(jguests, jg);
         }
         json_object_object_add(root, "usable", json_cpulist(usable));
-        json_object_object_add(root, "params", params_to_json(params));
+        json_object_object_add(root, "params", rows_to_json(param_rows, params));
         json_object_object_add(root, "guests", jguests);
         return root;
 }
@@ -242,34 +270,6 @@ static json_object *field(struct reader *rd, json_object *o, const char *key, js
         return ok ? v : NULL;
 }
 
-static void read_double(struct reader *rd, json_object *o, const char *key, double *out)
-{
-        json_object *v = field(rd, o, key, json_type_double);
-        if (v)
-                *out = json_object_get_double(v);
-}
-
-static void read_u64(struct reader *rd, json_object *o, const char *key, uint64_t *out)
-{
-        json_object *v = field(rd, o, key, json_type_int);
-        if (v)
-                *out = json_object_get_uint64(v);
-}
-
-static void read_unsigned(struct reader *rd, json_object *o, const char *key, unsigned *out)
-{
-        uint64_t x = *out;
-        read_u64(rd, o, key, &x);
-        *out = (unsigned)x;
-}
-
-static void read_bool(struct reader *rd, json_object *o, const char *key, bool *out)
-{
-        json_object *v = field(rd, o, key, json_type_boolean);
-        if (v)
-                *out = json_object_get_boolean(v);
-}
-
 /* A cpulist, or NULL when absent or null; -ENOMEM / -EINVAL in rd->r. */
 static hwloc_bitmap_t read_cpus(struct reader *rd, json_object *o, const char *key)
 {
@@ -293,30 +293,30 @@ static hwloc_bitmap_t read_cpus(struct reader *rd, json_object *o, const char *k
         return b;
 }
 
-static void read_params(struct reader *rd, json_object *o, struct plan_params *p)
+static void read_rows(struct reader *rd, json_object *o, const struct field_row *rows, void *base)
 {
-        read_unsigned(rd, o, "lane_width", &p->lane_width);
-        read_double(rd, o, "imbalance_threshold", &p->imbalance_threshold);
-        read_double(rd, o, "hysteresis", &p->hysteresis);
-        read_unsigned(rd, o, "moves_per_interval", &p->moves_per_interval);
-        read_u64(rd, o, "min_dwell_usec", &p->min_dwell_usec);
-        read_u64(rd, o, "starvation_wait_usec", &p->starvation_wait_usec);
-        read_u64(rd, o, "now_usec", &p->now_usec);
-        read_double(rd, o, "unsampled_load", &p->unsampled_load);
-        read_double(rd, o, "boot_load", &p->boot_load);
-}
+        static const json_type types[] = {
+                [F_DOUBLE] = json_type_double, [F_U64] = json_type_int, [F_UNSIGNED] = json_type_int,
+                [F_BOOL] = json_type_boolean, [F_CPUS] = json_type_string,
+        };
 
-static void read_vcpu(struct reader *rd, json_object *o, struct vcpu_input *v)
-{
-        read_unsigned(rd, o, "vcpu", &v->vcpu);
-        read_double(rd, o, "load", &v->load);
-        read_double(rd, o, "wait", &v->wait);
-        read_double(rd, o, "wait_ms", &v->wait_ms);
-        v->current = read_cpus(rd, o, "current");
-        read_bool(rd, o, "unsampled", &v->unsampled);
-        read_bool(rd, o, "boot", &v->boot);
-        read_u64(rd, o, "last_move_usec", &v->last_move_usec);
-        read_u64(rd, o, "retry_after_usec", &v->retry_after_usec);
+        for (const struct field_row *f = rows; f->key && rd->r == 0; f++) {
+                char *p = (char *)base + f->offset;
+                if (f->kind == F_CPUS) {
+                        *(hwloc_const_bitmap_t *)p = read_cpus(rd, o, f->key);
+                        continue;
+                }
+                json_object *v = field(rd, o, f->key, types[f->kind]);
+                if (!v)
+                        continue;
+                switch (f->kind) {
+                case F_DOUBLE: *(double *)p = json_object_get_double(v); break;
+                case F_U64: *(uint64_t *)p = json_object_get_uint64(v); break;
+                case F_UNSIGNED: *(unsigned *)p = (unsigned)json_object_get_uint64(v); break;
+                case F_BOOL: *(bool *)p = json_object_get_boolean(v); break;
+                case F_CPUS: break;
+                }
+        }
 }
 
 static int read_guest(struct reader *rd, json_object *o, struct guest_input *g)
@@ -342,7 +342,7 @@ static int read_guest(struct reader *rd, json_object *o, struct guest_input *g)
         g->vcpus = v;
         g->n_vcpus = n;
         for (size_t k = 0; k < n && rd->r == 0; k++)
-                read_vcpu(rd, json_object_array_get_idx(vcpus, k), &v[k]);
+                read_rows(rd, json_object_array_get_idx(vcpus, k), vcpu_rows, &v[k]);
         return rd->r;
 }
 
@@ -362,7 +362,7 @@ int plan_inputs_from_json(json_object *o, struct plan_input_set *out, char *err,
         }
         out->usable = read_cpus(&rd, o, "usable");
         if ((params = field(&rd, o, "params", json_type_object)))
-                read_params(&rd, params, &out->params);
+                read_rows(&rd, params, param_rows, &out->params);
         guests = field(&rd, o, "guests", json_type_array);
         if (!guests && rd.r == 0) {
                 snprintf(err, errlen, "no \"guests\" array");

@@ -1047,16 +1047,27 @@ static void test_demand(void)
         CHECK(vcpu_demand(&v, &p) == p.unsampled_load, "unsampled ignores the measurement");
 }
 
-/* Four single-vCPU guests stacked on PU 0 of 8: three want to move for balance. */
-static void stacked_singles(struct scenario *s)
+
+/* A small hand-made case: one-PU lanes, the clock at 100 s. */
+static bool rule_case(struct scenario *s, struct topo_cache *tc, const char *synthetic)
 {
+        if (scenario_init(s, tc, synthetic) < 0)
+                return false;
         s->params.lane_width = 1;
-        s->params.moves_per_interval = 0;
         s->params.now_usec = 100 * 1000000ULL;
-        for (size_t i = 0; i < 4; i++) {
-                size_t g = add_guest(s, POLICY_SPREAD, 1, 1);
-                set_current(s, g, 0, "0");
-        }
+        return true;
+}
+
+/* A guest whose vCPUs sit on @cpus[j] (NULL-terminated, one per vCPU; "*": everywhere). */
+static size_t add_placed(struct scenario *s, enum placement_policy policy, double load, const char *const *cpus)
+{
+        size_t n = 0;
+        while (cpus[n])
+                n++;
+        size_t g = add_guest(s, policy, n, load);
+        for (size_t j = 0; j < n; j++)
+                set_current(s, g, j, strcmp(cpus[j], "*") ? cpus[j] : NULL);
+        return g;
 }
 
 static void test_dwell(struct topo_cache *tc)
@@ -1064,11 +1075,13 @@ static void test_dwell(struct topo_cache *tc)
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, tc, "core:8 pu:1") < 0)
+        /* Four single-vCPU guests stacked on PU 0 of 8, each moved 1 s ago (dwell 10 s). */
+        if (!rule_case(&s, tc, "core:8 pu:1"))
                 return;
-        stacked_singles(&s);
-        for (size_t i = 0; i < s.n_guests; i++)
-                vcpus_of(&s, i)[0].last_move_usec = s.params.now_usec - 1000000;  /* 1 s ago, dwell 10 s */
+        s.params.moves_per_interval = 0;
+        for (size_t i = 0; i < 4; i++)
+                vcpus_of(&s, add_placed(&s, POLICY_SPREAD, 1, (const char *[]){ "0", NULL }))[0].last_move_usec =
+                        s.params.now_usec - 1000000;
         if (plan_ok(&s, &p, "dwelling")) {
                 CHECK(p.n_moves == 0, "moved %zu vCPUs that dwell", p.n_moves);
                 plan_done(&p);
@@ -1090,13 +1103,9 @@ static void test_dwell(struct topo_cache *tc)
         scenario_done(&s);
 
         /* Dwell never holds a correctness move: two siblings on one PU. */
-        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
+        if (!rule_case(&s, tc, "core:4 pu:1"))
                 return;
-        s.params.lane_width = 1;
-        s.params.now_usec = 100 * 1000000ULL;
-        size_t g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
-        set_current(&s, g, 0, "0");
-        set_current(&s, g, 1, "0");
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0", "0", NULL });
         vcpus_of(&s, g)[0].last_move_usec = vcpus_of(&s, g)[1].last_move_usec = s.params.now_usec - 1;
         if (plan_checked(&s, &p, "conflict while dwelling") == 0) {
                 CHECK(p.n_moves == 1 && p.moves[0].reason == PLACE_SIBLING_CONFLICT, "%zu moves", p.n_moves);
@@ -1110,13 +1119,10 @@ static void test_backoff(struct topo_cache *tc)
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
+        if (!rule_case(&s, tc, "core:4 pu:1"))
                 return;
-        s.params.lane_width = 1;
-        s.params.now_usec = 100 * 1000000ULL;
-        size_t g = add_guest(&s, POLICY_SPREAD, 3, 0.5);
-        set_current(&s, g, 0, "1");
-        set_current(&s, g, 1, "1");     /* collides with vCPU 0, which keeps its mask ... */
+        /* vCPU 1 collides with vCPU 0, which keeps its mask ...; vCPU 2 is everywhere. */
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "1", "1", "*", NULL });
         vcpus_of(&s, g)[1].retry_after_usec = s.params.now_usec + 1;   /* ... unless vCPU 1 backs off */
         if (plan_checked(&s, &p, "back-off")) {
                 scenario_done(&s);
@@ -1150,16 +1156,12 @@ static void test_swap_staging(struct topo_cache *tc)
         struct scenario s;
         struct plan p;
 
-        if (scenario_init(&s, tc, "core:4 pu:1") < 0)
+        if (!rule_case(&s, tc, "core:4 pu:1"))
                 return;
-        s.params.lane_width = 1;
-        size_t h = add_guest(&s, POLICY_IGNORE, 1, 1);
-        set_current(&s, h, 0, "1");
-        size_t g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
+        add_placed(&s, POLICY_IGNORE, 1, (const char *[]){ "1", NULL });
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0-1", "2-3", NULL });
         vcpus_of(&s, g)[0].load = 0.9;
         s.guests[g].restriction = parse("1-2");
-        set_current(&s, g, 0, "0-1");
-        set_current(&s, g, 1, "2-3");
         if (plan_checked(&s, &p, "swap") == 0) {
                 unsigned sparse_bad;
                 CHECK(target_is(&p, g, 0, "2") && target_is(&p, g, 1, "1"), "not a swap: the test is void");
@@ -1171,16 +1173,12 @@ static void test_swap_staging(struct topo_cache *tc)
         scenario_done(&s);
 
         /* The same swap on two usable CPUs: nowhere to wait, so both are deferred, and the plan says so. */
-        if (scenario_init(&s, tc, "core:3 pu:1") < 0)
+        if (!rule_case(&s, tc, "core:3 pu:1"))
                 return;
         hwloc_bitmap_clr(s.usable, 2);
-        s.params.lane_width = 1;
-        h = add_guest(&s, POLICY_IGNORE, 1, 1);
-        set_current(&s, h, 0, "0");
-        g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
+        add_placed(&s, POLICY_IGNORE, 1, (const char *[]){ "0", NULL });
+        g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0,2", "1-2", NULL });
         vcpus_of(&s, g)[0].load = 0.9;
-        set_current(&s, g, 0, "0,2");
-        set_current(&s, g, 1, "1-2");
         if (plan_checked(&s, &p, "swap, no room") == 0) {
                 CHECK(target_is(&p, g, 0, "1") && target_is(&p, g, 1, "0"), "not a swap: the test is void");
                 CHECK(p.n_deferred == 2 && p.n_moves == 0 && p.guests[g].vcpus[0].deferred &&
