@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "adaptive.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NSEC_PER_SEC 1000000000ULL
+
+const char *adaptive_mode_to_string(enum adaptive_mode m)
+{
+        switch (m) {
+        case ADAPTIVE_KERNEL:
+                return "kernel";
+        case ADAPTIVE_SPREAD:
+                return "spread";
+        case ADAPTIVE_COSCHED:
+                return "cosched";
+        default:
+                return "?";
+        }
+}
+
+const char *adaptive_phase_to_string(enum adaptive_phase p)
+{
+        switch (p) {
+        case ADAPTIVE_WATCH:
+                return "watch";
+        case ADAPTIVE_SETTLE:
+                return "settle";
+        case ADAPTIVE_TRIAL:
+                return "trial";
+        case ADAPTIVE_STEADY:
+                return "steady";
+        }
+        return "?";
+}
+
+const char *adaptive_event_to_string(enum adaptive_event e)
+{
+        switch (e) {
+        case ADAPTIVE_EVENT_NONE:
+                return "none";
+        case ADAPTIVE_EVENT_INTERVENE:
+                return "intervene";
+        case ADAPTIVE_EVENT_TRIAL_KEPT:
+                return "trial-kept";
+        case ADAPTIVE_EVENT_TRIAL_FAILED:
+                return "trial-failed";
+        case ADAPTIVE_EVENT_LOAD_CHANGED:
+                return "load-changed";
+        case ADAPTIVE_EVENT_RELEASE:
+                return "release";
+        case ADAPTIVE_EVENT_CANDIDATE_HELD:
+                return "candidate-held";
+        }
+        return "?";
+}
+
+void adaptive_params_default(struct adaptive_params *p)
+{
+        *p = (struct adaptive_params) {
+                .busy_min = 0.80,
+                .wait_min = 0.10,
+                .voluntary_max = 50,
+                .stacked_min = 0.40,
+                .min_stack_samples = 50,
+                .yield_weight = 0,
+                .window_s = 30,
+                .settle_s = 5,
+                .trial_s = 30,
+                .harm_drop_min = 0.25,
+                .share_fall_max = 0.05,
+                .exit_windows = 2,
+                .holdoff_ns = 600 * NSEC_PER_SEC,
+                .min_dwell_ns = 600 * NSEC_PER_SEC,
+                .conserve_wait_min = 0.05,
+                .conserve_idle_min = 0.50,
+                .conserve_intervals = 3,
+                .cosched_available = false,
+        };
+}
+
+void adaptive_guest_init(struct adaptive_guest *g)
+{
+        *g = (struct adaptive_guest) { .mode = ADAPTIVE_KERNEL, .phase = ADAPTIVE_WATCH };
+}
+
+/* ---- windows ------------------------------------------------------------- */
+
+static void acc_add(struct adaptive_acc *a, const struct adaptive_input *in)
+{
+        double dt = in->dt_s;
+
+        a->seconds += dt;
+        a->cpu_share += in->cpu_share * dt;
+        a->busy += in->busy * dt;
+        a->wait += in->wait * dt;
+        a->voluntary += in->voluntary_hz * dt;
+        a->involuntary += in->involuntary_hz * dt;
+        a->idle_forbidden += in->idle_forbidden * dt;
+        a->runnable_samples += in->runnable_samples;
+        a->stacked_samples += in->stacked_samples;
+        if (in->kvm) {
+                a->kvm_seconds += dt;
+                a->kvm_halt += in->kvm_halt_hz * dt;
+                a->kvm_preempt += in->kvm_preempt_hz * dt;
+                a->kvm_yield += in->kvm_yield_hz * dt;
+        }
+}
+
+double adaptive_harm(const struct adaptive_figures *f, const struct adaptive_params *p)
+{
+        double h = f->wait * f->stacked;
+
+        if (f->kvm)
+                h += p->yield_weight * f->kvm_yield_hz;
+        return h;
+}
+
+static void acc_figures(const struct adaptive_acc *a, const struct adaptive_params *p,
+                        struct adaptive_figures *f)
+{
+        double s = a->seconds > 0 ? a->seconds : 1;
+
+        *f = (struct adaptive_figures) {
+                .seconds = a->seconds,
+                .cpu_share = a->cpu_share / s,
+                .busy = a->busy / s,
+                .wait = a->wait / s,
+                .stacked = a->runnable_samples ? (double)a->stacked_samples / a->runnable_samples : 0,
+                .runnable_samples = a->runnable_samples,
+                .voluntary_hz = a->voluntary / s,
+                .involuntary_hz = a->involuntary / s,
+                .idle_forbidden = a->idle_forbidden / s,
+                .kvm = a->kvm_seconds > 0,
+        };
+        if (f->kvm) {
+                f->kvm_halt_hz = a->kvm_halt / a->kvm_seconds;
+                f->kvm_preempt_hz = a->kvm_preempt / a->kvm_seconds;
+                f->kvm_yield_hz = a->kvm_yield / a->kvm_seconds;
+        }
+        f->harm = adaptive_harm(f, p);
+}
+
+static void interval_figures(const struct adaptive_input *in, const struct adaptive_params *p,
+                             struct adaptive_figures *f)
+{
+        struct adaptive_acc a = {};
+
+        acc_add(&a, in);
+        acc_figures(&a, p, f);
+}
+
+/* A halting guest blocks by itself: voluntary switches, or KVM halt exits. */
+static double blocking_hz(const struct adaptive_figures *f)
+{
+        return f->kvm && f->kvm_halt_hz > f->voluntary_hz ? f->kvm_halt_hz : f->voluntary_hz;
+}
+
+/* Busy, waiting and not blocking: what a lock spinner looks like, whatever the placement. */
+static bool spinner_like(const struct adaptive_figures *f, const struct adaptive_params *p)
+{
+        return f->busy >= p->busy_min && f->wait >= p->wait_min && blocking_hz(f) <= p->voluntary_max;
+}
+
+/* Rule 1, on a KERNEL window. */
+static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p)
+{
+        return n_vcpus >= 2 && spinner_like(f, p) && f->runnable_samples >= p->min_stack_samples &&
+               f->stacked >= p->stacked_min;
+}
+
+/* Of the modes not held off, the one that failed longest ago (never = 0);
+ * on a tie co-scheduling, which is what cures lock-holder preemption. */
+enum adaptive_mode adaptive_target(const struct adaptive_guest *g, const struct adaptive_params *p,
+                                   uint64_t now_ns)
+{
+        enum adaptive_mode best = ADAPTIVE_KERNEL;
+        const enum adaptive_mode order[] = { ADAPTIVE_COSCHED, ADAPTIVE_SPREAD };
+
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+                enum adaptive_mode m = order[i];
+                if (m == ADAPTIVE_COSCHED && !p->cosched_available)
+                        continue;
+                if (now_ns < g->holdoff_until_ns[m])
+                        continue;
+                if (best == ADAPTIVE_KERNEL || g->holdoff_until_ns[m] < g->holdoff_until_ns[best])
+                        best = m;
+        }
+        return best;
+}
+
+/* ---- decisions ----------------------------------------------------------- */
+
+static void format_figures(char *buf, size_t size, const char *label, const struct adaptive_figures *f)
+{
+        size_t len = strlen(buf);
+
+        snprintf(buf + len, size - len,
+                 "%s%s %.0fs: cpu %.2f, busy %.2f, wait %.2f, stacked %.2f (%u samples), "
+                 "voluntary %.0f/s, involuntary %.0f/s, idle-forbidden %.2f, harm %.3f",
+                 len ? "; " : "", label, f->seconds, f->cpu_share, f->busy, f->wait, f->stacked,
+                 f->runnable_samples, f->voluntary_hz, f->involuntary_hz, f->idle_forbidden, f->harm);
+        if (f->kvm) {
+                len = strlen(buf);
+                snprintf(buf + len, size - len, ", kvm halt %.0f/s preempt %.0f/s yield %.0f/s",
+                         f->kvm_halt_hz, f->kvm_preempt_hz, f->kvm_yield_hz);
+        }
+}
+
+static void decide(struct adaptive_guest *g, const struct adaptive_input *in, struct adaptive_decision *out,
+                   enum adaptive_event event, enum adaptive_mode to, const char *reason)
+{
+        out->event = event;
+        out->from = g->mode;
+        out->to = to;
+        out->changed = to != g->mode;
+        out->reason = reason;
+        if (out->changed) {
+                g->mode = to;
+                g->last_change_ns = in->now_ns;
+                g->changed_once = true;
+                g->changes++;
+        }
+        snprintf(out->text, sizeof(out->text), "%s -> %s (%s): ", adaptive_mode_to_string(out->from),
+                 adaptive_mode_to_string(out->to), reason);
+        size_t len = strlen(out->text);
+        format_figures(out->text + len, sizeof(out->text) - len, "now", &out->now);
+        if (out->before.seconds > 0)
+                format_figures(out->text, sizeof(out->text), "before", &out->before);
+}
+
+static void start_window(struct adaptive_guest *g, enum adaptive_phase phase)
+{
+        g->phase = phase;
+        g->acc = (struct adaptive_acc) {};
+}
+
+static bool dwell_passed(const struct adaptive_guest *g, const struct adaptive_params *p, uint64_t now)
+{
+        return !g->changed_once || now - g->last_change_ns >= p->min_dwell_ns;
+}
+
+/* Rule 4: a confined vCPU waits while a CPU it may not use idles. */
+static bool conserve(struct adaptive_guest *g, const struct adaptive_params *p, const struct adaptive_input *in,
+                     struct adaptive_decision *out)
+{
+        bool confined = in->confined || g->mode != ADAPTIVE_KERNEL;
+
+        if (confined && in->wait >= p->conserve_wait_min && in->idle_forbidden >= p->conserve_idle_min)
+                g->conserve_streak++;
+        else
+                g->conserve_streak = 0;
+        if (g->conserve_streak < p->conserve_intervals || p->conserve_intervals == 0)
+                return false;
+
+        g->conserve_streak = 0;
+        interval_figures(in, p, &out->now);
+        if (g->mode != ADAPTIVE_KERNEL) {
+                g->holdoff_until_ns[g->mode] = in->now_ns + p->holdoff_ns;
+                out->holdoff_until_ns = g->holdoff_until_ns[g->mode];
+        }
+        decide(g, in, out, ADAPTIVE_EVENT_RELEASE, ADAPTIVE_KERNEL, "idle-cpu-while-waiting");
+        start_window(g, ADAPTIVE_WATCH);
+        return true;
+}
+
+static void on_watch_window(struct adaptive_guest *g, const struct adaptive_params *p,
+                            const struct adaptive_input *in, const struct adaptive_figures *f,
+                            struct adaptive_decision *out)
+{
+        if (!candidate(f, in->n_vcpus, p)) {
+                start_window(g, ADAPTIVE_WATCH);
+                return;
+        }
+        enum adaptive_mode to = adaptive_target(g, p, in->now_ns);
+        out->now = *f;
+        if (to == ADAPTIVE_KERNEL || !dwell_passed(g, p, in->now_ns)) {
+                /* Say so, once per window; the manager may log it at debug level. */
+                decide(g, in, out, ADAPTIVE_EVENT_CANDIDATE_HELD, ADAPTIVE_KERNEL,
+                       to == ADAPTIVE_KERNEL ? "held-off" : "dwell");
+                start_window(g, ADAPTIVE_WATCH);
+                return;
+        }
+        g->baseline = *f;
+        decide(g, in, out, ADAPTIVE_EVENT_INTERVENE, to, "stacked-nonblocking");
+        g->exit_streak = 0;
+        start_window(g, ADAPTIVE_SETTLE);
+}
+
+static void on_trial_window(struct adaptive_guest *g, const struct adaptive_params *p,
+                            const struct adaptive_input *in, const struct adaptive_figures *f,
+                            struct adaptive_decision *out)
+{
+        const struct adaptive_figures *b = &g->baseline;
+        bool harm_fell = f->harm <= b->harm * (1 - p->harm_drop_min) && f->harm < b->harm;
+        bool share_kept = f->cpu_share >= b->cpu_share * (1 - p->share_fall_max);
+
+        out->now = *f;
+        out->before = *b;
+        if (harm_fell && share_kept) {
+                decide(g, in, out, ADAPTIVE_EVENT_TRIAL_KEPT, g->mode, "harm-lowered");
+                start_window(g, ADAPTIVE_STEADY);
+                return;
+        }
+        g->holdoff_until_ns[g->mode] = in->now_ns + p->holdoff_ns;
+        out->holdoff_until_ns = g->holdoff_until_ns[g->mode];
+        decide(g, in, out, ADAPTIVE_EVENT_TRIAL_FAILED, ADAPTIVE_KERNEL,
+               !harm_fell ? "harm-not-lowered" : "cpu-share-fell");
+        start_window(g, ADAPTIVE_WATCH);
+}
+
+static void on_steady_window(struct adaptive_guest *g, const struct adaptive_params *p,
+                             const struct adaptive_input *in, const struct adaptive_figures *f,
+                             struct adaptive_decision *out)
+{
+        /* Stacking is gone by construction here; the rest of rule 1 must still hold. */
+        if (spinner_like(f, p) && in->n_vcpus >= 2)
+                g->exit_streak = 0;
+        else
+                g->exit_streak++;
+        if (g->exit_streak >= p->exit_windows && dwell_passed(g, p, in->now_ns)) {
+                out->now = *f;
+                decide(g, in, out, ADAPTIVE_EVENT_LOAD_CHANGED, ADAPTIVE_KERNEL, "no-longer-candidate");
+                g->exit_streak = 0;
+                start_window(g, ADAPTIVE_WATCH);
+                return;
+        }
+        start_window(g, ADAPTIVE_STEADY);
+}
+
+static bool input_valid(const struct adaptive_input *in)
+{
+        const double v[] = { in->dt_s, in->cpu_share, in->busy, in->wait, in->voluntary_hz,
+                             in->involuntary_hz, in->idle_forbidden };
+
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+                if (!isfinite(v[i]) || v[i] < 0)
+                        return false;
+        if (in->stacked_samples > in->runnable_samples)
+                return false;
+        if (in->kvm && (!isfinite(in->kvm_halt_hz) || !isfinite(in->kvm_preempt_hz) ||
+                        !isfinite(in->kvm_yield_hz)))
+                return false;
+        return true;
+}
+
+int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
+                  const struct adaptive_input *in, struct adaptive_decision *out)
+{
+        struct adaptive_figures f;
+
+        *out = (struct adaptive_decision) { .event = ADAPTIVE_EVENT_NONE, .from = g->mode, .to = g->mode };
+        if (!input_valid(in) || (g->changed_once && in->now_ns < g->last_change_ns))
+                return -EINVAL;
+        if (in->dt_s == 0)
+                return 0;
+
+        if (conserve(g, p, in, out))
+                return 0;
+
+        acc_add(&g->acc, in);
+        switch (g->phase) {
+        case ADAPTIVE_SETTLE:
+                if (g->acc.seconds >= p->settle_s)
+                        start_window(g, ADAPTIVE_TRIAL);
+                return 0;
+        case ADAPTIVE_TRIAL:
+                if (g->acc.seconds < p->trial_s)
+                        return 0;
+                acc_figures(&g->acc, p, &f);
+                on_trial_window(g, p, in, &f, out);
+                return 0;
+        case ADAPTIVE_WATCH:
+        case ADAPTIVE_STEADY:
+                if (g->acc.seconds < p->window_s)
+                        return 0;
+                acc_figures(&g->acc, p, &f);
+                if (g->phase == ADAPTIVE_WATCH)
+                        on_watch_window(g, p, in, &f, out);
+                else
+                        on_steady_window(g, p, in, &f, out);
+                return 0;
+        }
+        return 0;
+}
