@@ -215,13 +215,13 @@ void signals_tally_add(struct signals_tally *t, const struct thread_sched_state 
         }
 }
 
-int signals_sample_guest(struct signals *s, struct signals_thread *threads, size_t n,
+int signals_sample_guest(struct signals *s, struct signals_thread *const *threads, size_t n,
                          struct thread_sched_state *scratch, struct signals_tally *tally)
 {
         int read = 0;
 
         for (size_t i = 0; i < n; i++) {
-                int r = signals_read_state(s, &threads[i], &scratch[i]);
+                int r = signals_read_state(s, threads[i], &scratch[i]);
                 if (r == -ESRCH) {
                         tally->gone++;
                         scratch[i].state = 0;

@@ -201,8 +201,10 @@ static void test_budget_and_gate(void)
 
         CHECK(signals_tick_hz(&b, 0) == 10, "none");
         CHECK(signals_tick_hz(&b, 20) == 10, "few: max");
-        CHECK(signals_tick_hz(&b, 200) == 3, "200: budget %g", signals_tick_hz(&b, 200));
-        CHECK(signals_tick_hz(&b, 10000) == 2, "many: min");
+        CHECK(signals_tick_hz(&b, 200) == 1.5, "200: budget %g", signals_tick_hz(&b, 200));
+        CHECK(signals_ctxt_due(&b, 5, 0) && !signals_ctxt_due(&b, 5, 1) && signals_ctxt_due(&b, 6, 4), "status spread");
+        CHECK(signals_tick_hz(&b, 10000) == 1, "many: min");
+        CHECK(signals_tick_hz(&b, 30) == 10, "30: max");
 
         CHECK(signals_guest_wants_ticks(busy, wait, 3, 0.8, 0.1, false), "two hot vCPUs");
         CHECK(!signals_guest_wants_ticks(busy, wait, 1, 0.8, 0.1, true), "one vCPU never");
