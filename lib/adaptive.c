@@ -87,6 +87,73 @@ void adaptive_guest_init(struct adaptive_guest *g)
         *g = (struct adaptive_guest) { .mode = ADAPTIVE_KERNEL, .phase = ADAPTIVE_WATCH };
 }
 
+/* ---- one interval ---------------------------------------------------------- */
+
+int adaptive_input_build(const struct adaptive_guest_sample *s, const struct adaptive_params *p,
+                         struct adaptive_input *in)
+{
+        size_t n = s->n_vcpus, kvm = 0;
+
+        if (n == 0 || !s->allowed)
+                return -EINVAL;
+        hwloc_bitmap_t forbidden = hwloc_bitmap_alloc();
+        hwloc_bitmap_t outside = hwloc_bitmap_alloc();
+        if (!forbidden || !outside) {
+                hwloc_bitmap_free(forbidden);
+                hwloc_bitmap_free(outside);
+                return -ENOMEM;
+        }
+        *in = (struct adaptive_input) {
+                .now_ns = s->now_ns,
+                .dt_s = s->dt_s,
+                .n_vcpus = (unsigned)n,
+                .runnable_samples = s->runnable_samples,
+                .stacked_samples = s->stacked_samples,
+                .kvm = true,
+        };
+        for (size_t i = 0; i < n; i++) {
+                const struct adaptive_vcpu_sample *v = &s->vcpus[i];
+                in->cpu_share += v->util;
+                in->busy += (v->util + v->wait) / (double)n;
+                in->wait += v->wait / (double)n;
+                in->voluntary_hz += v->voluntary_hz / (double)n;
+                in->involuntary_hz += v->involuntary_hz / (double)n;
+                if (v->kvm) {
+                        kvm++;
+                        in->kvm_halt_hz += v->kvm_halt_hz;
+                        in->kvm_preempt_hz += v->kvm_preempt_hz;
+                        in->kvm_yield_hz += v->kvm_yield_hz;
+                }
+                if (!v->cpus)
+                        continue;
+                hwloc_bitmap_andnot(outside, s->allowed, v->cpus);
+                if (!hwloc_bitmap_iszero(outside))
+                        in->confined = true;
+                if (v->wait >= p->conserve_wait_min)
+                        hwloc_bitmap_or(forbidden, forbidden, outside);
+        }
+        if (in->busy > 1)
+                in->busy = 1;
+        /* All vCPUs or none: a half-KVM figure would not compare across windows. */
+        if (kvm == n) {
+                in->kvm_halt_hz /= (double)n;
+                in->kvm_preempt_hz /= (double)n;
+                in->kvm_yield_hz /= (double)n;
+        } else {
+                in->kvm = false;
+                in->kvm_halt_hz = in->kvm_preempt_hz = in->kvm_yield_hz = 0;
+        }
+        int c;
+        hwloc_bitmap_foreach_begin(c, forbidden) {
+                if ((size_t)c < s->n_cpus && s->cpu_idle[c] > 0)
+                        in->idle_forbidden += s->cpu_idle[c];
+        }
+        hwloc_bitmap_foreach_end();
+        hwloc_bitmap_free(forbidden);
+        hwloc_bitmap_free(outside);
+        return 0;
+}
+
 /* ---- windows ------------------------------------------------------------- */
 
 static void acc_add(struct adaptive_acc *a, const struct adaptive_input *in)

@@ -59,6 +59,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <hwloc.h>
 
 enum adaptive_mode {
         ADAPTIVE_KERNEL,        /* the guest's full allowed set; the kernel places the vCPUs */
@@ -120,6 +121,40 @@ struct adaptive_input {
         double kvm_preempt_hz;          /* preemption_reported per vCPU-second */
         double kvm_yield_hz;            /* directed_yield_attempted per vCPU-second */
 };
+
+/*
+ * The same interval as the manager holds it, per vCPU: adaptive_input_build()
+ * turns it into struct adaptive_input, so the arithmetic (means, the idle
+ * CPUs a waiting vCPU may not use) is tested here and not in the manager.
+ */
+struct adaptive_vcpu_sample {
+        double util, wait;              /* struct thread_load's last_util, last_wait */
+        double voluntary_hz, involuntary_hz;    /* from daemon/signals.h's switch counters */
+        hwloc_const_bitmap_t cpus;      /* the CPUs it may use now; NULL: all of the guest's */
+        bool kvm;                       /* kvm_vcpu_rates() had the counters */
+        double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
+};
+
+struct adaptive_guest_sample {
+        uint64_t now_ns;
+        double dt_s;
+        const struct adaptive_vcpu_sample *vcpus;
+        size_t n_vcpus;
+        unsigned runnable_samples, stacked_samples;     /* struct signals_tally of the interval */
+        hwloc_const_bitmap_t allowed;   /* the guest's full allowed set (what KERNEL mode gives) */
+        const double *cpu_idle;         /* idle share per host CPU, indexed by OS CPU number: 1 - busy - steal */
+        size_t n_cpus;                  /* entries in cpu_idle */
+};
+
+/*
+ * Fill @in.  A vCPU counts as waiting for idle_forbidden when its wait share
+ * is >= @p->conserve_wait_min; idle_forbidden is the idle share summed over
+ * the CPUs of @allowed outside the mask of at least one waiting vCPU, and
+ * confined is true when some vCPU's mask is narrower than @allowed.
+ * Returns 0, -EINVAL (no vCPUs, no allowed set), -ENOMEM.
+ */
+int adaptive_input_build(const struct adaptive_guest_sample *s, const struct adaptive_params *p,
+                         struct adaptive_input *in);
 
 /* An interval or a window in the figures of a journal entry. */
 struct adaptive_figures {

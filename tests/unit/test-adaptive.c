@@ -385,6 +385,54 @@ static void test_kvm_harm(void)
         CHECK(fabs(adaptive_harm(&f, &P) - 0.35) < 1e-12, "weighted: %g", adaptive_harm(&f, &P));
 }
 
+/* From per-vCPU samples to one interval: means, confinement, idle CPUs a waiting vCPU may not use. */
+static void test_input_build(void)
+{
+        hwloc_bitmap_t allowed = hwloc_bitmap_alloc(), cpu0 = hwloc_bitmap_alloc(), cpu1 = hwloc_bitmap_alloc();
+        double idle[4] = { 0.0, 0.25, 0.5, 0.75 };      /* CPU 3 is outside the guest's set */
+        struct adaptive_input in;
+
+        adaptive_params_default(&P);
+        hwloc_bitmap_set_range(allowed, 0, 2);
+        hwloc_bitmap_set(cpu0, 0);
+        hwloc_bitmap_set(cpu1, 1);
+        struct adaptive_vcpu_sample v[2] = {
+                { .util = 0.5, .wait = 0.4, .voluntary_hz = 10, .involuntary_hz = 100, .cpus = cpu0 },
+                { .util = 0.3, .wait = 0.01, .voluntary_hz = 30, .involuntary_hz = 300, .cpus = cpu1 },
+        };
+        struct adaptive_guest_sample gs = {
+                .now_ns = 5 * SEC, .dt_s = 1, .vcpus = v, .n_vcpus = 2, .runnable_samples = 20,
+                .stacked_samples = 3, .allowed = allowed, .cpu_idle = idle, .n_cpus = 4,
+        };
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0, "build");
+        CHECK(fabs(in.cpu_share - 0.8) < 1e-12 && fabs(in.busy - 0.605) < 1e-12 && fabs(in.wait - 0.205) < 1e-12,
+              "means: %g %g %g", in.cpu_share, in.busy, in.wait);
+        CHECK(in.voluntary_hz == 20 && in.involuntary_hz == 200, "rates per vCPU");
+        CHECK(in.confined, "one-CPU masks inside 0-2 are confined");
+        /* Only vCPU 0 waits; it may not use 1 and 2: 0.25 + 0.5.  CPU 3 is nobody's. */
+        CHECK(fabs(in.idle_forbidden - 0.75) < 1e-12, "idle forbidden %g", in.idle_forbidden);
+        CHECK(!in.kvm, "no KVM counters");
+        CHECK(in.runnable_samples == 20 && in.stacked_samples == 3 && in.now_ns == 5 * SEC, "copied");
+
+        /* Full masks: not confined, nothing forbidden; KVM on every vCPU: averaged. */
+        v[0].cpus = allowed;
+        v[1].cpus = NULL;
+        v[0].kvm = v[1].kvm = true;
+        v[0].kvm_halt_hz = 100;
+        v[1].kvm_halt_hz = 300;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0, "build");
+        CHECK(!in.confined && in.idle_forbidden == 0, "free guest");
+        CHECK(in.kvm && in.kvm_halt_hz == 200, "kvm halt %g", in.kvm_halt_hz);
+        v[1].kvm = false;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && !in.kvm, "KVM on one vCPU only: not used");
+
+        gs.n_vcpus = 0;
+        CHECK(adaptive_input_build(&gs, &P, &in) == -EINVAL, "no vCPUs");
+        hwloc_bitmap_free(allowed);
+        hwloc_bitmap_free(cpu0);
+        hwloc_bitmap_free(cpu1);
+}
+
 int main(void)
 {
         test_defaults();
@@ -400,5 +448,6 @@ int main(void)
         test_cosched_then_spread();
         test_bad_input();
         test_kvm_harm();
+        test_input_build();
         return test_result();
 }
