@@ -23,7 +23,15 @@
  * every guest ticked under the budget (the worst case), and every guest at
  * 10 Hz with no budget (why there is one).  Prints median [min-max] over
  * RUNS, as a share of one CPU.
+ *
+ *   bench-signals --pid PID [SECONDS=5]
+ *
+ * instead samples the vCPU threads ("CPU N/KVM", "CPU N/TCG") of a running
+ * QEMU process PID as the daemon would (10 Hz ticks, 1 s intervals) and
+ * prints each second's figures per guest: CPU share, busy, wait, stacked
+ * share and switch rates.  Read-only; for recording what real guests show.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -242,6 +250,93 @@ static int scenario(struct bench *b, const char *name, enum scenario sc, unsigne
         return 0;
 }
 
+/* ---- --pid: the figures of a real guest ------------------------------------ */
+
+static size_t find_vcpus(pid_t pid, pid_t *tids, size_t max)
+{
+        char path[384], comm[64];
+        struct dirent *e;
+        size_t n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        d = opendir(path);
+        if (!d)
+                return 0;
+        while ((e = readdir(d)) && n < max) {
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+                FILE *f = fopen(path, "r");
+                if (!f)
+                        continue;
+                if (fgets(comm, sizeof(comm), f) && strncmp(comm, "CPU ", 4) == 0 && strchr(comm, '/'))
+                        tids[n++] = (pid_t)atoi(e->d_name);
+                fclose(f);
+        }
+        closedir(d);
+        return n;
+}
+
+static int probe(pid_t pid, unsigned seconds)
+{
+        pid_t tids[256];
+        size_t n = find_vcpus(pid, tids, 256);
+        struct sampler *sampler = NULL;
+        struct signals *sig = NULL;
+        struct sampler_config sc = { .use_taskstats = true };
+
+        if (n == 0) {
+                fprintf(stderr, "bench-signals: no vCPU threads (CPU N/...) in process %d\n", (int)pid);
+                return 1;
+        }
+        if (sampler_new(&sc, &sampler) < 0 || signals_new(NULL, &sig) < 0)
+                return 1;
+        struct signals_thread st[256], *stp[256];
+        struct thread_load tl[256] = {};
+        struct thread_ctxt ctxt[256] = {}, c;
+        struct thread_sched_state scratch[256];
+        struct thread_counters tc;
+        for (size_t i = 0; i < n; i++) {
+                signals_thread_init(&st[i], pid, tids[i]);
+                stp[i] = &st[i];
+                if (sampler_read_thread(sampler, tids[i], &tc) == 0)
+                        thread_load_update(&tl[i], &tc, 0);
+                if (signals_read_ctxt(sig, &st[i], &ctxt[i]) < 0)
+                        return 1;
+        }
+        printf("qemu pid %d, %zu vCPU threads; 10 Hz ticks, 1 s intervals\n", (int)pid, n);
+        printf("%4s %6s %6s %6s %8s %10s %10s\n", "s", "cpu", "busy", "wait", "stacked", "vol/s", "invol/s");
+        for (unsigned s = 1; s <= seconds; s++) {
+                struct signals_tally tally = {};
+                for (int t = 0; t < 10; t++) {
+                        usleep(100000);
+                        if (signals_sample_guest(sig, stp, n, scratch, &tally) < 0)
+                                return 1;
+                }
+                double cpu = 0, wait = 0, vol = 0, invol = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (sampler_read_thread(sampler, tids[i], &tc) == 0 &&
+                            thread_load_update(&tl[i], &tc, 0) == THREAD_LOAD_UPDATED) {
+                                cpu += tl[i].last_util;
+                                wait += tl[i].last_wait;
+                        }
+                        if (signals_read_ctxt(sig, &st[i], &c) == 0) {
+                                vol += (double)(c.voluntary - ctxt[i].voluntary);
+                                invol += (double)(c.involuntary - ctxt[i].involuntary);
+                                ctxt[i] = c;
+                        }
+                }
+                printf("%4u %6.2f %6.2f %6.2f %4u/%-4u %10.0f %10.0f\n", s, cpu, (cpu + wait) / n, wait / n,
+                       tally.stacked, tally.runnable, vol / n, invol / n);
+        }
+        for (size_t i = 0; i < n; i++)
+                signals_thread_close(&st[i]);
+        sampler_free(sampler);
+        signals_free(sig);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         unsigned long n_arg, sec_arg, runs_arg, gap_arg;
@@ -251,8 +346,19 @@ int main(int argc, char **argv)
                              "CPU cost of one second of sampling with Policy=auto's signals (load counters,\n"
                              "/proc/stat, context switches, stacking ticks, one decision per guest) over\n"
                              "THREADS threads in guests of 2, as a share of one CPU: median, min and max over\n"
-                             "RUNS runs of SECONDS simulated seconds, rounds GAP_MS apart.\n"))
+                             "RUNS runs of SECONDS simulated seconds, rounds GAP_MS apart.\n"
+                             "       bench-signals --pid PID [SECONDS=5]\n"
+                             "The same figures for the vCPU threads of a running QEMU process, each second.\n"))
                 return 0;
+        if (argc >= 3 && strcmp(argv[1], "--pid") == 0) {
+                unsigned long pid_arg, s_arg;
+                if (argc > 4 || !bench_arg_count(argc, argv, 2, "PID", 0, 1, 1u << 22, &pid_arg) ||
+                    !bench_arg_count(argc, argv, 3, "SECONDS", 5, 1, 3600, &s_arg)) {
+                        fprintf(stderr, "Try 'bench-signals --help'.\n");
+                        return 2;
+                }
+                return probe((pid_t)pid_arg, (unsigned)s_arg);
+        }
         if (argc > 5 || !bench_arg_count(argc, argv, 1, "THREADS", 200, 2, 100000, &n_arg) ||
             !bench_arg_count(argc, argv, 2, "SECONDS", 20, 1, 100000, &sec_arg) ||
             !bench_arg_count(argc, argv, 3, "RUNS", 5, 1, 1000, &runs_arg) ||
