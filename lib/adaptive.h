@@ -24,10 +24,9 @@
  *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
  *     per vCPU-second <= voluntary_max, stacked >= stacked_min (with at
  *     least min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
- *     guest goes to COSCHED when a co-scheduler is there, else SPREAD
- *     (of the two not held off, the one that failed longest ago), unless
- *     min_dwell has not passed
- *     since its last change.
+ *     guest goes to COSCHED when a co-scheduler is there, else SPREAD (of
+ *     the two not held off, the one that failed longest ago), unless
+ *     min_dwell has not passed since its last change.
  *  2. trial: after the change, settle_s are ignored, then trial_s are
  *     measured.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change *and* the guest's CPU
@@ -52,8 +51,25 @@
  * is near 0 by construction, so for those modes the CPU-share check is the
  * one with teeth: it is what stops a spread from ever costing the guest.
  *
- * The manager calls adaptive_step() once per sampling interval per guest
- * with Policy=auto and applies out->to when out->changed.
+ * How the manager drives it, per guest with Policy=auto (daemon/signals.h
+ * has the sampling side):
+ *   every tick (signals_tick_hz()):  for guests that signals_guest_wants_ticks(),
+ *        signals_sample_guest() into the guest's struct signals_tally;
+ *   every sampling interval, after the load sampler's round:
+ *        for ticked vCPUs whose signals_ctxt_due(), signals_read_ctxt() and
+ *        keep the switch rates; for KVM guests, one
+ *        virConnectGetAllDomainStats(VIR_DOMAIN_STATS_VCPU) for all guests,
+ *        kvm_stats_parse() and kvm_vcpu_rates();
+ *        fill struct adaptive_vcpu_sample per vCPU and
+ *        adaptive_input_build(), reset the tally, adaptive_step();
+ *        out->event != NONE: one journal entry with out->reason and
+ *        out->text (the figures; CANDIDATE_HELD at debug level);
+ *        out->changed: re-plan the guest in mode out->to (KERNEL: its full
+ *        allowed set, SPREAD: the engine's disjoint sets, COSCHED: disjoint
+ *        sets handed to the co-scheduler); RELEASE with no mode change:
+ *        widen the lanes of a KERNEL-mode guest to its full allowed set.
+ * A guest that restarts or whose vCPU threads change gets a fresh
+ * adaptive_guest_init() (its baseline is of other threads).
  */
 
 #include <stdbool.h>
