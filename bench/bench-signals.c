@@ -8,7 +8,8 @@
  *                 else schedstat), /proc/stat, the load arithmetic, and for
  *                 ticked guests /proc/TID/status (context switches, each
  *                 vCPU every 5th interval) and one adaptive_step() per guest;
- *   per tick:     /proc/PID/task/TID/stat of every ticked vCPU (state and
+ *   per tick:     /proc/loadavg (runnable tasks, for the chance figure),
+ *                 /proc/PID/task/TID/stat of every ticked vCPU (state and
  *                 processor) and the stacking tally, at signals_tick_hz()
  *                 (10 Hz per vCPU, at most 300 reads/s over all).
  *
@@ -204,6 +205,10 @@ static int interval(struct bench *b, enum scenario sc)
         for (unsigned t = 0; t < ticks; t++) {
                 if (b->gap_ms)
                         usleep(b->gap_ms * 1000);
+                unsigned running;
+                r = signals_read_running(b->signals, &running);
+                if (r < 0)
+                        return r;
                 for (size_t g = 0; g < ng; g++) {
                         struct signals_thread *th[VCPUS_PER_GUEST];
                         for (size_t k = 0; k < VCPUS_PER_GUEST; k++)

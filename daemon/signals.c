@@ -11,6 +11,7 @@
 
 struct signals {
         char *proc_root;
+        int loadavg_fd;                 /* -1 until first use */
 };
 
 int signals_new(const struct signals_config *config, struct signals **out)
@@ -19,6 +20,7 @@ int signals_new(const struct signals_config *config, struct signals **out)
 
         if (!s)
                 return -ENOMEM;
+        s->loadavg_fd = -1;
         s->proc_root = strdup(config && config->proc_root ? config->proc_root : "/proc");
         if (!s->proc_root) {
                 free(s);
@@ -32,6 +34,8 @@ void signals_free(struct signals *s)
 {
         if (!s)
                 return;
+        if (s->loadavg_fd >= 0)
+                close(s->loadavg_fd);
         free(s->proc_root);
         free(s);
 }
@@ -196,6 +200,46 @@ int signals_read_ctxt(struct signals *s, struct signals_thread *t, struct thread
         if (n < 0)
                 return (int)n;
         return proc_status_ctxt_parse(buf, (size_t)n, out);
+}
+
+int proc_loadavg_running_parse(const char *text, size_t len, unsigned *running)
+{
+        const char *end = text + len, *p = text;
+        uint64_t v;
+
+        /* Three load averages, then "R/T". */
+        for (int field = 0; field < 3; field++) {
+                while (p < end && *p != ' ')
+                        p++;
+                if (p == end)
+                        return -EINVAL;
+                p++;
+        }
+        if (parse_u64(&p, end, &v) < 0 || p == end || *p != '/' || v > UINT32_MAX)
+                return -EINVAL;
+        *running = (unsigned)v;
+        return 0;
+}
+
+int signals_read_running(struct signals *s, unsigned *running)
+{
+        char buf[128];
+        unsigned r;
+
+        if (s->loadavg_fd < 0) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof(path), "%s/loadavg", s->proc_root);
+                s->loadavg_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (s->loadavg_fd < 0)
+                        return -errno;
+        }
+        ssize_t n = pread(s->loadavg_fd, buf, sizeof(buf), 0);
+        if (n < 0)
+                return -errno;
+        if (proc_loadavg_running_parse(buf, (size_t)n, &r) < 0)
+                return -EINVAL;
+        *running = r > 0 ? r - 1 : 0;   /* we are running while we read */
+        return 0;
 }
 
 /* ---- ticks ----------------------------------------------------------------- */

@@ -89,6 +89,19 @@ int proc_status_ctxt_parse(const char *text, size_t len, struct thread_ctxt *out
 int signals_read_state(struct signals *s, struct signals_thread *t, struct thread_sched_state *out);
 int signals_read_ctxt(struct signals *s, struct signals_thread *t, struct thread_ctxt *out);
 
+/* ---- the host ------------------------------------------------------------- */
+
+/* Parse /proc/loadavg ("0.52 0.58 0.59 2/345 12345"): runnable tasks now. */
+int proc_loadavg_running_parse(const char *text, size_t len, unsigned *running);
+
+/*
+ * Runnable tasks on the host at this moment, the reader excluded: once per
+ * tick, for the chance figure of stacking (adaptive_stacked_chance(); the
+ * manager averages it over the interval into host_runnable).  /proc/loadavg
+ * kept open, one pread (about 1 us).  Returns 0 or negative errno.
+ */
+int signals_read_running(struct signals *s, unsigned *running);
+
 /* ---- one guest, one tick -------------------------------------------------- */
 
 /* Counts over the ticks of one interval, per guest.  Reset by the caller

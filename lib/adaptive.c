@@ -65,6 +65,7 @@ void adaptive_params_default(struct adaptive_params *p)
                 .wait_min = 0.10,
                 .voluntary_max = 50,
                 .stacked_min = 0.40,
+                .stacked_margin = 0.15,
                 .min_stack_samples = 50,
                 .yield_weight = 0,
                 .window_s = 30,
@@ -88,6 +89,14 @@ void adaptive_guest_init(struct adaptive_guest *g)
 }
 
 /* ---- one interval ---------------------------------------------------------- */
+
+double adaptive_stacked_chance(double runnable_tasks, unsigned n_cpus, unsigned siblings)
+{
+        if (!(runnable_tasks > n_cpus) || n_cpus == 0 || siblings < 2)
+                return 0;
+        double p = (runnable_tasks / n_cpus - 1) / (runnable_tasks - 1);
+        return 1 - pow(1 - p, siblings - 1);
+}
 
 int adaptive_input_build(const struct adaptive_guest_sample *s, const struct adaptive_params *p,
                          struct adaptive_input *in)
@@ -143,6 +152,8 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
                 in->kvm = false;
                 in->kvm_halt_hz = in->kvm_preempt_hz = in->kvm_yield_hz = 0;
         }
+        int w = hwloc_bitmap_weight(s->allowed);
+        in->stacked_chance = adaptive_stacked_chance(s->host_runnable, w > 0 ? (unsigned)w : 0, (unsigned)n);
         int c;
         hwloc_bitmap_foreach_begin(c, forbidden) {
                 if ((size_t)c < s->n_cpus && s->cpu_idle[c] > 0)
@@ -167,6 +178,7 @@ static void acc_add(struct adaptive_acc *a, const struct adaptive_input *in)
         a->voluntary += in->voluntary_hz * dt;
         a->involuntary += in->involuntary_hz * dt;
         a->idle_forbidden += in->idle_forbidden * dt;
+        a->stacked_chance += in->stacked_chance * dt;
         a->runnable_samples += in->runnable_samples;
         a->stacked_samples += in->stacked_samples;
         if (in->kvm) {
@@ -201,6 +213,7 @@ static void acc_figures(const struct adaptive_acc *a, const struct adaptive_para
                 .voluntary_hz = a->voluntary / s,
                 .involuntary_hz = a->involuntary / s,
                 .idle_forbidden = a->idle_forbidden / s,
+                .stacked_chance = a->stacked_chance / s,
                 .kvm = a->kvm_seconds > 0,
         };
         if (f->kvm) {
@@ -236,7 +249,7 @@ static bool spinner_like(const struct adaptive_figures *f, const struct adaptive
 static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p)
 {
         return n_vcpus >= 2 && spinner_like(f, p) && f->runnable_samples >= p->min_stack_samples &&
-               f->stacked >= p->stacked_min;
+               f->stacked >= p->stacked_min && f->stacked >= f->stacked_chance + p->stacked_margin;
 }
 
 /* Of the modes not held off, the one that failed longest ago (never = 0);
@@ -266,10 +279,11 @@ static void format_figures(char *buf, size_t size, const char *label, const stru
         size_t len = strlen(buf);
 
         snprintf(buf + len, size - len,
-                 "%s%s %.0fs: cpu %.2f, busy %.2f, wait %.2f, stacked %.2f (%u samples), "
+                 "%s%s %.0fs: cpu %.2f, busy %.2f, wait %.2f, stacked %.2f (chance %.2f, %u samples), "
                  "voluntary %.0f/s, involuntary %.0f/s, idle-forbidden %.2f, harm %.3f",
                  len ? "; " : "", label, f->seconds, f->cpu_share, f->busy, f->wait, f->stacked,
-                 f->runnable_samples, f->voluntary_hz, f->involuntary_hz, f->idle_forbidden, f->harm);
+                 f->stacked_chance, f->runnable_samples, f->voluntary_hz, f->involuntary_hz, f->idle_forbidden,
+                 f->harm);
         if (f->kvm) {
                 len = strlen(buf);
                 snprintf(buf + len, size - len, ", kvm halt %.0f/s preempt %.0f/s yield %.0f/s",
@@ -401,7 +415,7 @@ static void on_steady_window(struct adaptive_guest *g, const struct adaptive_par
 static bool input_valid(const struct adaptive_input *in)
 {
         const double v[] = { in->dt_s, in->cpu_share, in->busy, in->wait, in->voluntary_hz,
-                             in->involuntary_hz, in->idle_forbidden };
+                             in->involuntary_hz, in->idle_forbidden, in->stacked_chance };
 
         for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
                 if (!isfinite(v[i]) || v[i] < 0)

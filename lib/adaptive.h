@@ -22,8 +22,9 @@
  * The rules, each in one place in adaptive.c:
  *  1. candidate: over one window (WindowSec, default 30 s) of the guest in
  *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
- *     per vCPU-second <= voluntary_max, stacked >= stacked_min (with at
- *     least min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
+ *     per vCPU-second <= voluntary_max, stacked >= stacked_min and
+ *     >= what chance gives plus stacked_margin (with at least
+ *     min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
  *     guest goes to COSCHED when a co-scheduler is there, else SPREAD (of
  *     the two not held off, the one that failed longest ago), unless
  *     min_dwell has not passed since its last change.
@@ -53,7 +54,8 @@
  *
  * How the manager drives it, per guest with Policy=auto (daemon/signals.h
  * has the sampling side):
- *   every tick (signals_tick_hz()):  for guests that signals_guest_wants_ticks(),
+ *   every tick (signals_tick_hz()): signals_read_running() once (summed
+ *        for host_runnable); for guests that signals_guest_wants_ticks(),
  *        signals_sample_guest() into the guest's struct signals_tally;
  *   every sampling interval, after the load sampler's round:
  *        for ticked vCPUs whose signals_ctxt_due(), signals_read_ctxt() and
@@ -92,6 +94,7 @@ struct adaptive_params {
         double wait_min;                /* mean per-vCPU run-queue wait share: 0.10 */
         double voluntary_max;           /* voluntary switches per vCPU-second: 50 */
         double stacked_min;             /* stacked / runnable samples: 0.40 */
+        double stacked_margin;          /* above the chance figure (stacked_chance): 0.15 */
         unsigned min_stack_samples;     /* runnable samples per window before stacked counts: 50 */
         double yield_weight;            /* harm per directed yield per vCPU-second: 0 (off until measured) */
 
@@ -128,6 +131,7 @@ struct adaptive_input {
         double wait;                    /* mean of run-queue wait / wall, 0..1 */
         unsigned runnable_samples;      /* vCPU samples seen runnable (state R) */
         unsigned stacked_samples;       /* of those, with a runnable sibling on the same CPU */
+        double stacked_chance;          /* what an even random spread would give; 0: unknown */
         double voluntary_hz;            /* voluntary switches per vCPU-second (halt, futex wait, I/O) */
         double involuntary_hz;          /* involuntary switches per vCPU-second (preemption) */
         double idle_forbidden;          /* idle share, summed over host CPUs that a waiting vCPU may not use */
@@ -157,13 +161,23 @@ struct adaptive_guest_sample {
         const struct adaptive_vcpu_sample *vcpus;
         size_t n_vcpus;
         unsigned runnable_samples, stacked_samples;     /* struct signals_tally of the interval */
+        double host_runnable;           /* mean runnable tasks on the host at the ticks; 0: unknown */
         hwloc_const_bitmap_t allowed;   /* the guest's full allowed set (what KERNEL mode gives) */
         const double *cpu_idle;         /* idle share per host CPU, indexed by OS CPU number: 1 - busy - steal */
         size_t n_cpus;                  /* entries in cpu_idle */
 };
 
 /*
- * Fill @in.  A vCPU counts as waiting for idle_forbidden when its wait share
+ * The stacking share an even random spread gives: with T runnable tasks
+ * balanced over N CPUs, a given sibling sits on my CPU with p = (T/N - 1) /
+ * (T - 1) (0 when T <= N), and one of k - 1 siblings with 1 - (1-p)^(k-1).
+ * 2 CPUs, 2 guests x 2 vCPUs: 1/3; 3 guests: 2/5 (README, "Why").
+ */
+double adaptive_stacked_chance(double runnable_tasks, unsigned n_cpus, unsigned siblings);
+
+/*
+ * Fill @in.  stacked_chance comes from adaptive_stacked_chance() with
+ * host_runnable, the CPUs of @allowed and the guest's vCPUs.  A vCPU counts as waiting for idle_forbidden when its wait share
  * is >= @p->conserve_wait_min; idle_forbidden is the idle share summed over
  * the CPUs of @allowed outside the mask of at least one waiting vCPU, and
  * confined is true when some vCPU's mask is narrower than @allowed.
@@ -175,7 +189,7 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
 /* An interval or a window in the figures of a journal entry. */
 struct adaptive_figures {
         double seconds;                 /* time covered */
-        double cpu_share, busy, wait, stacked, voluntary_hz, involuntary_hz, idle_forbidden, harm;
+        double cpu_share, busy, wait, stacked, stacked_chance, voluntary_hz, involuntary_hz, idle_forbidden, harm;
         unsigned runnable_samples;
         bool kvm;
         double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
@@ -183,7 +197,7 @@ struct adaptive_figures {
 
 /* Time-weighted sums over a window; internal, in the header for the state. */
 struct adaptive_acc {
-        double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden;
+        double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden, stacked_chance;
         double kvm_halt, kvm_preempt, kvm_yield, kvm_seconds;
         unsigned runnable_samples, stacked_samples;
 };

@@ -374,6 +374,31 @@ static void test_bad_input(void)
         CHECK(g.acc.seconds == 0, "nothing accumulated");
 }
 
+/* The chance figure: README's arithmetic, and a candidate must beat it. */
+static void test_chance(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input in = spinner_stacked();
+
+        CHECK(fabs(adaptive_stacked_chance(4, 2, 2) - 1.0 / 3) < 1e-12, "2 x 2 on 2 CPUs: 1/3");
+        CHECK(fabs(adaptive_stacked_chance(6, 2, 2) - 0.4) < 1e-12, "3 x 2 on 2 CPUs: 2/5");
+        CHECK(adaptive_stacked_chance(2, 2, 2) == 0 && adaptive_stacked_chance(8, 64, 4) == 0, "room for all");
+        CHECK(adaptive_stacked_chance(6, 2, 1) == 0, "no sibling");
+        /* 4 siblings among 12 tasks on 4 CPUs: p = 2/11, 1 - (9/11)^3. */
+        CHECK(fabs(adaptive_stacked_chance(12, 4, 4) - (1 - pow(9.0 / 11, 3))) < 1e-12, "4 siblings");
+
+        /* 0.70 stacked on a host where chance alone gives 0.6: not a candidate. */
+        setup(&g);
+        in.stacked_chance = 0.6;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "stacking no worse than chance: %u", r.changes);
+        setup(&g);
+        in.stacked_chance = 0.4;
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1 && strstr(r.last.text, "chance 0.40"), "well above chance: %s", r.last.text);
+}
+
 /* KVM's directed-yield rate joins the harm when weighted. */
 static void test_kvm_harm(void)
 {
@@ -426,6 +451,11 @@ static void test_input_build(void)
         v[1].kvm = false;
         CHECK(adaptive_input_build(&gs, &P, &in) == 0 && !in.kvm, "KVM on one vCPU only: not used");
 
+        CHECK(in.stacked_chance == 0, "host runnable unknown: no chance figure");
+        gs.host_runnable = 6;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && fabs(in.stacked_chance - 0.2) < 1e-12,
+              "6 tasks on 3 CPUs: (2-1)/5 = %g", in.stacked_chance);
+
         gs.n_vcpus = 0;
         CHECK(adaptive_input_build(&gs, &P, &in) == -EINVAL, "no vCPUs");
         hwloc_bitmap_free(allowed);
@@ -449,5 +479,6 @@ int main(void)
         test_bad_input();
         test_kvm_harm();
         test_input_build();
+        test_chance();
         return test_result();
 }

@@ -175,6 +175,20 @@ static void test_fake_root(void)
         CHECK(t.stat_fd == -1, "nothing open");
 }
 
+static void test_loadavg(void)
+{
+        _cleanup_signals_ struct signals *s = NULL;
+        unsigned r = 99;
+        const char *t = "10.67 9.82 5.13 11/158 5787\n";
+
+        CHECK(proc_loadavg_running_parse(t, strlen(t), &r) == 0 && r == 11, "parse: %u", r);
+        CHECK(proc_loadavg_running_parse(t, 16, &r) == -EINVAL, "cut");
+        CHECK(proc_loadavg_running_parse("1 2 3 x/5", 9, &r) == -EINVAL, "not a number");
+        CHECK(signals_new(NULL, &s) == 0, "new");
+        CHECK(signals_read_running(s, &r) == 0 && r < 100000, "real /proc/loadavg: %u", r);
+        CHECK(signals_read_running(s, &r) == 0, "again, same fd");
+}
+
 /* ---- pure parts ------------------------------------------------------------ */
 
 static void test_tally(void)
@@ -220,6 +234,7 @@ int main(int argc, char **argv)
         test_status_parse();
         test_real_threads();
         test_fake_root();
+        test_loadavg();
         test_tally();
         test_budget_and_gate();
         return test_result();
