@@ -187,6 +187,7 @@ static int interval(struct bench *b, enum scenario sc)
                         in.busy += (v->tl.last_util + v->tl.last_wait) / VCPUS_PER_GUEST;
                         in.wait += v->tl.last_wait / VCPUS_PER_GUEST;
                 }
+                in.samples = b->tally[g].samples;
                 in.runnable_samples = b->tally[g].runnable;
                 in.stacked_samples = b->tally[g].stacked;
                 b->tally[g] = (struct signals_tally) {};

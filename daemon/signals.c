@@ -248,6 +248,8 @@ void signals_tally_add(struct signals_tally *t, const struct thread_sched_state 
 {
         t->ticks++;
         for (size_t i = 0; i < n; i++) {
+                if (v[i].state)
+                        t->samples++;
                 if (v[i].state != 'R')
                         continue;
                 t->runnable++;

@@ -108,7 +108,8 @@ int signals_read_running(struct signals *s, unsigned *running);
  * after handing them to adaptive_step() (runnable/stacked_samples). */
 struct signals_tally {
         unsigned ticks;
-        unsigned runnable;              /* vCPU samples in state R */
+        unsigned samples;               /* vCPU samples read (gone ones not counted) */
+        unsigned runnable;              /* of those, in state R */
         unsigned stacked;               /* of those, with another R sibling on the same CPU */
         unsigned gone;                  /* reads that found the thread gone */
 };

@@ -116,6 +116,7 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
                 .now_ns = s->now_ns,
                 .dt_s = s->dt_s,
                 .n_vcpus = (unsigned)n,
+                .samples = s->samples,
                 .runnable_samples = s->runnable_samples,
                 .stacked_samples = s->stacked_samples,
                 .kvm = true,
@@ -179,6 +180,7 @@ static void acc_add(struct adaptive_acc *a, const struct adaptive_input *in)
         a->involuntary += in->involuntary_hz * dt;
         a->idle_forbidden += in->idle_forbidden * dt;
         a->stacked_chance += in->stacked_chance * dt;
+        a->samples += in->samples;
         a->runnable_samples += in->runnable_samples;
         a->stacked_samples += in->stacked_samples;
         if (in->kvm) {
@@ -210,6 +212,8 @@ static void acc_figures(const struct adaptive_acc *a, const struct adaptive_para
                 .wait = a->wait / s,
                 .stacked = a->runnable_samples ? (double)a->stacked_samples / a->runnable_samples : 0,
                 .runnable_samples = a->runnable_samples,
+                .runnable_share = a->samples ? (double)a->runnable_samples / a->samples : 0,
+                .stacked_all = a->samples ? (double)a->stacked_samples / a->samples : 0,
                 .voluntary_hz = a->voluntary / s,
                 .involuntary_hz = a->involuntary / s,
                 .idle_forbidden = a->idle_forbidden / s,
@@ -249,7 +253,8 @@ static bool spinner_like(const struct adaptive_figures *f, const struct adaptive
 static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p)
 {
         return n_vcpus >= 2 && spinner_like(f, p) && f->runnable_samples >= p->min_stack_samples &&
-               f->stacked >= p->stacked_min && f->stacked >= f->stacked_chance + p->stacked_margin;
+               f->stacked >= p->stacked_min && f->stacked >= f->stacked_chance + p->stacked_margin &&
+               f->stacked_all >= p->stacked_all_min;
 }
 
 /* Of the modes not held off, the one that failed longest ago (never = 0);
@@ -420,7 +425,7 @@ static bool input_valid(const struct adaptive_input *in)
         for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
                 if (!isfinite(v[i]) || v[i] < 0)
                         return false;
-        if (in->stacked_samples > in->runnable_samples)
+        if (in->stacked_samples > in->runnable_samples || (in->samples && in->runnable_samples > in->samples))
                 return false;
         if (in->kvm && (!isfinite(in->kvm_halt_hz) || !isfinite(in->kvm_preempt_hz) ||
                         !isfinite(in->kvm_yield_hz)))

@@ -95,6 +95,7 @@ struct adaptive_params {
         double voluntary_max;           /* voluntary switches per vCPU-second: 50 */
         double stacked_min;             /* stacked / runnable samples: 0.40 */
         double stacked_margin;          /* above the chance figure (stacked_chance): 0.15 */
+        double stacked_all_min;         /* stacked / all samples (effbench's stacked_share): 0 = off */
         unsigned min_stack_samples;     /* runnable samples per window before stacked counts: 50 */
         double yield_weight;            /* harm per directed yield per vCPU-second: 0 (off until measured) */
 
@@ -129,7 +130,8 @@ struct adaptive_input {
         double cpu_share;               /* sum over vCPUs of CPU time / wall: the guest's share, in CPUs */
         double busy;                    /* mean of (CPU + run-queue wait) / wall, 0..1 */
         double wait;                    /* mean of run-queue wait / wall, 0..1 */
-        unsigned runnable_samples;      /* vCPU samples seen runnable (state R) */
+        unsigned samples;               /* vCPU samples read at the ticks (0: no ticks) */
+        unsigned runnable_samples;      /* of those, runnable (state R) */
         unsigned stacked_samples;       /* of those, with a runnable sibling on the same CPU */
         double stacked_chance;          /* what an even random spread would give; 0: unknown */
         double voluntary_hz;            /* voluntary switches per vCPU-second (halt, futex wait, I/O) */
@@ -160,7 +162,7 @@ struct adaptive_guest_sample {
         double dt_s;
         const struct adaptive_vcpu_sample *vcpus;
         size_t n_vcpus;
-        unsigned runnable_samples, stacked_samples;     /* struct signals_tally of the interval */
+        unsigned samples, runnable_samples, stacked_samples;    /* struct signals_tally of the interval */
         double host_runnable;           /* mean runnable tasks on the host at the ticks; 0: unknown */
         hwloc_const_bitmap_t allowed;   /* the guest's full allowed set (what KERNEL mode gives) */
         const double *cpu_idle;         /* idle share per host CPU, indexed by OS CPU number: 1 - busy - steal */
@@ -190,6 +192,8 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
 struct adaptive_figures {
         double seconds;                 /* time covered */
         double cpu_share, busy, wait, stacked, stacked_chance, voluntary_hz, involuntary_hz, idle_forbidden, harm;
+        double runnable_share;          /* runnable / all samples */
+        double stacked_all;             /* stacked / all samples */
         unsigned runnable_samples;
         bool kvm;
         double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
@@ -199,7 +203,7 @@ struct adaptive_figures {
 struct adaptive_acc {
         double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden, stacked_chance;
         double kvm_halt, kvm_preempt, kvm_yield, kvm_seconds;
-        unsigned runnable_samples, stacked_samples;
+        unsigned samples, runnable_samples, stacked_samples;
 };
 
 enum adaptive_phase {

@@ -397,6 +397,21 @@ static void test_chance(void)
         in.stacked_chance = 0.4;
         feed(&g, in, 30, &r);
         CHECK(r.changes == 1 && strstr(r.last.text, "chance 0.40"), "well above chance: %s", r.last.text);
+
+        /* The threshold on effbench's basis (stacked / all samples), when set. */
+        setup(&g);
+        r = (struct run) {};
+        P.stacked_all_min = 0.5;
+        in = spinner_stacked();
+        in.samples = 40;                /* runnable half the time: 14/40 = 0.35 stacked of all */
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "stacked_all 0.35 < 0.5: %u", r.changes);
+        setup(&g);
+        P.stacked_all_min = 0.5;
+        in.samples = 20;                /* always runnable: 0.70 */
+        feed(&g, in, 30, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && fabs(r.last.now.stacked_all - 0.7) < 1e-12 &&
+              r.last.now.runnable_share == 1, "stacked_all %g", r.last.now.stacked_all);
 }
 
 /* KVM's directed-yield rate joins the harm when weighted. */

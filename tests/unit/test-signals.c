@@ -198,11 +198,12 @@ static void test_tally(void)
         struct thread_sched_state v[] = { { 'R', 3 }, { 'R', 3 }, { 'R', 4 }, { 'S', 3 } };
 
         signals_tally_add(&t, v, 4);
-        CHECK(t.ticks == 1 && t.runnable == 3 && t.stacked == 2, "tick: %u %u", t.runnable, t.stacked);
+        CHECK(t.ticks == 1 && t.samples == 4 && t.runnable == 3 && t.stacked == 2, "tick: %u %u", t.runnable,
+              t.stacked);
         struct thread_sched_state w[] = { { 'R', 0 }, { 'R', 1 }, { 0, 1 }, { 'D', 0 } };
         signals_tally_add(&t, w, 4);
-        CHECK(t.ticks == 2 && t.runnable == 5 && t.stacked == 2, "apart, unread skipped: %u %u", t.runnable,
-              t.stacked);
+        CHECK(t.ticks == 2 && t.samples == 7 && t.runnable == 5 && t.stacked == 2, "apart, unread skipped: %u %u",
+              t.runnable, t.stacked);
         struct thread_sched_state x[] = { { 'R', 5 }, { 'R', 5 }, { 'R', 5 } };
         signals_tally_add(&t, x, 3);
         CHECK(t.runnable == 8 && t.stacked == 5, "three on one CPU: %u %u", t.runnable, t.stacked);
