@@ -284,11 +284,11 @@ static void format_figures(char *buf, size_t size, const char *label, const stru
         size_t len = strlen(buf);
 
         snprintf(buf + len, size - len,
-                 "%s%s %.0fs: cpu %.2f, busy %.2f, wait %.2f, stacked %.2f (chance %.2f, %u samples), "
-                 "voluntary %.0f/s, involuntary %.0f/s, idle-forbidden %.2f, harm %.3f",
+                 "%s%s %.0fs: cpu %.2f, busy %.2f, wait %.2f, stacked %.2f of %u runnable samples "
+                 "(%.2f of all, chance %.2f), voluntary %.0f/s, involuntary %.0f/s, idle-forbidden %.2f, harm %.3f",
                  len ? "; " : "", label, f->seconds, f->cpu_share, f->busy, f->wait, f->stacked,
-                 f->stacked_chance, f->runnable_samples, f->voluntary_hz, f->involuntary_hz, f->idle_forbidden,
-                 f->harm);
+                 f->runnable_samples, f->stacked_all, f->stacked_chance, f->voluntary_hz, f->involuntary_hz,
+                 f->idle_forbidden, f->harm);
         if (f->kvm) {
                 len = strlen(buf);
                 snprintf(buf + len, size - len, ", kvm halt %.0f/s preempt %.0f/s yield %.0f/s",

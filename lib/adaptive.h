@@ -251,7 +251,7 @@ struct adaptive_decision {
         struct adaptive_figures now;    /* the window (or interval, for RELEASE) that decided */
         struct adaptive_figures before; /* for trials: the baseline window */
         uint64_t holdoff_until_ns;      /* TRIAL_FAILED, RELEASE: the mode left is not retried before */
-        char text[320];                 /* one line with the numbers, for MESSAGE= */
+        char text[512];                 /* one line with the numbers, for MESSAGE= */
 };
 
 /*
