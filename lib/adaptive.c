@@ -58,6 +58,31 @@ const char *adaptive_event_to_string(enum adaptive_event e)
         return "?";
 }
 
+/*
+ * What the defaults rest on (until the measured signal table, effbench's
+ * bench/results/signals.md, says better):
+ *  - busy 0.80, wait 0.10: a lock spinner never leaves the CPU of its own
+ *    accord, so CPU + wait is ~1 for each vCPU; without run-queue wait there
+ *    is no stacking to undo.
+ *  - voluntary 50/s: a vCPU that halts (hackbench's idle phases, a futex
+ *    hand-off waiting for its partner) blocks hundreds to thousands of
+ *    times a second; a spinner only on the rare exit to QEMU's main loop.
+ *    Unmeasured margin: a parameter.
+ *  - stacked 0.40 and 0.15 above chance: FACTS.md measured 56% (24-79%)
+ *    co-location for 2 x 2 vCPUs on 2 CPUs against 33% by chance; 0.40 alone
+ *    would fire on chance for 3 x 2 (40%), hence the chance figure.
+ *  - windows of 30 s and 50 runnable samples: the stacking share of one
+ *    guest swung 24-79% between 20 s runs, so less than a window of several
+ *    hundred samples cannot place it on either side of 0.40.
+ *  - harm drop 25%, CPU share fall 5%: a change must pay clearly and cost
+ *    the guest no CPU it had (never slower than the kernel, as far as the
+ *    host can see throughput).
+ *  - hold-off and dwell 10 min: the brief's bound on flapping; a failed
+ *    trial costs at most settle + trial = 35 s in 10 min (6%).
+ *  - work conservation after 3 intervals of wait beside 0.5 idle CPUs: fast
+ *    enough that a confined guest does not lose seconds, slow enough that
+ *    one idle interval (a guest's boot, a burst) does not release it.
+ */
 void adaptive_params_default(struct adaptive_params *p)
 {
         *p = (struct adaptive_params) {
@@ -66,6 +91,7 @@ void adaptive_params_default(struct adaptive_params *p)
                 .voluntary_max = 50,
                 .stacked_min = 0.40,
                 .stacked_margin = 0.15,
+                .stacked_all_min = 0,
                 .min_stack_samples = 50,
                 .yield_weight = 0,
                 .window_s = 30,
