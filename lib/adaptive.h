@@ -22,7 +22,8 @@
  * The rules, each in one place in adaptive.c:
  *  1. candidate: over one window (WindowSec, default 30 s) of the guest in
  *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
- *     per vCPU-second <= voluntary_max, stacked >= stacked_min and
+ *     per vCPU-second <= voluntary_max, runnable at >= runnable_min of
+ *     the ticks (when there were ticks), stacked >= stacked_min and
  *     >= what chance gives plus stacked_margin (with at least
  *     min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
  *     guest goes to COSCHED when a co-scheduler is there, else SPREAD (of
@@ -93,6 +94,7 @@ struct adaptive_params {
         double busy_min;                /* mean per-vCPU (CPU + wait) share: 0.80 */
         double wait_min;                /* mean per-vCPU run-queue wait share: 0.10 */
         double voluntary_max;           /* voluntary switches per vCPU-second: 50 */
+        double runnable_min;            /* runnable / all tick samples: 0.90 (0 = off) */
         double stacked_min;             /* stacked / runnable samples: 0.40 */
         double stacked_margin;          /* above the chance figure (stacked_chance): 0.15 */
         double stacked_all_min;         /* stacked / all samples (effbench's stacked_share): 0 = off */
@@ -192,6 +194,7 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
 struct adaptive_figures {
         double seconds;                 /* time covered */
         double cpu_share, busy, wait, stacked, stacked_chance, voluntary_hz, involuntary_hz, idle_forbidden, harm;
+        bool samples_known;             /* the ticks counted all samples (runnable_share, stacked_all valid) */
         double runnable_share;          /* runnable / all samples */
         double stacked_all;             /* stacked / all samples */
         unsigned runnable_samples;

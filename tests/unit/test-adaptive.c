@@ -154,8 +154,21 @@ static void test_not_candidates(void)
         feed(&g, in, 3600, &r);
         CHECK(r.changes == 0, "too few stacking samples to judge");
 
+        /* Runnable at only 80% of the ticks: it sleeps, whatever its switch count says. */
+        setup(&g);
+        in = spinner_stacked();
+        in.samples = 25;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "runnable 0.80 < 0.90");
+        setup(&g);
+        r = (struct run) {};
+        in.samples = 21;                /* 0.95 */
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1, "runnable 0.95: a candidate");
+
         /* KVM halt exits count as blocking even when the thread's switches do not show it. */
         setup(&g);
+        r = (struct run) {};
         in = spinner_stacked();
         in.kvm = true;
         in.kvm_halt_hz = 2000;
@@ -402,6 +415,7 @@ static void test_chance(void)
         setup(&g);
         r = (struct run) {};
         P.stacked_all_min = 0.5;
+        P.runnable_min = 0;             /* this one on its own */
         in = spinner_stacked();
         in.samples = 40;                /* runnable half the time: 14/40 = 0.35 stacked of all */
         feed(&g, in, 3600, &r);
