@@ -31,7 +31,10 @@
  * reads only the vCPUs of guests that can be candidates (busy and waiting
  * in the last interval, see signals_guest_wants_ticks()) and spreads a
  * fixed budget of reads per second over them (signals_tick_hz()).
- * bench/bench-signals measures it.
+ * bench/bench-signals measures it; on this 2-CPU host (busy with other
+ * work, 2026-12-01), 200 vCPU threads, load sampler included: 0.15% of one
+ * CPU with no guest ticked, 0.44% (0.34% with rounds 200 ms apart) with
+ * every guest ticked under the default budget, 1.5% at 10 Hz without it.
  *
  * Style of the load sampler: no logging, negative errno, -ESRCH = thread gone.
  */
