@@ -60,19 +60,31 @@ const char *adaptive_event_to_string(enum adaptive_event e)
 
 /*
  * What the defaults rest on.  "signals.md" is effbench's measurement
- * (wt-effbench bench/results/signals.md, 11:44, preliminary: TCG guests,
- * 2 x 2 vCPUs on 2 CPUs, spin and spin-pause only, 3-4 runs a cell, a noisy
- * host); hackbench and futex were still running, so the side of "stacking
- * does not hurt" is not measured yet.
+ * (wt-effbench bench/results/signals.md, 11:52: TCG guests, 2 x 2 vCPUs
+ * on 2 CPUs, 10 s windows, 3-4 runs a cell, a noisy host; spin, spin-pause,
+ * hackbench, futex); "effectiveness.md" the committed 5-pair run.
  *  - busy 0.80, wait 0.10: a lock spinner never leaves the CPU of its own
  *    accord, so CPU + wait is ~1 for each vCPU (signals.md: 0.30 + 0.69);
  *    without run-queue wait there is no stacking to undo.
- *  - voluntary 50/s: signals.md: spinning vCPU threads switch voluntarily
- *    2-39 times a second (both spinners, stacked or not), while a vCPU that
- *    halts blocks in QEMU at every halt (hackbench's idle phases, a futex
- *    hand-off waiting for its partner: expected hundreds to thousands, not
- *    yet in the table).  50 leaves a margin above the spinners.
- *  - runnable 0.90 of the ticks: signals.md: spinners 0.98-1.00.
+ *  - voluntary 35/s, the judgement call: under the default scheduler (what
+ *    the daemon sees before it acts) signals.md has spinners at 6-29
+ *    voluntary switches/s per vCPU thread, hackbench at 40-81 and futex
+ *    ping-pong at 3237-10573.  signals.md proposes ~500/s, the gap between
+ *    "stacking hurt" (spinners and hackbench) and "did not" (futex).  But
+ *    stacking hurting is not spreading paying: effectiveness.md has the
+ *    always-spreading daemon at -22% and -20% of the default for hackbench
+ *    (scenarios a, d), and the trial cannot see a guest's throughput, only
+ *    its CPU share.  Policy=auto must never be slower than the kernel, so
+ *    hackbench must stay out: 35 sits in the gap 29-40 between the
+ *    spinners and hackbench.  That gap rests on 3-4 runs; it is the first
+ *    default to revisit with more runs (and with a co-scheduler, which may
+ *    pay for hackbench where spreading does not).
+ *  - involuntary 1200/s: signals.md: 176-592 for the spinners and hackbench
+ *    under the default scheduler, 2558-8285 for futex ping-pong.  A second
+ *    guard against hand-off guests; alone it does not split spin from
+ *    hackbench.
+ *  - runnable 0.90 of the ticks: signals.md: 0.94-1.00 for the spinners and
+ *    hackbench, 0.76-0.83 for futex; its proposed threshold ~0.9.
  *  - stacking hurt both spinners there (paired stacked/default 0.82 for a
  *    plain load loop, 0.71 with PAUSE): both should be candidates, and
  *    both are under these defaults (stacked 0.61-0.89 under the default
@@ -97,7 +109,8 @@ void adaptive_params_default(struct adaptive_params *p)
         *p = (struct adaptive_params) {
                 .busy_min = 0.80,
                 .wait_min = 0.10,
-                .voluntary_max = 50,
+                .voluntary_max = 35,
+                .involuntary_max = 1200,
                 .runnable_min = 0.90,
                 .stacked_min = 0.40,
                 .stacked_margin = 0.15,
@@ -283,7 +296,8 @@ static double blocking_hz(const struct adaptive_figures *f)
 /* Busy, waiting and not blocking: what a lock spinner looks like, whatever the placement. */
 static bool spinner_like(const struct adaptive_figures *f, const struct adaptive_params *p)
 {
-        return f->busy >= p->busy_min && f->wait >= p->wait_min && blocking_hz(f) <= p->voluntary_max;
+        return f->busy >= p->busy_min && f->wait >= p->wait_min && blocking_hz(f) <= p->voluntary_max &&
+               (p->involuntary_max <= 0 || f->involuntary_hz <= p->involuntary_max);
 }
 
 /* Rule 1, on a KERNEL window. */

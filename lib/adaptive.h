@@ -22,7 +22,8 @@
  * The rules, each in one place in adaptive.c:
  *  1. candidate: over one window (WindowSec, default 30 s) of the guest in
  *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
- *     per vCPU-second <= voluntary_max, runnable at >= runnable_min of
+ *     per vCPU-second <= voluntary_max (and involuntary ones <=
+ *     involuntary_max), runnable at >= runnable_min of
  *     the ticks (when there were ticks), stacked >= stacked_min and
  *     >= what chance gives plus stacked_margin (with at least
  *     min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
@@ -93,7 +94,8 @@ const char *adaptive_mode_to_string(enum adaptive_mode m);
 struct adaptive_params {
         double busy_min;                /* mean per-vCPU (CPU + wait) share: 0.80 */
         double wait_min;                /* mean per-vCPU run-queue wait share: 0.10 */
-        double voluntary_max;           /* voluntary switches per vCPU-second: 50 */
+        double voluntary_max;           /* voluntary switches per vCPU-second: 35 */
+        double involuntary_max;         /* involuntary switches per vCPU-second: 1200 (0 = off) */
         double runnable_min;            /* runnable / all tick samples: 0.90 (0 = off) */
         double stacked_min;             /* stacked / runnable samples: 0.40 */
         double stacked_margin;          /* above the chance figure (stacked_chance): 0.15 */

@@ -154,6 +154,20 @@ static void test_not_candidates(void)
         feed(&g, in, 3600, &r);
         CHECK(r.changes == 0, "too few stacking samples to judge");
 
+        /* hackbench as signals.md measured it (58 voluntary/s): left to the kernel. */
+        setup(&g);
+        r = (struct run) {};
+        in = spinner_stacked();
+        in.voluntary_hz = 58;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "hackbench-like, 58 voluntary/s");
+        /* futex ping-pong's involuntary rate, even were its voluntary one hidden. */
+        setup(&g);
+        in = spinner_stacked();
+        in.involuntary_hz = 5554;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "5554 involuntary/s");
+
         /* Runnable at only 80% of the ticks: it sleeps, whatever its switch count says. */
         setup(&g);
         in = spinner_stacked();
@@ -259,11 +273,11 @@ static void test_noisy_steady(void)
         feed(&g, spinner_spread(1.0), 35, &r);
         for (unsigned i = 0; i < 3600; i++) {
                 struct adaptive_input in = spinner_spread(1.0);
-                /* Every 7th interval looks idle, every 11th halts a lot. */
+                /* Every 7th interval looks idle, every 11th blocks often. */
                 if (i % 7 == 0)
                         in.busy = 0.3;
                 if (i % 11 == 0)
-                        in.voluntary_hz = 400;
+                        in.voluntary_hz = 200;      /* a window: ~20/s on average */
                 feed(&g, in, 1, &r);
         }
         CHECK(r.changes == 1, "noisy hour: %u changes", r.changes);
