@@ -1043,10 +1043,13 @@ def chart(meta, runs, path):
                              squeeze=False)
     width = 0.8 / max(1, len(modes))
     for col, workload in enumerate(workloads):
+        # Only the scenarios this workload has runs in (a mixed scenario's
+        # runs sit under their own workload label).
+        w_scenarios = [s for s in scenarios if any(r["workload"] == workload and r["scenario"] == s for r in runs)]
         for row, (key, title) in enumerate(metrics):
             ax = axes[row][col]
             for mi, m in enumerate(modes):
-                for si, s in enumerate(scenarios):
+                for si, s in enumerate(w_scenarios):
                     x = si + (mi - (len(modes) - 1) / 2) * width
                     if key == "ratio":
                         cell = [r for r in runs if r["workload"] == workload and r["scenario"] == s and r["mode"] == m]
@@ -1069,8 +1072,8 @@ def chart(meta, runs, path):
                     ax.bar(x, med, width * 0.9, color=colors.get(m, "grey"), label=m if si == 0 else None,
                            yerr=[[med - min(vals)], [max(vals) - med]], capsize=2, error_kw={"lw": 0.8})
                     ax.scatter([x] * len(vals), vals, s=8, color="black", zorder=3)
-            ax.set_xticks(range(len(scenarios)))
-            ax.set_xticklabels(scenarios)
+            ax.set_xticks(range(len(w_scenarios)))
+            ax.set_xticklabels(w_scenarios)
             ax.set_title(f"{workload}: {title}", fontsize=9)
             if key in ("fairness", "colocation"):
                 ax.set_ylim(0, 1.05)
@@ -1083,7 +1086,7 @@ def chart(meta, runs, path):
                  textwrap.fill("scenarios: " + "; ".join(f"{s} = {SCENARIOS[s][0]}" for s in scenarios), 90) +
                  "\nratio row: bars median of paired ratios, error bars 95% bootstrap interval; "
                  "other rows: bars median, whiskers min-max; dots: runs", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
 
