@@ -1149,8 +1149,8 @@ def cmd_signals(args):
                  "previous sample (it is the one waiting); wait per CPU-s = wait share / CPU share; co-location as "
                  "in effectiveness.md (share of both-runnable sibling pairs on one CPU).")
     lines.append("")
-    lines.append("| workload | mode | runs | ops | stacked / default (paired) | " + " | ".join(h for _, h, _ in keys) + " |")
-    lines.append("|---|---|---|---|---|" + "---|" * len(keys))
+    lines.append("| workload | mode | runs | ops | stacked / default (paired) | other load CPU-s | " + " | ".join(h for _, h, _ in keys) + " |")
+    lines.append("|---|---|---|---|---|---|" + "---|" * len(keys))
     per = {}
     for w in workloads:
         for m in modes:
@@ -1163,7 +1163,8 @@ def cmd_signals(args):
             ratio = fmt_ci(bootstrap_median_ci(paired_ratios(cell, base))) if m != "default" else "-"
             cols = [med_range([x.get(k) for x in sigs], f) for k, _, f in keys]
             lines.append(f"| {w} | {m} | {len(cell)} | {med_range([r.get('aggregate_ops') for r in cell], lambda v: f'{v:g}')} "
-                         f"| {ratio} | " + " | ".join(cols) + " |")
+                         f"| {ratio} | {med_range([r.get('other_load_s') for r in cell], lambda v: f'{v:.1f}')} | "
+                         + " | ".join(cols) + " |")
     lines.append("")
     lines.append("## Separation (computed)")
     lines.append("")
@@ -1179,12 +1180,17 @@ def cmd_signals(args):
             other = [x[k] for w in workloads if w != "spin" for x in per.get((w, m), []) if x.get(k) is not None]
             if not spin or not other:
                 continue
+            # A gap narrower than 5% of the larger value is no separation a
+            # threshold could use (e.g. runnable shares of 1.00 against 0.99).
+            scale = max(abs(v) for v in spin + other) or 1.0
             if min(spin) > max(other):
                 sep, gap = "yes, spin higher", f"{f(max(other))} - {f(min(spin))}"
             elif max(spin) < min(other):
                 sep, gap = "yes, spin lower", f"{f(max(spin))} - {f(min(other))}"
             else:
                 sep, gap = "no", "-"
+            if sep != "no" and (max(min(spin) - max(other), min(other) - max(spin)) < 0.05 * scale):
+                sep = "no (ranges touch: " + sep[5:] + " by less than 5%)"
             lines.append(f"| {h} | {m} | {f(min(spin))}-{f(max(spin))} | {f(min(other))}-{f(max(other))} | {sep} | {gap} |")
     text = "\n".join(lines) + "\n"
     if args.md:
