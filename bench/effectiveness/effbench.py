@@ -419,7 +419,10 @@ def write_daemon_config(rundir, mode):
     os.makedirs(dropins, exist_ok=True)
     main = os.path.join(base, "vcpuspreadd.conf")
     with open(main, "w") as f:
-        f.write(f"# written by effbench.py for mode {mode}: the daemon's built-in defaults\n")
+        f.write(f"# written by effbench.py for mode {mode}: the daemon's built-in defaults,\n"
+                f"# except that it leaves guests other than the benchmark's alone (other\n"
+                f"# users of this libvirtd); their load still counts.\n"
+                f"[Domain]\nName={GUEST_PREFIX}*\n\n[Domain]\nName=*\nPolicy=ignore\n")
     dropin = os.path.join(dropins, "50-effbench.conf")
     if DAEMON_MODES[mode]:
         with open(dropin, "w") as f:
