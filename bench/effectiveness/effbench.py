@@ -2,10 +2,12 @@
 """Effectiveness benchmark: real TCG guests under overcommit, with the host
 scheduler left alone (default), sibling vCPUs stacked on one CPU (stacked),
 a fixed vCPU k -> CPU k mod N spread (static-spread), or the daemon running
-(vcpuspreadd).
+with its default policy (vcpuspreadd) or with DefaultPolicy=spread
+(vcpuspreadd-spread).
 
-  effbench.py run    [--reps N] [--scenarios a,b,c,d] [--modes ...] [--workloads ...]
-  effbench.py report RUNS.jsonl [--md FILE] [--png FILE]
+  effbench.py run     [--reps N] [--scenarios a,b,c,d,e] [--modes ...] [--workloads ...]
+  effbench.py report  RUNS.jsonl [--md FILE] [--png FILE]
+  effbench.py signals RUNS.jsonl... [--md FILE] [--notes FILE]
 
 `run` appends one JSON line per run to runs.jsonl in its run directory and
 prints where it is; `report` turns such a file into a markdown table (also
@@ -1236,7 +1238,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the benchmark, append runs to RUNDIR/runs.jsonl")
     r.add_argument("--reps", type=int, default=int(os.environ.get("REPS", 5)))
-    r.add_argument("--scenarios", default="a,b,c,d")
+    r.add_argument("--scenarios", default=",".join(SCENARIOS))
     r.add_argument("--modes", default=",".join(MODES))
     r.add_argument("--workloads", default="hackbench")
     r.add_argument("--warmup", type=float, default=5.0, help="guest seconds of load before the window")
