@@ -1089,8 +1089,8 @@ def chart(meta, runs, path):
     fig.suptitle(f"vcpuspreadd effectiveness, {meta.get('date', '?')[:10]}, {meta.get('host', '?')}, "
                  f"kernel {meta.get('kernel', '?')}\n" +
                  textwrap.fill("scenarios: " + "; ".join(f"{s} = {SCENARIOS[s][0]}" for s in scenarios), 90) +
-                 "\nratio row: bars median of paired ratios, error bars 95% bootstrap interval; "
-                 "other rows: bars median, whiskers min-max; dots: runs", fontsize=9)
+                 "\n" + textwrap.fill("ratio row: bars median of paired ratios, error bars 95% bootstrap interval; "
+                                       "other rows: bars median, whiskers min-max; dots: runs", 90), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
