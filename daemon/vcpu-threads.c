@@ -167,6 +167,8 @@ static void threads_sort_unique(struct vcpu_threads *t)
 {
         size_t w = 0;
 
+        if (t->n == 0)
+                return;  /* qsort(NULL, 0, ...) is undefined */
         qsort(t->threads, t->n, sizeof(*t->threads), thread_cmp);
         for (size_t i = 0; i < t->n;) {
                 size_t j = i + 1;
