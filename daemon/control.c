@@ -402,10 +402,17 @@ int control_server_new(sd_event *e, const char *path, const char *group, control
                 control_server_free(s);
                 return log_error_errno(r, "cannot listen on %s: %m", path);
         }
-        if (gid != (gid_t)-1 && (chown(path, 0, gid) < 0 || chmod(path, 0660) < 0)) {
+        /* Only the group changes: a member of @group needs no CAP_CHOWN for that. */
+        if (gid != (gid_t)-1 && (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)) {
                 r = -errno;
                 control_server_free(s);
-                return log_error_errno(r, "cannot give %s to group %s: %m", path, group);
+                if (r == -EPERM)
+                        return log_error_errno(r, "ControlSocketGroup=%s: cannot give %s to the group: %m. "
+                                               "The shipped unit blocks chown(): add the drop-in "
+                                               "/etc/systemd/system/vcpuspreadd.service.d/control-socket-group.conf "
+                                               "with [Service] SupplementaryGroups=%s and SystemCallFilter=@chown "
+                                               "(vcpuspreadd.conf(5))", group, path, group);
+                return log_error_errno(r, "ControlSocketGroup=%s: cannot give %s to the group: %m", group, path);
         }
         r = sd_event_add_io(e, &s->accept_source, s->fd, EPOLLIN, on_accept, s);
         if (r < 0) {
