@@ -402,6 +402,9 @@ static int cgroup_mask_write(const struct apply_env *env, pid_t tid, const struc
         snprintf(path, sizeof(path), "%s/cpuset.cpus", cg->dir);
         /* O_TRUNC as a shell's `>` does: cgroupfs ignores it, a test tree needs it. */
         fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0 && (errno == EROFS || errno == EACCES || errno == EPERM) && thread_exists(env, tid))
+                /* Not ours to write (a read-only mount, a sandbox): the caller sets the affinity alone. */
+                return set_reason(err, errlen, -EROFS, "%s is not writable here: %s", path, strerror(errno));
         if (fd < 0) {
                 r = -errno;
         } else {
@@ -589,7 +592,7 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
         r = cgroup_mask_write(env, tid, &cg, text, err, errlen);
         if (r == -EROFS) {
                 /* A sandbox that does not let us write here: the affinity still can be. */
-                warn_affinity_only(tid, cg.dir, "is read-only here");
+                warn_affinity_only(tid, cg.dir, "cannot be written here");
                 r = affinity_only(tid, to, text, err, errlen);
                 goto out;
         }

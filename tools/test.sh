@@ -84,7 +84,7 @@ meson test -C build-asan --suite integration --logbase integration --print-error
 
 # A subset under valgrind memcheck (the whole set takes too long there):
 # the control socket and its flood, placement with odd names, the shared
-# cgroup.  Its results go into build-valgrind/meson-logs as a build of its own.
+# cgroup.  Its results: build/meson-logs/valgrind.json, logs in build/valgrind-logs.
 valgrind_tests=(test-control test-security-names test-security-cgroup test-security-flood)
 vlogs=build/valgrind-logs
 rm -rf "$vlogs"; mkdir -p "$vlogs"
