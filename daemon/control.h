@@ -25,10 +25,11 @@
 
 /* At most this many clients at once (fewer when RLIMIT_NOFILE / 4 is
  * smaller, so clients cannot starve the daemon of descriptors); further
- * ones wait in the listen queue
- * (CONTROL_BACKLOG long), and beyond it their connect() fails (EAGAIN). */
+ * ones wait in the kernel's listen queue, which costs the daemon no
+ * descriptor (CONTROL_BACKLOG long, at most net.core.somaxconn), and beyond
+ * it their connect() fails (EAGAIN). */
 #define CONTROL_MAX_CONNECTIONS 32
-#define CONTROL_BACKLOG 16
+#define CONTROL_BACKLOG SOMAXCONN
 /* After accept() failed for want of descriptors (EMFILE): wait this long,
  * or until a connection closes, before accepting again. */
 #define CONTROL_ACCEPT_RETRY_USEC (250 * 1000ULL)
