@@ -24,13 +24,16 @@ cgroup_dir() {
         local rel mnt
         rel=$(sed -n 's/^[0-9]*:\([^:]*,\)\?cpuset\(,[^:]*\)\?:\(.*\)/\3/p' "/proc/$1/cgroup")
         if [[ -n $rel ]]; then
-                mnt=$(_cgroup_mount cgroup cpuset); threads=tasks
+                mnt=$(_cgroup_mount cgroup cpuset)
         else
                 rel=$(sed -n 's/^0::\(.*\)/\1/p' "/proc/$1/cgroup")
-                mnt=$(_cgroup_mount cgroup2); threads=cgroup.threads
+                mnt=$(_cgroup_mount cgroup2)
         fi
         printf '%s\n' "$mnt$rel"
 }
+# The file listing a cgroup's threads: v1 tasks, v2 cgroup.threads.
+threads=tasks
+grep -q '^[0-9]*:[^:]*cpuset' "/proc/$tid0/cgroup" || threads=cgroup.threads
 own=$(cgroup_dir "$tid0")
 parent=${own%/*}
 [[ ${own##*/} == vcpu0 ]] || fail "vcpu0's cgroup is not libvirt's vcpu0 but $own"
