@@ -73,5 +73,18 @@ note "daemon CPU time over the flood: ${cpu_ms} ms; log lines about the control 
 (( cpu_ms < 1000 )) || fail "daemon used ${cpu_ms} ms of CPU in a ${FLOOD_SECONDS} s flood: it spins"
 (( lines <= 5 )) || fail "$lines log lines about the control socket"
 (( latency < 1000 )) || fail "status took ${latency} ms after the flood"
+note "a request with data after its object is refused, not half-read"
+reply=$(python3 - "$sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b'{"command":"status"}{"command":"reload"}\n'); s.shutdown(socket.SHUT_WR)
+print(s.recv(65536).decode().strip())
+PY
+)
+assert_eq "$(jq -r .ok <<< "$reply")" false "ok of a request with trailing data"
+note "reload names the uid that asked (SO_PEERCRED)"
+"$VST_CTL" reload --socket "$sock" >/dev/null || fail "reload failed"
+daemon_fields "_PID=$DAEMON_PID" -- MESSAGE | grep -q "^Reload asked on the control socket by uid 0 (pid [0-9]*)$" ||
+        fail "no log line naming the uid of the reload"
 daemon_stop
 note "ok"
