@@ -17,7 +17,7 @@ id nobody >/dev/null 2>&1 || skip_or_fail "no user nobody"
 guest_start a 2
 uuid=$(guest_uuid a)
 _env_tmpdir
-setpriv --reuid nobody --regid nogroup --clear-groups python3 -c '
+setpriv --reuid nobody --regid nogroup --clear-groups /usr/bin/python3 -c '
 import threading, time
 def named(n):
     with open("/proc/thread-self/comm", "w") as f: f.write(n)
