@@ -15,6 +15,9 @@ source "$here/daemon.sh"
 
 FLOOD_CONNS=${FLOOD_CONNS:-1500}
 FLOOD_SECONDS=${FLOOD_SECONDS:-4}
+# Under valgrind (tools/test.sh) the daemon is several times slower.
+slow=1
+[[ $VST_DAEMON == *valgrind* ]] && slow=5
 
 guest_start a 2
 daemon_start
@@ -70,9 +73,9 @@ lines=$(journal_fields --after-cursor "$cursor" "_PID=$DAEMON_PID" -- MESSAGE | 
 all_lines=$(journal_fields --after-cursor "$cursor" "_PID=$DAEMON_PID" -- MESSAGE | grep -c . || true)
 note "flood: $(cat "$VST_TMPDIR/flood.out") over ${FLOOD_SECONDS} s against RLIMIT_NOFILE 64"
 note "daemon CPU time over the flood: ${cpu_ms} ms; log lines about the control socket: $lines (all lines: $all_lines); status right after: ${latency} ms"
-(( cpu_ms < 1000 )) || fail "daemon used ${cpu_ms} ms of CPU in a ${FLOOD_SECONDS} s flood: it spins"
+(( cpu_ms < 1000 * slow )) || fail "daemon used ${cpu_ms} ms of CPU in a ${FLOOD_SECONDS} s flood: it spins"
 (( lines <= 5 )) || fail "$lines log lines about the control socket"
-(( latency < 1000 )) || fail "status took ${latency} ms after the flood"
+(( latency < 1000 * slow )) || fail "status took ${latency} ms after the flood"
 note "a request with data after its object is refused, not half-read"
 reply=$(python3 - "$sock" <<'PY'
 import socket, sys
