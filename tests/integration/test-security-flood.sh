@@ -56,7 +56,8 @@ for s in held:
     s.close()
 PY
 flood=$!
-env_on_exit kill "$flood"
+kill_quietly() { kill "$@" 2>/dev/null || true; }
+env_on_exit kill_quietly "$flood"
 sleep 1
 note "a guest started during the flood is placed"
 guest_start b 2
