@@ -97,7 +97,8 @@ static void accept_resume(struct control_server *s)
         if (!s->accept_paused || s->n_conns >= conn_cap())
                 return;
         s->accept_paused = false;
-        sd_event_source_set_enabled(s->accept_retry, SD_EVENT_OFF);
+        if (s->accept_retry)
+                sd_event_source_set_enabled(s->accept_retry, SD_EVENT_OFF);
         sd_event_source_set_enabled(s->accept_source, SD_EVENT_ON);
 }
 
@@ -128,7 +129,6 @@ static json_object *error_reply(const char *msg)
         return o;
 }
 
-/* A request is complete at a newline or when the client shut down writing. */
 /* The one JSON value of @text[0..len), or NULL when it is not exactly one:
  * anything but blanks after it is refused, not ignored. */
 static json_object *parse_one_value(const char *text, size_t len)
@@ -138,9 +138,8 @@ static json_object *parse_one_value(const char *text, size_t len)
 
         if (!tok)
                 return NULL;
+        /* An object ends at its '}': a value still incomplete at the end is no request. */
         v = json_tokener_parse_ex(tok, text, (int)len);
-        if (!v && json_tokener_get_error(tok) == json_tokener_continue)
-                v = json_tokener_parse_ex(tok, "", -1);  /* end of input: "1" is complete */
         if (v) {
                 for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
                         if (!strchr(" \t\r\n", text[i])) {
@@ -153,6 +152,7 @@ static json_object *parse_one_value(const char *text, size_t len)
         return v;
 }
 
+/* A request is complete at a newline or when the client shut down writing. */
 static json_object *conn_handle_request(struct control_conn *c)
 {
         c->request[c->request_len] = '\0';
