@@ -557,6 +557,10 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
                 return set_reason(err, errlen, r, "tid %d: thread is gone", (int)tid);
         if (r == -ENOENT) {
                 /* No cpuset controller for this thread: its affinity is all there is. */
+                static bool said;
+                if (!said)
+                        log_notice("tid %d is in no cpuset cgroup: setting affinities only (said once)", (int)tid);
+                said = true;
                 if (env && env->dry_run)
                         return 0;
                 return affinity_only(tid, to, text, err, errlen);
