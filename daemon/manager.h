@@ -52,6 +52,7 @@ const char *guest_state_to_string(enum guest_state s);
 struct vcpu_auto {
         struct signals_thread st;       /* /proc/PID/task/TID/{stat,status}, kept open */
         bool ctxt_known;                /* last_ctxt holds a reading */
+        bool rate_known;                /* voluntary_hz, involuntary_hz are from two readings */
         struct thread_ctxt last_ctxt;
         uint64_t last_ctxt_ns;
         double voluntary_hz, involuntary_hz;    /* last rate measured (status read every Nth interval) */
@@ -100,7 +101,8 @@ struct guest_auto {
         uint64_t last_step_ns;          /* now_ns of the last adaptive_step() */
         bool cosched;                   /* handed to daemon/cosched as a gang now */
         char *cgroup;                   /* the guest's directory in the cpu hierarchy; owned, may be NULL */
-        bool confined_seen;             /* the daemon may have narrowed its masks (release on KERNEL) */
+        hwloc_bitmap_t allowed;         /* restriction ∩ usable, as of the last interval; owned, may be NULL */
+        uint64_t threads_sig;           /* its vCPU threads when the state machine started */
 };
 
 struct managed_guest {
@@ -147,6 +149,7 @@ struct manager {
         /* Busy and steal per host CPU, by dense topology index. */
         struct host_cpu_load *host_load;
         struct host_cpu_counters *host_counters;        /* scratch, n_pus entries */
+        struct manager_auto *autom;             /* Policy=auto: signals, co-scheduler (manager-auto.c) */
         sd_event_source *resync_timer;
         sd_event_source *retry_timer;           /* threads not found yet */
         sd_event_source *inotify_source;        /* status files (hotplug) */

@@ -66,7 +66,8 @@ static void test_defaults(void)
         CHECK(c.sample_interval_usec == USEC_PER_SEC, "SampleIntervalSec %llu",
               (unsigned long long)c.sample_interval_usec);
         CHECK(hwloc_bitmap_iszero(c.reserved_cpus), "ReservedCPUs not empty");
-        CHECK(c.default_policy == POLICY_SPREAD, "DefaultPolicy %d", c.default_policy);
+        CHECK(c.default_policy == POLICY_AUTO, "DefaultPolicy %d", c.default_policy);
+        CHECK(c.auto_window_usec == 10 * USEC_PER_SEC, "AutoWindowSec");
         CHECK(c.moves_per_interval == 4, "MovesPerInterval %u", c.moves_per_interval);
         CHECK(c.hysteresis == 0.1, "Hysteresis %g", c.hysteresis);
         CHECK(c.lane_width == 0, "LaneWidth %u", c.lane_width);
