@@ -14,6 +14,12 @@
  *  - manager_auto_guest_input(): the engine's input for one guest;
  *  - manager_auto_after_plan(): the gangs of co-scheduled guests.
  *
+ * KVM counters (virConnectGetAllDomainStats, daemon/kvm-stats.h): TODO.
+ * They need a call through the libvirt adapter (daemon/libvirt.c, the
+ * robustness engineer's); until then adaptive_vcpu_sample.kvm is false for
+ * every guest and the signals are the /proc ones, which is all a TCG guest
+ * has anyway.
+ *
  * Co-scheduling needs two gangs to take turns.  A guest can go COSCHED only
  * while another Policy=auto guest is co-scheduled or busy and waiting
  * (ticked) too; a guest left alone in COSCHED (its partner went back) is
@@ -49,6 +55,7 @@ struct manager_auto {
         struct cosched *cs;             /* NULL: no co-scheduler (dry run, or it failed) */
         sd_event_source *cs_source;
         size_t n_gangs;                 /* gangs handed over last time */
+        uint64_t gangs_sig;             /* ... and their ids and threads */
         bool said_alone;                /* logged that a lone gang has nobody to take turns with */
         uint64_t interval;
         struct thread_sched_state *scratch;
@@ -241,6 +248,16 @@ static int on_cosched(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
+/* A gang id that stays the same while the guest runs (FNV-1a of its UUID). */
+static uint64_t uuid_hash(const char *uuid)
+{
+        uint64_t h = 1469598103934665603ULL;
+
+        for (const char *c = uuid; *c; c++)
+                h = (h ^ (uint64_t)(unsigned char)*c) * 1099511628211ULL;
+        return h;
+}
+
 static bool partner_for(const struct manager *m, const struct managed_guest *self)
 {
         for (size_t i = 0; i < m->n_guests; i++) {
@@ -276,13 +293,21 @@ void manager_auto_after_plan(struct manager *m)
                 g->auto_state.cosched = on;
                 if (!on)
                         continue;
-                gangs[k] = (struct cosched_gang){ .id = (uint64_t)g->id * 1000003ULL + (uint64_t)i,
+                gangs[k] = (struct cosched_gang){ .id = uuid_hash(g->uuid),
                                                   .tids = &tids[t], .n_tids = g->n_vcpus,
                                                   .cgroup = g->auto_state.cgroup };
                 for (size_t j = 0; j < g->n_vcpus; j++)
                         tids[t++] = g->vcpus[j].tid;
                 k++;
         }
+        uint64_t sig = 1469598103934665603ULL ^ k;
+        for (size_t j = 0; j < k; j++)
+                sig = (sig ^ gangs[j].id) * 1099511628211ULL;
+        for (size_t j = 0; j < t; j++)
+                sig = (sig ^ (uint64_t)tids[j]) * 1099511628211ULL;
+        if (sig == a->gangs_sig && k == a->n_gangs)
+                return;         /* the same set: keep the rotation as it is */
+        a->gangs_sig = sig;
         int r = cosched_set_gangs(a->cs, gangs, k);
         if (r < 0)
                 log_struct(LOG_WARNING, r, MSGID_DAEMON_STATE, NULL, NULL,
@@ -550,6 +575,8 @@ void manager_auto_interval(struct manager *m)
                 guest_interval(m, g, now_ns, gdt, idle, max_os + 1);
         }
         arm_ticks(m);
+        /* Guests that went away since the last plan leave the gangs. */
+        manager_auto_after_plan(m);
 }
 
 /* ---- the engine's input ------------------------------------------------------------ */
