@@ -53,6 +53,7 @@
 #include "loadtree.h"
 #include "macro.h"
 #include "placement-domains.h"
+#include "util.h"
 
 static const char *const policy_names[_POLICY_MAX] = {
         [POLICY_SPREAD] = "spread",
@@ -61,18 +62,7 @@ static const char *const policy_names[_POLICY_MAX] = {
         [POLICY_AUTO] = "auto",
 };
 
-const char *placement_policy_to_string(enum placement_policy p)
-{
-        return (unsigned)p < _POLICY_MAX ? policy_names[p] : NULL;
-}
-
-int placement_policy_from_string(const char *s)
-{
-        for (int i = 0; i < _POLICY_MAX; i++)
-                if (strcmp(s, policy_names[i]) == 0)
-                        return i;
-        return -EINVAL;
-}
+DEFINE_STRING_TABLE(placement_policy, enum placement_policy, policy_names)
 
 static const char *const reason_names[_PLACE_REASON_MAX] = {
         [PLACE_NONE] = "none",
@@ -85,10 +75,7 @@ static const char *const reason_names[_PLACE_REASON_MAX] = {
         [PLACE_RELEASE] = "release",
 };
 
-const char *place_reason_to_string(enum place_reason r)
-{
-        return (unsigned)r < _PLACE_REASON_MAX ? reason_names[r] : NULL;
-}
+DEFINE_STRING_TABLE(place_reason, enum place_reason, reason_names)
 
 static const char *const scope_names[_SCOPE_MAX] = {
         [SCOPE_L3] = "l3",
@@ -101,10 +88,7 @@ bool guest_input_whole(const struct guest_input *g)
         return g->policy == POLICY_AUTO && g->auto_mode != ADAPTIVE_SPREAD;
 }
 
-const char *plan_scope_to_string(enum plan_scope s)
-{
-        return (unsigned)s < _SCOPE_MAX ? scope_names[s] : NULL;
-}
+DEFINE_STRING_TABLE(plan_scope, enum plan_scope, scope_names)
 
 /*
  * Lanes (property 6): the default.

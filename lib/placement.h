@@ -48,6 +48,8 @@ enum place_reason {
 
 /* "new-guest", "sibling-conflict", ...: the VCPUSPREAD_REASON vocabulary. */
 const char *place_reason_to_string(enum place_reason r);
+/* Returns the reason or -EINVAL. */
+int place_reason_from_string(const char *s);
 
 /* The narrowest domain holding all of a guest's vCPUs (property 3). */
 enum plan_scope {
@@ -59,6 +61,8 @@ enum plan_scope {
 
 /* "l3", "numa", "any". */
 const char *plan_scope_to_string(enum plan_scope s);
+/* Returns the scope or -EINVAL. */
+int plan_scope_from_string(const char *s);
 
 /*
  * One vCPU as the engine sees it: what it was measured to want, where it is,
