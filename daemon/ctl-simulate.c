@@ -102,13 +102,32 @@ static int parse_domains(const char *spec, enum placement_policy policy, struct 
         return 0;
 }
 
+/* --inputs: the engine's inputs as the daemon's `plan --json` shows them. */
+static int read_inputs(const char *path, struct plan_input_set *set, char *err, size_t errlen)
+{
+        json_object *o = strcmp(path, "-") == 0 ? json_object_from_fd(STDIN_FILENO) : json_object_from_file(path);
+        int r;
+
+        if (!o) {
+                snprintf(err, errlen, "%s: %s", path, json_util_get_last_err() ?: "not JSON");
+                return -EINVAL;
+        }
+        r = plan_inputs_from_json(o, set, err, errlen);
+        json_object_put(o);
+        return r;
+}
+
 static void simulate_help(void)
 {
         printf("Usage: vcpuspreadctl simulate --domains LIST [OPTIONS]\n"
                "\n"
+               "       vcpuspreadctl simulate --inputs FILE [--topology SPEC] [--json|--map]\n"
+               "\n"
                "Run the placement engine on a topology and made-up guests; change nothing.\n"
                "\n"
                "  --domains LIST     guests as NAME:VCPUS[@LOAD],... (LOAD per vCPU in [0,1], default 1)\n"
+               "  --inputs FILE      guests, usable CPUs and parameters as the daemon's\n"
+               "                     'vcpuspreadctl plan --json' shows them (- for stdin)\n"
                "  --topology SPEC    host (default), FILE.xml (lstopo export) or an hwloc\n"
                "                     synthetic description such as 'pack:2 numa:2 l3:2 core:8 pu:2'\n"
                "  --reserved LIST    host CPUs never given to vCPUs, e.g. 0-1\n"
@@ -123,9 +142,10 @@ static void simulate_help(void)
 
 int ctl_simulate(int argc, char **argv)
 {
-        enum { ARG_DOMAINS = 0x100, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE, ARG_MAP };
+        enum { ARG_DOMAINS = 0x100, ARG_INPUTS, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE, ARG_MAP };
         static const struct option options[] = {
                 { "domains", required_argument, NULL, ARG_DOMAINS },
+                { "inputs", required_argument, NULL, ARG_INPUTS },
                 { "topology", required_argument, NULL, ARG_TOPOLOGY },
                 { "reserved", required_argument, NULL, ARG_RESERVED },
                 { "policy", required_argument, NULL, ARG_POLICY },
@@ -135,9 +155,9 @@ int ctl_simulate(int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
-        const char *domains = NULL, *topo_spec = "host", *reserved_spec = NULL;
+        const char *domains = NULL, *inputs = NULL, *topo_spec = "host", *reserved_spec = NULL;
         enum placement_policy policy = POLICY_SPREAD;
-        bool json = false, map = false;
+        bool json = false, map = false, lane_given = false;
         struct plan_params params;
         char err[512];
         int c, r;
@@ -147,6 +167,7 @@ int ctl_simulate(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_DOMAINS: domains = optarg; break;
+                case ARG_INPUTS: inputs = optarg; break;
                 case ARG_TOPOLOGY: topo_spec = optarg; break;
                 case ARG_RESERVED: reserved_spec = optarg; break;
                 case ARG_JSON: json = true; break;
@@ -158,15 +179,16 @@ int ctl_simulate(int argc, char **argv)
                         policy = (enum placement_policy)r;
                         break;
                 case ARG_LANE:
+                        lane_given = true;
                         if (strcmp(optarg, "auto") == 0)
-                                params.lane_max = 0;
+                                params.lane_width = 0;
                         else {
                                 char *end;
                                 errno = 0;
                                 unsigned long w = strtoul(optarg, &end, 10);
                                 if (errno || end == optarg || *end || w == 0 || w > CPULIST_MAX_CPU + 1)
                                         return ctl_usage_error("--lane-width %s: expected auto or a number of CPUs", optarg);
-                                params.lane_max = (unsigned)w;
+                                params.lane_width = (unsigned)w;
                         }
                         break;
                 case 'h': simulate_help(); return 0;
@@ -175,7 +197,10 @@ int ctl_simulate(int argc, char **argv)
         }
         if (optind < argc)
                 return ctl_usage_error("simulate: unexpected argument '%s'", argv[optind]);
-        if (!domains)
+        if (inputs && (domains || reserved_spec || lane_given || policy != POLICY_SPREAD))
+                return ctl_usage_error("simulate: --inputs carries the guests and parameters; "
+                                       "--domains, --reserved, --policy and --lane-width do not go with it");
+        if (!domains && !inputs)
                 return ctl_usage_error("simulate: --domains is required, e.g. --domains 'web1:4,web2:4'");
 
         _cleanup_bitmap_ hwloc_bitmap_t reserved = hwloc_bitmap_alloc();
@@ -186,11 +211,16 @@ int ctl_simulate(int argc, char **argv)
                 return ctl_usage_error("--reserved %s: %s", reserved_spec, err);
 
         _cleanup_(sim_guests_done) struct sim_guests sim = {};
-        r = parse_domains(domains, policy, &sim, err, sizeof(err));
+        _cleanup_(plan_input_set_done) struct plan_input_set set = {};
+        r = inputs ? read_inputs(inputs, &set, err, sizeof(err)) : parse_domains(domains, policy, &sim, err, sizeof(err));
         if (r == -ENOMEM)
                 return ctl_error(r, "out of memory");
         if (r < 0)
-                return ctl_usage_error("--domains: %s", err);
+                return ctl_usage_error("%s: %s", inputs ? "--inputs" : "--domains", err);
+        const struct guest_input *guests = inputs ? set.guests : sim.guests;
+        size_t n_guests = inputs ? set.n_guests : sim.n;
+        if (inputs)
+                params = set.params;
 
         _cleanup_topology_ struct topology *topo = NULL;
         r = topology_load_spec(topo_spec, &topo, err, sizeof(err));
@@ -198,18 +228,22 @@ int ctl_simulate(int argc, char **argv)
                 return ctl_usage_error("--topology: %s", err);
         if (topology_usable(topo, reserved, usable) < 0)
                 return ctl_usage_error("--reserved %s leaves no usable CPU", reserved_spec);
+        if (set.usable)
+                hwloc_bitmap_copy(usable, set.usable);
 
         struct plan plan;
-        r = placement_plan(topo, usable, sim.guests, sim.n, &params, &plan);
+        r = placement_plan(topo, usable, guests, n_guests, &params, &plan);
         if (r < 0)
                 return ctl_error(r, "planning failed: %s", strerror(-r));
 
         struct plan_checks checks;
-        placement_check(topo, usable, sim.guests, sim.n, &plan, &checks);
+        placement_check(topo, usable, guests, n_guests, &plan, &checks);
         bool ok = checks.anti_affinity && checks.smt && checks.locality && checks.balance;
 
         if (json || map) {
-                json_object *o = plan_to_json(topo, usable, sim.guests, sim.n, &plan, &checks);
+                json_object *o = plan_to_json(topo, usable, guests, n_guests, &plan, &checks);
+                if (o)
+                        json_object_object_add(o, "inputs", plan_inputs_to_json(usable, guests, n_guests, &params));
                 if (!o) {
                         plan_done(&plan);
                         return ctl_error(-ENOMEM, "out of memory");
@@ -220,7 +254,7 @@ int ctl_simulate(int argc, char **argv)
                         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         } else {
-                plan_print_text(stdout, topo, usable, sim.guests, sim.n, &plan, &checks);
+                plan_print_text(stdout, topo, usable, guests, n_guests, &plan, &checks);
         }
         plan_done(&plan);
         return ok ? 0 : 1;

@@ -175,9 +175,9 @@ int log_vcpu_move(const struct vcpu_move_log *mv)
                                mv->error_text && mv->error_text[0] ? mv->error_text : strerror(-mv->error),
                                mv->retry_sec);
         else
-                r = log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &mv->domain, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s)",
+                r = log_struct(LOG_INFO, 0, MSGID_VCPU_MOVED, &mv->domain, fields, "%s%s vcpu%u (tid %d): %s -> %s (%s%s%s)",
                                mv->dry_run ? "would move: " : "", mv->domain.name, mv->vcpu, mv->tid, mv->from,
-                               mv->to, mv->reason);
+                               mv->to, mv->reason, mv->note ? ", " : "", mv->note ? mv->note : "");
         for (int i = 0; i < n; i++)
                 free(owned[i]);
         return r;

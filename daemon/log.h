@@ -62,6 +62,7 @@ struct vcpu_move_log {
         int error;                      /* < 0: the move failed with this */
         const char *error_text;         /* one-line reason; NULL: strerror(-error) */
         unsigned retry_sec;             /* after a failure: when it is tried again */
+        const char *note;               /* NULL, or said after the reason: "on the way: ..." */
 };
 
 /*

@@ -44,7 +44,9 @@ static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
         } else {
                 json_object_object_add(o, "cpus", NULL);
         }
-        json_object_object_add(o, "load", json_object_new_double(v->load));
+        struct vcpu_input in = manager_vcpu_input(v);
+        json_object_object_add(o, "load", json_object_new_double(vcpu_demand(&in, &m->plan_params)));
+        json_object_object_add(o, "sampled", json_object_new_boolean(v->sampled));
         json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
         if (v->last_reason[0]) {
                 json_object_object_add(o, "last_reason", json_object_new_string(v->last_reason));
@@ -123,6 +125,9 @@ static json_object *control_status(struct manager *m)
                                                                                                       : "disconnected"));
         json_object_object_add(d, "dry_run", json_object_new_boolean(m->settings.dry_run));
         json_object_object_add(d, "moves", json_object_new_int64((int64_t)m->n_moves));
+        /* A client (or a test) waits for these rather than for time to pass. */
+        json_object_object_add(d, "resyncs", json_object_new_int64((int64_t)m->n_resyncs));
+        json_object_object_add(d, "passes", json_object_new_int64((int64_t)m->n_passes));
         if (m->last_change[0])
                 json_object_object_add(d, "last_change", json_object_new_string(m->last_change));
         json_object_object_add(d, "usable_cpus", json_cpulist(m->usable));
@@ -146,6 +151,8 @@ static json_object *control_plan(struct manager *m)
         json_object *o = plan_to_json(m->topo, m->usable, in.guests, in.n, &plan, &checks);
         if (o) {
                 json_object_object_add(o, "ok", json_object_new_boolean(true));
+                /* Exactly what the engine read: `simulate --inputs` plans from it. */
+                json_object_object_add(o, "inputs", plan_inputs_to_json(m->usable, in.guests, in.n, &in.params));
                 /* Refine the engine's reasons the way an applied move would be logged. */
                 json_object *moves = NULL;
                 json_object_object_get_ex(o, "moves", &moves);

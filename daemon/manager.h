@@ -51,7 +51,9 @@ struct managed_vcpu {
         hwloc_bitmap_t current;         /* affinity as last read or written; owned */
         bool operator_pinned;           /* pinned by the operator while we ran */
         bool is_new;                    /* appeared since the last plan (hotplug) */
-        double load;                    /* recent demand (CPU use + run-queue wait), [0,1] */
+        bool boot;                      /* found when its guest started */
+        bool sampled;                   /* util and wait are measured */
+        double util, wait;              /* recent CPU use and run-queue wait, shares of a CPU */
         double wait_ms;                 /* run-queue wait in the last interval */
         struct thread_load tl;          /* sampling state of this thread */
         uint64_t last_move_usec;        /* CLOCK_MONOTONIC of our last move, 0 never */
@@ -113,12 +115,15 @@ struct manager {
         bool ready;                             /* READY=1 sent */
         bool resync_failed;                     /* last resync hit an error: retry soon */
         uint64_t n_moves;                       /* applied since start */
+        uint64_t n_resyncs;                     /* full resyncs done (listed, planned, applied) */
+        uint64_t n_passes;                      /* planning passes applied */
         char last_change[256];
         int exit_code;
 };
 
 /* Inputs for the engine; entries point into the manager's guests. */
 struct plan_inputs {
+        struct plan_params params;      /* m->plan_params with now_usec set */
         size_t n;
         struct guest_input *guests;
         struct managed_guest **owner;   /* parallel to guests */
@@ -126,7 +131,10 @@ struct plan_inputs {
 };
 
 void plan_inputs_done(struct plan_inputs *in);
+/* Gather the engine's inputs (guests, vCPUs, parameters with the clock) and plan. */
 int manager_compute_plan(struct manager *m, struct plan_inputs *in, struct plan *plan);
+/* What the engine sees of one vCPU. */
+struct vcpu_input manager_vcpu_input(const struct managed_vcpu *v);
 /* VCPUSPREAD_REASON of a move: the engine's reason refined with what only
  * the manager knows (a new guest, a hot-plugged vCPU). */
 const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v, enum place_reason r);

@@ -19,3 +19,26 @@ json_object *plan_to_json(const struct topology *topo, hwloc_const_bitmap_t usab
 void plan_print_text(FILE *f, const struct topology *topo, hwloc_const_bitmap_t usable,
                      const struct guest_input *guests, size_t n_guests,
                      const struct plan *plan, const struct plan_checks *checks);
+
+/*
+ * The engine's inputs, every field it reads: {"usable", "params":{...},
+ * "guests":[{"name","policy","restriction","vcpus":[{"vcpu","load","wait",
+ * "wait_ms","current","unsampled","boot","last_move_usec",
+ * "retry_after_usec"}]}]}.  The daemon's `plan` reply carries it as
+ * "inputs", and `vcpuspreadctl simulate --inputs` plans from it, so the two
+ * can be compared.  NULL on allocation failure.
+ */
+json_object *plan_inputs_to_json(hwloc_const_bitmap_t usable, const struct guest_input *guests, size_t n_guests,
+                                 const struct plan_params *params);
+
+/* Inputs read back; owns everything it points to. */
+struct plan_input_set {
+        hwloc_bitmap_t usable;          /* NULL: not given */
+        struct plan_params params;
+        size_t n_guests;
+        struct guest_input *guests;
+};
+
+/* Returns 0, -ENOMEM, or -EINVAL with the reason in @err. */
+int plan_inputs_from_json(json_object *o, struct plan_input_set *out, char *err, size_t errlen);
+void plan_input_set_done(struct plan_input_set *s);

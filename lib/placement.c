@@ -13,9 +13,13 @@
  *     mask) on the least-loaded PUs of that domain, disjoint from its
  *     siblings' lanes.
  *  4. rebalance: while the most loaded PU is above ideal + threshold, move
- *     the vCPU whose move lowers it most, if it gains more than move_penalty,
- *     at most max_moves vCPUs that were not moving anyway.
- *  5. emit: targets, and the moves in an order that never stacks siblings.
+ *     the vCPU whose move lowers it most, if it gains more than hysteresis,
+ *     at most moves_per_interval vCPUs that were not moving anyway and
+ *     have dwelt long enough (or starve); a vCPU backing off after a refused
+ *     move is not moved at all.
+ *  5. emit: targets, and the moves in an order that never stacks siblings:
+ *     a cycle (a swap) goes through a free CPU, or is deferred to the next
+ *     pass when there is none.
  *
  * Costs, in the manner of irqbalance: a sibling on the same PU (on the same
  * core under spread-cores) is prohibitive: the PU is no candidate at all
@@ -24,10 +28,10 @@
  * larger than any load).  Leaving the guest's NUMA node / L3 group is only
  * allowed when no domain that fits the guest can take its load.  Entering a
  * PU that a moving sibling leaves (applying that could take a swap) costs
- * move_penalty, and a vCPU's own current PUs get it as a bonus: small costs,
+ * hysteresis, and a vCPU's own current PUs get it as a bonus: small costs,
  * because a swap only stacks two siblings for the moment it takes to apply,
  * while balance lasts.  A rebalancing move must lower the peak by more than
- * move_penalty.
+ * hysteresis.
  *
  * Cost: choosing a PU is a query on a tournament tree over the PUs
  * (loadtree.h), O(log P); a lane of w PUs costs O(w log P) to account.  A
@@ -36,6 +40,7 @@
  */
 #include "placement.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -43,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config-value.h"
+#include "defaults.h"
 #include "loadtree.h"
 #include "macro.h"
 #include "placement-domains.h"
@@ -119,24 +126,82 @@ const char *plan_scope_to_string(enum plan_scope s)
  *
  * The width is a judgement from the evidence above, not a measurement of
  * lanes themselves: the effectiveness benchmark (issue 5) should compare
- * lane_max 1, 2 and auto.  lane_max = 1 gives classic pinning.
+ * LaneWidth= 1, 2 and auto.  lane_width = 1 gives classic pinning.
  */
 #define AUTO_LANE_PUS 8u
 
 /* vCPUs examined per rebalancing step: the heaviest movers of the hottest PU. */
 #define REBALANCE_CANDIDATES 8u
 
+/* A default from defaults.h that does not parse is a bug caught by every test. */
+static uint64_t default_duration(const char *text)
+{
+        uint64_t usec = 0;
+        int r = config_parse_duration(text, &usec);
+        assert(r == 0);
+        (void)r;
+        return usec;
+}
+
 void plan_params_default(struct plan_params *p)
 {
+        /* The knobs a configuration file sets come from the one table of
+         * defaults (defaults.h), parsed as the configuration parses them. */
+        double hysteresis = 0;
+        int r = config_parse_fraction(DEFAULT_HYSTERESIS, &hysteresis);
+        assert(r == 0);
+        (void)r;
         *p = (struct plan_params){
-                .lane_max = 0,
+                /* DEFAULT_LANE_WIDTH is "auto": 0. */
+                .lane_width = 0,
                 /* A quarter of a CPU above the ideal before anything moves for balance. */
                 .imbalance_threshold = 0.25,
-                /* A move must take at least a tenth of a CPU off the hottest PU. */
-                .move_penalty = 0.1,
-                /* Bounded churn per plan; a big imbalance is worked off over several plans. */
-                .max_moves = 16,
+                .hysteresis = hysteresis,
+                .moves_per_interval = (unsigned)strtoul(DEFAULT_MOVES_PER_INTERVAL, NULL, 10),
+                .min_dwell_usec = default_duration(DEFAULT_MIN_DWELL),
+                .starvation_wait_usec = default_duration(DEFAULT_STARVATION_WAIT),
+                .unsampled_load = 0.5,
+                .boot_load = 1.0,
         };
+}
+
+static double clamp01(double x)
+{
+        return x > 1.0 ? 1.0 : x < 0.0 ? 0.0 : x;
+}
+
+/*
+ * A vCPU not sampled yet: a guest that just started runs on vCPU 0 alone
+ * (firmware, then the kernel until it brings up the others).  Counting every
+ * vCPU as busy made the engine put the boot vCPUs of guests started together
+ * on the same CPU (ties go to the lowest CPU), and their boots took half as
+ * long again (measured: 12-16 s against 9 s with two guests).  Anything else
+ * unknown counts as half busy until the first sample.
+ */
+double vcpu_demand(const struct vcpu_input *v, const struct plan_params *p)
+{
+        if (v->unsampled)
+                return v->boot && v->vcpu == 0 ? p->boot_load : p->unsampled_load;
+        return clamp01(v->load + v->wait);
+}
+
+/*
+ * A vCPU moved less than MinDwellSec ago is not moved for balance, so the
+ * system converges instead of chasing noise, unless it starves (its run-queue
+ * wait in the last interval is over StarvationWaitSec).  Moves that fix a
+ * conflict or place a new vCPU never wait.
+ */
+bool vcpu_dwelling(const struct vcpu_input *v, const struct plan_params *p)
+{
+        if (!v->last_move_usec || p->now_usec - v->last_move_usec >= p->min_dwell_usec)
+                return false;
+        return !(p->starvation_wait_usec && v->wait_ms * 1000.0 >= (double)p->starvation_wait_usec);
+}
+
+/* A move the kernel refused is not planned again before its retry time. */
+bool vcpu_backing_off(const struct vcpu_input *v, const struct plan_params *p)
+{
+        return p->now_usec < v->retry_after_usec;
 }
 
 static unsigned umin(unsigned a, unsigned b)
@@ -304,9 +369,9 @@ static double candidate_key(const struct engine *e, unsigned p)
         if (shares_core(e, p))
                 key += e->tier;
         if (is_vacated(e, p))
-                key += e->params.move_penalty;
+                key += e->params.hysteresis;
         if (e->flags[p] & PU_OWN)
-                key -= e->params.move_penalty;
+                key -= e->params.hysteresis;
         return key;
 }
 
@@ -629,7 +694,7 @@ static int engine_init(struct engine *e, const struct topology *topo, hwloc_cons
                 e->smt = umax(e->smt, topo->cores[c].n_pus);
         e->smt = umax(e->smt, 1);
         /* A lane as wide as the usable set would be no placement at all. */
-        e->lane_cap = params->lane_max ? params->lane_max : AUTO_LANE_PUS;
+        e->lane_cap = params->lane_width ? params->lane_width : AUTO_LANE_PUS;
         if (e->d.n_usable > 1)
                 e->lane_cap = umin(e->lane_cap, e->d.n_usable - 1);
         r = engine_alloc_pus(e);
@@ -649,7 +714,8 @@ static int setup_guest(struct engine *e, size_t i)
         g->n = (unsigned)in->n_vcpus;
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = &e->vs[g->first + j];
-                *v = (struct vstate){ .in = &in->vcpus[j], .guest = (unsigned)i, .load = in->vcpus[j].load };
+                *v = (struct vstate){ .in = &in->vcpus[j], .guest = (unsigned)i,
+                                      .load = vcpu_demand(&in->vcpus[j], &e->params) };
                 g->load += v->load;
         }
         if (in->policy != POLICY_IGNORE) {
@@ -660,8 +726,10 @@ static int setup_guest(struct engine *e, size_t i)
                         return r;
                 g->managed = r == 0;
         }
+        /* A vCPU backing off after a refused move stays where it is, and its
+         * siblings are placed around it. */
         for (unsigned j = 0; j < g->n; j++)
-                e->vs[g->first + j].fixed = !g->managed;
+                e->vs[g->first + j].fixed = !g->managed || vcpu_backing_off(&in->vcpus[j], &e->params);
         return 0;
 }
 
@@ -708,7 +776,7 @@ static void count_totals(struct engine *e)
         e->ideal = e->total / e->d.n_usable;
         e->bound = e->ideal + e->max_vcpu;
         /* Larger than any load difference plus penalties: SMT sharing ranks last. */
-        e->tier = 2 * (e->total + 2 * e->params.move_penalty + 1);
+        e->tier = 2 * (e->total + 2 * e->params.hysteresis + 1);
 }
 
 /* ---- 1. Classify ---- */
@@ -739,10 +807,19 @@ static int classify_guest(struct engine *e, struct gstate *g)
         int r = 0;
 
         session_begin(e, g, 0, 0);
+        /* vCPUs that back off hold their CPUs first, valid or not. */
+        for (unsigned j = 0; j < g->n && r == 0; j++) {
+                struct vstate *v = &e->vs[g->first + j];
+                if (v->fixed && !is_unplaced(e, v->in->current) &&
+                    (r = lane_from_mask(e, v, v->in->current)) == 0 && v->lane_len > 0)
+                        register_lane(e, v);
+        }
         for (unsigned j = 0; j < g->n && r == 0; j++) {
                 struct vstate *v = &e->vs[g->first + j];
                 hwloc_const_bitmap_t cur = v->in->current;
 
+                if (v->fixed)
+                        continue;
                 if (is_unplaced(e, cur))
                         v->reason = PLACE_UNPLACED;
                 else if (!hwloc_bitmap_isincluded(cur, allowed_set(e, g)))
@@ -953,7 +1030,7 @@ static void evict_outside(struct engine *e, struct gstate *g)
         guest_geometry(e, g, &geo);
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = guest_vcpu(e, g, j);
-                if (!is_kept(v))
+                if (!is_kept(v) || v->fixed)
                         continue;
                 const unsigned *lane = lane_of(e, v);
                 for (unsigned i = 0; i < v->lane_len; i++)
@@ -1010,8 +1087,9 @@ static int fill_guest(struct engine *e, struct gstate *g)
         session_begin(e, g, geo.lo, geo.hi);
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = guest_vcpu(e, g, j);
-                if (is_kept(v)) {
-                        register_lane(e, v);
+                if (is_kept(v) || v->fixed) {
+                        if (v->lane_len > 0)
+                                register_lane(e, v);
                         continue;
                 }
                 e->order_buf[n_todo++] = (struct order){ v->load, (unsigned)(g->first + j) };
@@ -1039,7 +1117,8 @@ static void unplace_guest(struct engine *e, struct gstate *g, enum place_reason 
 {
         for (unsigned j = 0; j < g->n; j++) {
                 struct vstate *v = guest_vcpu(e, g, j);
-                if (v->lane_len == 0)
+                if (v->lane_len == 0 || v->fixed ||
+                    (reason == PLACE_REBALANCE && v->reason == PLACE_NONE && vcpu_dwelling(v->in, &e->params)))
                         continue;
                 account_lane(e, v, -1);
                 v->lane_len = 0;
@@ -1206,7 +1285,7 @@ struct move_choice {
         double gain;
 };
 
-/* The best of the heaviest movers on the hot PU; false when none gains more than move_penalty. */
+/* The best of the heaviest movers on the hot PU; false when none gains more than hysteresis. */
 static bool best_move(struct engine *e, const struct pu_list *list, unsigned hot, double peak,
                       bool allow_kept, struct move_choice *m)
 {
@@ -1217,10 +1296,11 @@ static bool best_move(struct engine *e, const struct pu_list *list, unsigned hot
                 return false;
         for (unsigned i = 0; i < list->n; i++) {
                 const struct vstate *v = &e->vs[list->items[i]];
-                if (!lane_contains(e, v, hot) || (!allow_kept && v->reason == PLACE_NONE))
+                bool kept = v->reason == PLACE_NONE;
+                if (!lane_contains(e, v, hot) || (kept && (!allow_kept || vcpu_dwelling(v->in, &e->params))))
                         continue;
                 double relief = v->load / v->lane_len;
-                if (relief > e->params.move_penalty)
+                if (relief > e->params.hysteresis)
                         cand[n++] = (struct order){ relief, list->items[i] };
         }
         qsort(cand, n, sizeof(*cand), order_cmp);
@@ -1236,7 +1316,7 @@ static bool best_move(struct engine *e, const struct pu_list *list, unsigned hot
                         memcpy(e->best_buf, e->lane_buf, len * sizeof(*e->lane_buf));
                 }
         }
-        return m->gain > e->params.move_penalty;
+        return m->gain > e->params.hysteresis;
 }
 
 static int apply_move(struct engine *e, struct pu_list *lists, const struct move_choice *m)
@@ -1282,7 +1362,7 @@ static void thaw(struct engine *e, struct frozen_set *f)
 
 static int rebalance_steps(struct engine *e, struct pu_list *lists, struct frozen_set *frozen)
 {
-        unsigned budget = e->params.max_moves ? e->params.max_moves : UINT_MAX;
+        unsigned budget = e->params.moves_per_interval ? e->params.moves_per_interval : UINT_MAX;
 
         for (size_t i = 0; i < e->n_vs; i++)
                 if (!e->vs[i].fixed) {
@@ -1291,7 +1371,7 @@ static int rebalance_steps(struct engine *e, struct pu_list *lists, struct froze
                                 return r;
                 }
         /*
-         * Each step either lowers the hottest PU by more than move_penalty or
+         * Each step either lowers the hottest PU by more than hysteresis or
          * sets it aside while no move can (it may carry ignored guests only).
          * Moves change what is possible for the PUs set aside, so passes
          * repeat until one makes no move: then no PU above the threshold can
@@ -1393,6 +1473,8 @@ static int emit_guest(const struct engine *e, size_t gi, struct guest_plan *gp)
                 vp->target = target_of(e, v);
                 if (!vp->target)
                         return -ENOMEM;
+                vp->load = v->load;
+                vp->holding = g->managed && v->fixed;
                 if (v->fixed || (v->in->current && hwloc_bitmap_isequal(vp->target, v->in->current)))
                         vp->reason = PLACE_NONE;
                 else
@@ -1401,12 +1483,13 @@ static int emit_guest(const struct engine *e, size_t gi, struct guest_plan *gp)
         return 0;
 }
 
-static void append_move(struct plan *out, size_t gi, size_t j, const struct engine *e)
+/* The move of vCPU @j to its target, from @via when it waited on a staging CPU. */
+static void append_move(struct plan *out, size_t gi, size_t j, const struct engine *e, hwloc_const_bitmap_t via)
 {
         out->moves[out->n_moves++] = (struct plan_move){
                 .guest = gi,
                 .vcpu = j,
-                .from = e->in[gi].vcpus[j].current,
+                .from = via ? via : e->in[gi].vcpus[j].current,
                 .to = out->guests[gi].vcpus[j].target,
                 .reason = out->guests[gi].vcpus[j].reason,
         };
@@ -1483,58 +1566,168 @@ static int move_graph_build(struct move_graph *g, const hwloc_const_bitmap_t *fr
         return 0;
 }
 
-/* Kahn's algorithm in index order; a cycle is broken at its lowest index. */
-static void move_graph_order(struct move_graph *g, unsigned *order, size_t *n_unordered)
+/* A move's successors may go once it has left its CPUs. */
+static void move_graph_release(struct move_graph *g, unsigned x, size_t *tail)
 {
-        size_t head = 0, tail = 0, scan = 0;
+        for (unsigned k = g->edge_start[x]; k < g->edge_start[x + 1]; k++) {
+                unsigned y = g->edge_to[k];
+                if (--g->indeg[y] == 0 && !g->done[y])
+                        g->queue[(*tail)++] = y;
+        }
+}
+
+/*
+ * A CPU where vCPU @j can wait while a cycle of its guest's moves goes on.
+ * Either one of its own current usable CPUs that no sibling enters (it
+ * shrinks onto it: nothing new is shared), or one it may use that no sibling holds before
+ * or after this pass (siblings that start from no mask have moved first).
+ * -ENOENT when there is neither.
+ */
+static int staging_cpu(const struct engine *e, const struct plan *out, size_t gi, size_t j, hwloc_bitmap_t set)
+{
+        const struct gstate *g = &e->gs[gi];
+        hwloc_const_bitmap_t own = e->in[gi].vcpus[j].current;
+
+        for (int pass = 0; pass < 2; pass++) {
+                if (pass == 0)
+                        hwloc_bitmap_and(set, own, e->usable_set);
+                else
+                        hwloc_bitmap_copy(set, allowed_set(e, g));
+                for (unsigned k = 0; k < g->n; k++) {
+                        hwloc_const_bitmap_t cur = e->in[gi].vcpus[k].current;
+                        if (k == j)
+                                continue;
+                        if (pass == 1 && !is_unplaced(e, cur))
+                                hwloc_bitmap_andnot(set, set, cur);
+                        hwloc_bitmap_andnot(set, set, out->guests[gi].vcpus[k].target);
+                }
+                int cpu = hwloc_bitmap_first(set);
+                if (cpu >= 0) {
+                        hwloc_bitmap_only(set, (unsigned)cpu);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* State of one guest's ordering: the graph over its partial moves js[]. */
+struct move_order {
+        struct move_graph g;
+        const unsigned *js;
+        hwloc_bitmap_t *via;            /* by move: its staging CPU, or NULL */
+        size_t head, tail, emitted;
+};
+
+/*
+ * No move can go without stacking: @x and whatever must wait for it stay
+ * where they are this pass (a staged one on its staging CPU), and the plan
+ * says so; their targets stay what the engine wants.  Its CPUs are not
+ * left, so nothing that enters them goes.
+ */
+static void defer_from(struct plan *out, size_t gi, struct move_order *o, unsigned x, const struct engine *e)
+{
+        struct move_graph *g = &o->g;
+        size_t top = 0;
+
+        _cleanup_free_ unsigned *stack = calloc(g->m, sizeof(*stack));
+        if (!stack)
+                return;
+        g->done[x] = true;
+        stack[top++] = x;
+        while (top > 0) {
+                unsigned y = stack[--top];
+                struct vcpu_plan *vp = &out->guests[gi].vcpus[o->js[y]];
+
+                vp->deferred = true;
+                out->n_deferred++;
+                o->emitted++;
+                for (unsigned k = g->edge_start[y]; k < g->edge_start[y + 1]; k++)
+                        if (!g->done[g->edge_to[k]]) {
+                                g->done[g->edge_to[k]] = true;
+                                stack[top++] = g->edge_to[k];
+                        }
+        }
+}
+
+/* Every remaining move waits for another (a cycle): send @x to a free CPU first, or defer it. */
+static int break_cycle(struct plan *out, size_t gi, struct move_order *o, unsigned x, const struct engine *e)
+{
+        hwloc_bitmap_t set = hwloc_bitmap_alloc();
+        size_t j = o->js[x];
+
+        if (!set)
+                return -ENOMEM;
+        if (staging_cpu(e, out, gi, j, set) < 0) {
+                hwloc_bitmap_free(set);
+                defer_from(out, gi, o, x, e);
+                return 0;
+        }
+        out->staging_sets[out->n_staging_sets++] = set;
+        out->moves[out->n_moves++] = (struct plan_move){
+                .guest = gi,
+                .vcpu = j,
+                .from = e->in[gi].vcpus[j].current,
+                .to = set,
+                .reason = out->guests[gi].vcpus[j].reason,
+                .staging = true,
+        };
+        out->n_staged++;
+        o->via[x] = set;
+        move_graph_release(&o->g, x, &o->tail);
+        return 0;
+}
+
+/* Kahn's algorithm in index order; a cycle is broken at its lowest index. */
+static int move_graph_order(struct plan *out, size_t gi, struct move_order *o, const struct engine *e)
+{
+        struct move_graph *g = &o->g;
+        size_t scan = 0;
 
         for (size_t x = 0; x < g->m; x++)
                 if (g->indeg[x] == 0)
-                        g->queue[tail++] = (unsigned)x;
-        for (size_t emitted = 0; emitted < g->m;) {
-                unsigned x;
-                if (head < tail)
-                        x = g->queue[head++];
-                else {
-                        while (g->done[scan])
+                        g->queue[o->tail++] = (unsigned)x;
+        while (o->emitted < g->m) {
+                if (o->head == o->tail) {
+                        while (g->done[scan] || o->via[scan])
                                 scan++;
-                        x = (unsigned)scan;
-                        (*n_unordered)++;
+                        int r = break_cycle(out, gi, o, (unsigned)scan, e);
+                        if (r < 0)
+                                return r;
+                        continue;
                 }
+                unsigned x = g->queue[o->head++];
                 if (g->done[x])
                         continue;
                 g->done[x] = true;
-                order[emitted++] = x;
-                for (unsigned k = g->edge_start[x]; k < g->edge_start[x + 1]; k++) {
-                        unsigned y = g->edge_to[k];
-                        if (--g->indeg[y] == 0 && !g->done[y])
-                                g->queue[tail++] = y;
-                }
+                o->emitted++;
+                append_move(out, gi, o->js[x], e, o->via[x]);
+                if (!o->via[x])
+                        move_graph_release(g, x, &o->tail);
         }
+        return 0;
 }
 
 static int order_partial_moves(struct plan *out, size_t gi, const unsigned *js, size_t m,
                                const struct engine *e)
 {
-        struct move_graph g = { .m = m };
+        struct move_order o = { .g = { .m = m }, .js = js };
         _cleanup_free_ hwloc_const_bitmap_t *from = calloc(m, sizeof(*from));
         _cleanup_free_ hwloc_const_bitmap_t *to = calloc(m, sizeof(*to));
-        _cleanup_free_ unsigned *order = calloc(m, sizeof(*order));
+        _cleanup_free_ hwloc_bitmap_t *via = calloc(m, sizeof(*via));
         int r = -ENOMEM;
 
-        if (from && to && order) {
+        if (from && to && via) {
                 for (size_t i = 0; i < m; i++) {
                         from[i] = e->in[gi].vcpus[js[i]].current;
                         to[i] = out->guests[gi].vcpus[js[i]].target;
                 }
-                r = move_graph_build(&g, from, to);
+                r = move_graph_build(&o.g, from, to);
         }
         if (r == 0) {
-                move_graph_order(&g, order, &out->n_unordered);
-                for (size_t i = 0; i < m; i++)
-                        append_move(out, gi, js[order[i]], e);
+                o.via = via;
+                r = move_graph_order(out, gi, &o, e);
         }
-        move_graph_done(&g);
+        move_graph_done(&o.g);
         return r;
 }
 
@@ -1556,14 +1749,14 @@ static int emit_guest_moves(struct plan *out, size_t gi, const struct engine *e)
                 if (gp->vcpus[j].reason == PLACE_NONE)
                         continue;
                 if (is_unplaced(e, e->in[gi].vcpus[j].current))
-                        append_move(out, gi, j, e);
+                        append_move(out, gi, j, e, NULL);
                 else
                         partial[m++] = (unsigned)j;
         }
         if (m > 1 && !gp->overcommitted)
                 return order_partial_moves(out, gi, partial, m, e);
         for (size_t i = 0; i < m; i++)
-                append_move(out, gi, partial[i], e);
+                append_move(out, gi, partial[i], e, NULL);
         return 0;
 }
 
@@ -1587,8 +1780,10 @@ static int emit(const struct engine *e, struct plan *out)
                 for (size_t j = 0; j < out->guests[gi].n_vcpus; j++)
                         n_moves += out->guests[gi].vcpus[j].reason != PLACE_NONE;
         }
-        out->moves = calloc(n_moves ? n_moves : 1, sizeof(*out->moves));
-        if (!out->moves)
+        /* A partial move may take a staging step first: at most twice as many. */
+        out->moves = calloc(n_moves ? 2 * n_moves : 1, sizeof(*out->moves));
+        out->staging_sets = calloc(n_moves ? n_moves : 1, sizeof(*out->staging_sets));
+        if (!out->moves || !out->staging_sets)
                 return -ENOMEM;
         for (size_t gi = 0; gi < e->n_guests; gi++) {
                 int r = emit_guest_moves(out, gi, e);
@@ -1607,8 +1802,8 @@ static bool is_load(double x)
 
 static int validate(const struct guest_input *guests, size_t n_guests, const struct plan_params *p)
 {
-        if (!(p->imbalance_threshold >= 0) || !(p->move_penalty >= 0) || !isfinite(p->move_penalty) ||
-            !isfinite(p->imbalance_threshold))
+        if (!(p->imbalance_threshold >= 0) || !(p->hysteresis >= 0) || !isfinite(p->hysteresis) ||
+            !isfinite(p->imbalance_threshold) || !is_load(p->unsampled_load) || !is_load(p->boot_load))
                 return -EINVAL;
         if (n_guests > 0 && !guests)
                 return -EINVAL;
@@ -1617,9 +1812,11 @@ static int validate(const struct guest_input *guests, size_t n_guests, const str
                         return -EINVAL;
                 if (guests[i].n_vcpus > UINT_MAX / 2)
                         return -EINVAL;
-                for (size_t j = 0; j < guests[i].n_vcpus; j++)
-                        if (!is_load(guests[i].vcpus[j].load))
+                for (size_t j = 0; j < guests[i].n_vcpus; j++) {
+                        const struct vcpu_input *v = &guests[i].vcpus[j];
+                        if (!v->unsampled && (!is_load(v->load) || !is_load(v->wait) || !(v->wait_ms >= 0)))
                                 return -EINVAL;
+                }
         }
         return 0;
 }
@@ -1670,6 +1867,9 @@ void plan_done(struct plan *p)
                                 hwloc_bitmap_free(g->vcpus[j].target);
                 free(g->vcpus);
         }
+        for (size_t i = 0; i < p->n_staging_sets; i++)
+                hwloc_bitmap_free(p->staging_sets[i]);
+        free(p->staging_sets);
         free(p->guests);
         free(p->moves);
         free(p->pu_load);

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <hwloc.h>
 
 #include "topology.h"
@@ -55,10 +56,22 @@ enum plan_scope {
 /* "l3", "numa", "any". */
 const char *plan_scope_to_string(enum plan_scope s);
 
+/*
+ * One vCPU as the engine sees it: what it was measured to want, where it is,
+ * and the state every move rule reads (see vcpu_demand, vcpu_dwelling,
+ * vcpu_backing_off).  All-zero fields beyond the first three mean: measured,
+ * never moved by us, nothing refused.
+ */
 struct vcpu_input {
         unsigned vcpu;                  /* the guest's vCPU number */
-        double load;                    /* expected load in [0,1] */
+        double load;                    /* measured CPU use, share of one CPU in [0,1] */
         hwloc_const_bitmap_t current;   /* current affinity; NULL = unknown (all CPUs) */
+        double wait;                    /* measured run-queue wait, share of one CPU in [0,1] */
+        double wait_ms;                 /* run-queue wait in the last sample interval (starvation) */
+        bool unsampled;                 /* no measurement yet: load and wait are ignored */
+        bool boot;                      /* found when its guest started (vCPU 0 boots alone) */
+        uint64_t last_move_usec;        /* params.now_usec clock of our last move of it; 0 never */
+        uint64_t retry_after_usec;      /* a move of it was refused: none is planned before this */
 };
 
 struct guest_input {
@@ -70,29 +83,59 @@ struct guest_input {
         const struct vcpu_input *vcpus;
 };
 
+/* Field names are the configuration's (struct config, vcpuspreadd.conf(5)). */
 struct plan_params {
         /*
-         * Largest number of PUs in one vCPU's mask ("lane").  1 pins every
-         * vCPU to a single PU; 0 lets the engine choose (see placement.c for
-         * the evidence behind the default).
+         * LaneWidth=: largest number of PUs in one vCPU's mask ("lane").  1
+         * pins every vCPU to a single PU; 0 lets the engine choose (see
+         * placement.c for the evidence behind the default).
          */
-        unsigned lane_max;
+        unsigned lane_width;
         /* Re-balance only when the most loaded PU exceeds the ideal
          * (total load / PUs) by more than this (load units). */
         double imbalance_threshold;
-        /* A move must gain at least this much peak load to be worth it. */
-        double move_penalty;
-        /* At most this many rebalancing moves per plan; 0 = unlimited.
-         * Correctness moves (conflicts, bounds, new vCPUs) are never limited. */
-        unsigned max_moves;
+        /* Hysteresis=: a move must gain at least this much peak load. */
+        double hysteresis;
+        /* MovesPerInterval=: at most this many rebalancing moves per plan;
+         * 0 = unlimited.  Correctness moves (conflicts, bounds, new vCPUs)
+         * are never limited. */
+        unsigned moves_per_interval;
+        /* MinDwellSec=: a vCPU moved less than this ago is not moved for
+         * balance, unless it starves (StarvationWaitSec=; 0 = never). */
+        uint64_t min_dwell_usec;
+        uint64_t starvation_wait_usec;
+        /* The clock of vcpu_input.last_move_usec and retry_after_usec. */
+        uint64_t now_usec;
+        /* Load assumed for a vCPU not measured yet, and for vCPU 0 of a
+         * guest that is starting (it boots alone). */
+        double unsampled_load;
+        double boot_load;
 };
 
-/* Defaults used by the daemon and by `simulate`. */
+/* The daemon's defaults; `simulate` and the daemon both start from them. */
 void plan_params_default(struct plan_params *p);
 
+/* The move rules, one function each; the engine applies them, and the
+ * daemon calls them only to show what the engine used. */
+/* Demand in [0,1]: use plus wait (a starved vCPU uses little but wants much),
+ * or the assumed load when unsampled. */
+double vcpu_demand(const struct vcpu_input *v, const struct plan_params *p);
+/* Moved too recently to move for balance, and not starving. */
+bool vcpu_dwelling(const struct vcpu_input *v, const struct plan_params *p);
+/* A move was refused lately: the vCPU stays where it is, whatever the reason. */
+bool vcpu_backing_off(const struct vcpu_input *v, const struct plan_params *p);
+
 struct vcpu_plan {
-        hwloc_bitmap_t target;          /* owned */
+        hwloc_bitmap_t target;          /* owned; where it is after the moves, unless @deferred */
         enum place_reason reason;       /* PLACE_NONE when target == current */
+        double load;                    /* the demand the engine used (vcpu_demand) */
+        /* It should move for @reason, but no order of this pass's moves gets
+         * it there without stacking it on a sibling for a moment, and no free
+         * CPU could hold it on the way: moves[] leaves it where it is (or on
+         * its staging CPU) and the next pass tries again.  @holding: it stays because it backs off
+         * after a refused move (vcpu_backing_off). */
+        bool deferred;
+        bool holding;
 };
 
 struct guest_plan {
@@ -118,23 +161,29 @@ struct guest_plan {
 struct plan_move {
         size_t guest;                   /* index into the guests array */
         size_t vcpu;                    /* index into that guest's vcpus */
-        hwloc_const_bitmap_t from;      /* borrowed from the input (may be NULL) */
+        hwloc_const_bitmap_t from;      /* borrowed from the input or the plan (may be NULL) */
         hwloc_const_bitmap_t to;        /* borrowed from the plan */
         enum place_reason reason;
+        /* A step on the way: @to is a CPU no sibling holds before or after,
+         * where the vCPU waits so that a cycle of moves (a swap) can go on;
+         * a later move takes it to its target. */
+        bool staging;
 };
 
 struct plan {
         size_t n_guests;
         struct guest_plan *guests;      /* owned */
-        /* Moves in an order that is safe to apply one by one: no step puts
-         * two vCPUs of one guest on a common CPU that the final plan keeps apart
-         * (except for overcommitted guests, whose vCPUs share CPUs anyway). */
+        /* Moves in an order that is safe to apply one by one as they are:
+         * no step puts two vCPUs of one guest on a common CPU they did not
+         * already share (except for overcommitted guests, whose vCPUs share
+         * CPUs anyway).  The caller filters nothing. */
         size_t n_moves;
         struct plan_move *moves;        /* owned */
-        /* Moves placed out of dependency order to break a cycle (a swap):
-         * applying those may briefly put two siblings on one CPU.  The engine
-         * keeps vCPUs where they are when it can, so this is normally 0. */
-        size_t n_unordered;
+        /* Cycles broken through a free CPU (staging moves), and vCPUs
+         * deferred because no free CPU was there. */
+        size_t n_staged, n_deferred;
+        size_t n_staging_sets;
+        hwloc_bitmap_t *staging_sets;   /* owned: the staging moves' @to */
         size_t n_pus;
         double *pu_load;                /* expected load per PU, by dense index; owned */
         double ideal_load;              /* total load / usable PUs */

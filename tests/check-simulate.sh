@@ -26,6 +26,25 @@ cores=$(jq -r "$expand"' [.guests[0].vcpus[].cpus | expand | map(. / 2 | floor) 
 # Text output has pass lines.
 "$ctl" simulate --topology 'pu:2' --domains 'a:2' | grep -q '^  pass anti-affinity' || fail "text output"
 
+# --inputs reads back what --json wrote (the daemon's `plan --json` has the same "inputs"):
+# the same plan, key for key.
+json=$("$ctl" simulate --topology 'core:4 pu:2' --domains 'a:3@0.4,b:2' --lane-width 1 --json)
+again=$("$ctl" simulate --topology 'core:4 pu:2' --inputs - --json <<< "$json")
+[[ $(jq -S 'del(.inputs)' <<< "$json") == "$(jq -S 'del(.inputs)' <<< "$again")" ]] || fail "--inputs plans differently"
+[[ $(jq -r '.inputs.params.moves_per_interval' <<< "$json") == 4 ]] || fail "MovesPerInterval default is not the daemon's 4"
+# The move rules are inputs: two siblings stacked on CPU 0, one moved 1 s ago.
+stacked='{"params":{"now_usec":100000000,"lane_width":1},"guests":[{"name":"g","vcpus":[
+  {"vcpu":0,"load":0.5,"current":"0"},{"vcpu":1,"load":0.5,"current":"0","last_move_usec":99000000}]}]}'
+json=$("$ctl" simulate --topology 'core:4 pu:1' --inputs - --json <<< "$stacked")
+[[ $(jq -r '.moves | length' <<< "$json") == 1 && $(jq -r '.moves[0].reason' <<< "$json") == sibling-conflict ]] ||
+        fail "dwell held a conflict fix: $(jq -c .moves <<< "$json")"
+# vCPU 1 backs off after a refused move: it holds CPU 0 and vCPU 0 makes way.
+backoff='{"params":{"now_usec":100000000,"lane_width":1},"guests":[{"name":"g","vcpus":[
+  {"vcpu":0,"load":0.5,"current":"0"},{"vcpu":1,"load":0.5,"current":"0","retry_after_usec":100000001}]}]}'
+json=$("$ctl" simulate --topology 'core:4 pu:1' --inputs - --json <<< "$backoff")
+[[ $(jq -r '.moves | map(.vcpu) | join(",")' <<< "$json") == 0 && $(jq -r '.guests[0].vcpus[1].holding' <<< "$json") == true ]] ||
+        fail "back-off: $(jq -c '[.moves, .guests[0].vcpus]' <<< "$json")"
+
 bad() {
         local status=0 err
         err=$("$ctl" simulate "$@" 2>&1 >/dev/null) || status=$?
@@ -43,5 +62,8 @@ bad --domains 'a:2' --reserved 5-2
 bad --domains 'a:2' --topology pu:2 --reserved 0-1
 bad --domains 'a:2' --policy sideways
 bad --domains 'a:2' --lane-width 0
+bad --inputs /nonexistent.json
+bad --inputs /dev/null
+bad --inputs /dev/null --domains 'a:2'
 bad
 echo ok

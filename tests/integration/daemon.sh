@@ -46,8 +46,30 @@ CONF
 
 _daemon_answers() { "$VST_CTL" status --socket "$(daemon_socket)" >/dev/null 2>&1; }
 
+# daemon_status_field FIELD: one field of status --json's "daemon" object.
+daemon_status_field() {
+        "$VST_CTL" status --json --socket "$(daemon_socket)" 2>/dev/null | jq -r --arg f "$1" '.daemon[$f]'
+}
+
+# The first full resync (list, plan, apply) is done: the socket alone
+# answers before it.
+_daemon_resynced() { [[ $(daemon_status_field resyncs) =~ ^[1-9] ]]; }
+
+_daemon_passes_at_least() {
+        local n
+        n=$(daemon_status_field passes)
+        [[ $n =~ ^[0-9]+$ ]] && (( n >= $1 ))
+}
+
+# daemon_wait_passes N: wait until the daemon has applied N planning passes in all.
+daemon_wait_passes() {
+        wait_until 10000 _daemon_passes_at_least "$1" ||
+                fail "daemon did not reach $1 planning passes in 10 s (at $(daemon_status_field passes))"
+}
+
 # daemon_start [ARGS...]: start the daemon in the background (journal
-# logging) and wait until its control socket answers.
+# logging) and wait until its control socket answers and its first resync
+# has been applied.
 daemon_start() {
         [[ -f $(daemon_conf) ]] || daemon_write_config
         DAEMON_CURSOR=$(journal_cursor)
@@ -57,6 +79,8 @@ daemon_start() {
         env_on_exit daemon_kill
         wait_until 10000 _daemon_answers ||
                 fail "daemon (pid $DAEMON_PID) does not answer on $(daemon_socket) after 10 s: $(cat "$VST_TMPDIR/daemon.out")"
+        wait_until 10000 _daemon_resynced ||
+                fail "daemon (pid $DAEMON_PID) has not finished its first resync after 10 s: $(cat "$VST_TMPDIR/daemon.out")"
         note "vcpuspreadd running, pid $DAEMON_PID"
 }
 

@@ -29,6 +29,19 @@ for v in 0 1; do
 done
 assert_eq "$(guest_affinities web)" "$before" "affinities after --dry-run"
 
+note "simulate plans from the daemon's own inputs exactly what the daemon plans"
+# A dry run applies nothing, so the daemon's plan still has every move to make.
+daemon_start --dry-run
+reply=$("$VST_CTL" plan --json --socket "$(daemon_socket)")
+(( $(jq '.moves | length' <<< "$reply") >= 4 )) || fail "the dry-run daemon plans no moves: $(jq -c .moves <<< "$reply")"
+sim=$("$VST_CTL" simulate --inputs - --json <<< "$reply") || fail "simulate --inputs failed on the daemon's plan"
+# Targets, engine reasons, the moves in order; the daemon's move reasons are
+# refined (new-guest), so they are compared through the guests' vCPUs.
+shape='{inputs, guests: [.guests[] | {name, vcpus: [.vcpus[] | {vcpu, cpus, load, reason, deferred, holding}]}],
+        moves: [.moves[] | {guest, vcpu, from, to, staging}]}'
+assert_eq "$(jq -S "$shape" <<< "$sim")" "$(jq -S "$shape" <<< "$reply")" "simulate --inputs against the daemon's plan"
+daemon_stop
+
 note "the running daemon spreads both guests"
 daemon_start
 wait_until 3000 guest_is_spread web || fail "web not spread: $(guest_affinities web)"
@@ -82,9 +95,11 @@ note "killed and restarted, the daemon adopts the placement: zero moves"
 moves_before=$(moves_count)
 kill -KILL "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
 placed=$(guest_affinities web)
-daemon_start
-sleep 2
-assert_eq "$(moves_count)" 0 "moves after restart"
+daemon_start    # returns once the first resync, the adoption, has been applied
+assert_eq "$(moves_count)" 0 "moves after the first resync after restart"
+# And the next pass, with sampled loads, leaves it alone too.
+daemon_wait_passes $(( $(daemon_status_field passes) + 1 ))
+assert_eq "$(moves_count)" 0 "moves after restart and one more pass"
 assert_eq "$(guest_affinities web)" "$placed" "web's affinities after restart"
 daemon_stop
 assert_eq "$(guest_affinities web)" "$placed" "pins left in place after SIGTERM"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "cpulist.h"
 #include "macro.h"
 #include "placement.h"
@@ -154,6 +155,14 @@ static int plan(struct scenario *s, struct plan *p)
         return placement_plan(s->topo, s->usable, s->guests, s->n_guests, &s->params, p);
 }
 
+/* plan() that must succeed: a failure is a failed check, never a skipped one. */
+static bool plan_ok(struct scenario *s, struct plan *p, const char *what)
+{
+        int r = plan(s, p);
+        CHECK(r == 0, "%s: plan: %s", what, strerror(-r));
+        return r == 0;
+}
+
 static struct plan_checks checks_of(struct scenario *s, const struct plan *p)
 {
         struct plan_checks c;
@@ -226,7 +235,7 @@ static int plan_checked(struct scenario *s, struct plan *p, const char *what)
         if (r < 0)
                 return r;
         struct plan_checks c = checks_of(s, p);
-        CHECK(c.anti_affinity, "%s: anti-affinity", what);
+        CHECK(c.anti_affinity, "%s: anti-affinity (%zu staged, %zu deferred)", what, p->n_staged, p->n_deferred);
         CHECK(c.smt, "%s: smt", what);
         CHECK(c.locality, "%s: locality", what);
         CHECK(c.bounds, "%s: bounds", what);
@@ -445,7 +454,7 @@ static void test_spread_cores(struct topo_cache *tc)
 
         if (scenario_init(&s, tc, "core:4 pu:2") < 0)
                 return;
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         size_t cores = add_guest(&s, POLICY_SPREAD_CORES, 4, 1);
         size_t more = add_guest(&s, POLICY_SPREAD_CORES, 5, 1);
         size_t spread = add_guest(&s, POLICY_SPREAD, 4, 1);
@@ -470,7 +479,7 @@ static void test_spread_cores(struct topo_cache *tc)
         }
 
         /* Auto lanes under spread-cores are whole cores... */
-        s.params.lane_max = 0;
+        s.params.lane_width = 0;
         s.guests[more].n_vcpus = s.guests[spread].n_vcpus = 0;
         if (plan_checked(&s, &p, "spread-cores, auto lanes") == 0) {
                 for (size_t j = 0; j < 4; j++)
@@ -543,7 +552,7 @@ static void test_locality(struct topo_cache *tc)
          */
         if (scenario_init(&s, tc, "numa:3 core:2 pu:1") < 0)
                 return;
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         size_t hog = add_guest(&s, POLICY_IGNORE, 4, 1);
         set_current(&s, hog, 0, "0");
         set_current(&s, hog, 1, "0");
@@ -551,7 +560,7 @@ static void test_locality(struct topo_cache *tc)
         set_current(&s, hog, 3, "1");
         size_t g = add_guest(&s, POLICY_SPREAD, 2, 1);
         s.guests[g].restriction = parse("0,1,2,4");
-        if (plan(&s, &p) == 0) {
+        if (plan_ok(&s, &p, __func__)) {
                 struct plan_checks c = checks_of(&s, &p);
                 CHECK(p.guests[g].spilled && p.guests[g].scope == SCOPE_ANY, "spilled %d scope %d",
                       p.guests[g].spilled, p.guests[g].scope);
@@ -587,7 +596,7 @@ static void test_random_balance(struct topo_cache *tc)
                                         char what[128];
                                         if (scenario_init(&s, tc, topologies[t]) < 0)
                                                 continue;
-                                        s.params.lane_max = lanes[l];
+                                        s.params.lane_width = lanes[l];
                                         random_guests(&r, &s, densities[d]);
                                         snprintf(what, sizeof(what), "%s lanes %u density %.1f round %u",
                                                  topologies[t], lanes[l], densities[d], round);
@@ -638,7 +647,7 @@ static void test_stability_random(struct topo_cache *tc)
                         char what[128];
                         if (scenario_init(&s, tc, topologies[t]) < 0)
                                 continue;
-                        s.params.lane_max = lane;
+                        s.params.lane_width = lane;
                         random_guests(&r, &s, 1.5);
                         snprintf(what, sizeof(what), "%s lanes %u", topologies[t], lane);
                         if (plan_checked(&s, &first, what) < 0) {
@@ -646,7 +655,7 @@ static void test_stability_random(struct topo_cache *tc)
                                 continue;
                         }
                         /* Deterministic. */
-                        if (plan(&s, &again) == 0) {
+                        if (plan_ok(&s, &again, __func__)) {
                                 CHECK(plans_equal(&first, &again), "%s: two plans differ", what);
                                 plan_done(&again);
                         }
@@ -668,8 +677,8 @@ static void test_stability_random(struct topo_cache *tc)
                         }
                         vcpus_of(&s, 0)[0].load = 1;
                         /* Unlimited moves: few is the engine's doing, not max_moves'. */
-                        s.params.max_moves = 0;
-                        if (plan(&s, &changed) == 0) {
+                        s.params.moves_per_interval = 0;
+                        if (plan_ok(&s, &changed, __func__)) {
                                 fprintf(stderr, "# %s: %zu of %zu vCPUs moved after a small load change\n", what,
                                         changed.n_moves, n_vcpus);
                                 CHECK(changed.n_moves <= 2 + n_vcpus / 20, "%s: %zu of %zu vCPUs moved", what,
@@ -715,7 +724,7 @@ static void test_fix_violations(struct topo_cache *tc)
         if (scenario_init(&s, tc, "core:4 pu:2") < 0)
                 return;
         hwloc_bitmap_clr(s.usable, 7);          /* reserved */
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         size_t g = add_guest(&s, POLICY_SPREAD, 5, 0.5);
         set_current(&s, g, 0, "0");
         set_current(&s, g, 1, "2");
@@ -743,7 +752,7 @@ static void test_fix_violations(struct topo_cache *tc)
         /* Split over two NUMA nodes although it fits one: moved together. */
         if (scenario_init(&s, tc, "numa:2 core:4 pu:1") < 0)
                 return;
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         g = add_guest(&s, POLICY_SPREAD, 2, 0.5);
         set_current(&s, g, 0, "0");
         set_current(&s, g, 1, "4");
@@ -763,34 +772,34 @@ static void test_rebalance(struct topo_cache *tc)
 
         if (scenario_init(&s, tc, "core:8 pu:1") < 0)
                 return;
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         for (size_t i = 0; i < 4; i++) {
                 size_t g = add_guest(&s, POLICY_SPREAD, 1, 1);
                 set_current(&s, g, 0, "0");     /* four single-vCPU guests stacked: valid for 1-3 */
         }
         /* Two moves leave PU 0 at 2.0, above ideal + max vCPU load: plan() rather than plan_checked(). */
-        s.params.max_moves = 2;
-        if (plan(&s, &p) == 0) {
+        s.params.moves_per_interval = 2;
+        if (plan_ok(&s, &p, __func__)) {
                 CHECK(p.n_moves == 2, "max_moves 2: %zu moves", p.n_moves);
                 for (size_t i = 0; i < p.n_moves; i++)
                         CHECK(p.moves[i].reason == PLACE_REBALANCE, "reason %d", p.moves[i].reason);
                 CHECK(fabs(p.pu_load[0] - 2) < 1e-9, "PU 0 load %.2f", p.pu_load[0]);
                 plan_done(&p);
         }
-        s.params.max_moves = 0;
+        s.params.moves_per_interval = 0;
         if (plan_checked(&s, &p, "rebalance unlimited") == 0) {
                 CHECK(p.n_moves == 3 && fabs(p.pu_load[0] - 1) < 1e-9, "moves %zu, PU 0 %.2f", p.n_moves,
                       p.pu_load[0]);
                 plan_done(&p);
         }
         s.params.imbalance_threshold = 4;
-        if (plan(&s, &p) == 0) {
+        if (plan_ok(&s, &p, __func__)) {
                 CHECK(p.n_moves == 0, "moved below the threshold: %zu", p.n_moves);
                 plan_done(&p);
         }
         s.params.imbalance_threshold = 0.25;
-        s.params.move_penalty = 1.5;    /* no move can gain that much */
-        if (plan(&s, &p) == 0) {
+        s.params.hysteresis = 1.5;    /* no move can gain that much */
+        if (plan_ok(&s, &p, __func__)) {
                 CHECK(p.n_moves == 0, "moved for less than move_penalty: %zu", p.n_moves);
                 plan_done(&p);
         }
@@ -809,7 +818,7 @@ static void test_lanes(struct topo_cache *tc)
                 struct plan p;
                 if (scenario_init(&s, tc, "pack:2 numa:2 l3:2 core:8 pu:2") < 0)
                         continue;
-                s.params.lane_max = lane_max[l];
+                s.params.lane_width = lane_max[l];
                 for (size_t i = 0; i < ELEMENTSOF(sizes); i++)
                         add_guest(&s, i % 2 ? POLICY_SPREAD_CORES : POLICY_SPREAD, sizes[i], 0.6);
                 if (plan_checked(&s, &p, "lanes") == 0) {
@@ -839,7 +848,7 @@ static void test_ignore(struct topo_cache *tc)
 
         if (scenario_init(&s, tc, "core:4 pu:1") < 0)
                 return;
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         size_t ign = add_guest(&s, POLICY_IGNORE, 3, 1);
         set_current(&s, ign, 0, "0");
         set_current(&s, ign, 1, "0");           /* stacked: still never moved */
@@ -915,7 +924,8 @@ static unsigned replay_violations(const struct scenario *s, const struct plan *p
                         hwloc_bitmap_copy(cur[mv->vcpu], mv->to);
                 }
                 for (size_t j = 0; j < n; j++) {
-                        CHECK(hwloc_bitmap_isequal(cur[j], p->guests[i].vcpus[j].target),
+                        CHECK(p->guests[i].vcpus[j].deferred ||
+                                      hwloc_bitmap_isequal(cur[j], p->guests[i].vcpus[j].target),
                               "replaying the moves does not reach the plan (guest %zu vCPU %zu)", i, j);
                         hwloc_bitmap_free(cur[j]);
                 }
@@ -939,7 +949,7 @@ static void test_move_order(struct topo_cache *tc)
         if (scenario_init(&s, tc, "core:4 pu:1") < 0)
                 return;
         hwloc_bitmap_clr(s.usable, 3);
-        s.params.lane_max = 1;
+        s.params.lane_width = 1;
         size_t g = add_guest(&s, POLICY_SPREAD, 3, 0.5);
         vcpus_of(&s, g)[0].load = 0.9;
         set_current(&s, g, 0, "3");
@@ -953,25 +963,25 @@ static void test_move_order(struct topo_cache *tc)
                         pos[p.moves[i].vcpu] = i;
                 CHECK(p.n_moves == 3 && pos[1] < pos[0], "vCPU 0 enters PU 0 before vCPU 1 leaves it");
                 unsigned sparse_bad;
-                CHECK(p.n_unordered == 0 && replay_violations(&s, &p, &sparse_bad) == 0, "chain replay");
+                CHECK(p.n_staged == 0 && p.n_deferred == 0 && replay_violations(&s, &p, &sparse_bad) == 0, "chain replay");
                 plan_done(&p);
         }
         scenario_done(&s);
 
         /*
-         * Random masks, many of them invalid: replaying never stacks siblings
-         * except at a cycle the plan reports, and cycles are rare: they need
-         * a guest so dense in its domain that its vCPUs must take each
-         * other's places.
+         * Random masks, many of them invalid: replaying never stacks siblings,
+         * not even at a cycle (it goes through a free CPU or is deferred), and
+         * cycles are rare: they need a guest so dense in its domain that its
+         * vCPUs must take each other's places.
          */
         struct rng r = { 0x5eed0007 };
-        unsigned cycles = 0, partial_moves = 0, sparse_cycles = 0;
+        unsigned cycles = 0, staged = 0, partial_moves = 0, sparse_cycles = 0;
         for (size_t t = 0; t < ELEMENTSOF(topologies); t++)
                 for (unsigned round = 0; round < 6; round++) {
                         bool big = round >= 3;
                         if (scenario_init(&s, tc, topologies[t]) < 0)
                                 continue;
-                        s.params.lane_max = round % 3;
+                        s.params.lane_width = round % 3;
                         random_guests_sized(&r, &s, 1.0, big);
                         for (size_t i = 0; i < s.n_guests; i++)
                                 for (size_t j = 0; s.guests[i].policy != POLICY_IGNORE && j < s.guests[i].n_vcpus; j++)
@@ -980,10 +990,10 @@ static void test_move_order(struct topo_cache *tc)
                                                         random_mask(&r, &s, 1 + rng_below(&r, 3));
                         if (plan_checked(&s, &p, topologies[t]) == 0) {
                                 unsigned sparse_bad, v = replay_violations(&s, &p, &sparse_bad);
-                                CHECK(v == 0 || p.n_unordered > 0, "%s: %u stacking steps, no cycle reported",
-                                      topologies[t], v);
+                                CHECK(v == 0, "%s: %u stacking steps", topologies[t], v);
                                 sparse_cycles += sparse_bad;
-                                cycles += (unsigned)p.n_unordered;
+                                cycles += (unsigned)(p.n_staged + p.n_deferred);
+                                staged += (unsigned)p.n_staged;
                                 for (size_t i = 0; i < p.n_moves; i++)
                                         partial_moves += p.moves[i].reason != PLACE_UNPLACED;
                                 plan_done(&p);
@@ -992,10 +1002,190 @@ static void test_move_order(struct topo_cache *tc)
                 }
         /* Swaps are the exception, and the more so where a guest leaves itself room. */
         CHECK(cycles * 100 <= partial_moves, "%u cycles in %u moves", cycles, partial_moves);
-        fprintf(stderr, "# move order: %u cycles, %u in sparse guests, %u moves from partial masks\n", cycles,
-                sparse_cycles, partial_moves);
+        fprintf(stderr, "# move order: %u cycles (%u through a staging CPU), %u stacking in sparse guests, "
+                "%u moves from partial masks\n", cycles, staged, sparse_cycles, partial_moves);
         CHECK(sparse_cycles * 1000 <= partial_moves, "%u stacking steps in guests filling <= half their domain",
               sparse_cycles);
+}
+
+/* ---- 7. The move rules: inputs the daemon gathers, decided here ---- */
+
+/* One knob, one name, one default: the engine's defaults are the daemon's. */
+static void test_defaults(void)
+{
+        struct plan_params p;
+        struct config c;
+
+        plan_params_default(&p);
+        CHECK(config_init(&c) == 0, "config_init");
+        CHECK(p.lane_width == c.lane_width, "LaneWidth= %u, engine %u", c.lane_width, p.lane_width);
+        CHECK(p.hysteresis == c.hysteresis, "Hysteresis= %g, engine %g", c.hysteresis, p.hysteresis);
+        CHECK(p.moves_per_interval == c.moves_per_interval, "MovesPerInterval= %u, engine %u",
+              c.moves_per_interval, p.moves_per_interval);
+        CHECK(p.min_dwell_usec == c.min_dwell_usec, "MinDwellSec=");
+        CHECK(p.starvation_wait_usec == c.starvation_wait_usec, "StarvationWaitSec=");
+        config_done(&c);
+}
+
+static void test_demand(void)
+{
+        struct plan_params p;
+        plan_params_default(&p);
+
+        struct vcpu_input v = { .vcpu = 0, .load = 0.3, .wait = 0.2 };
+        CHECK(fabs(vcpu_demand(&v, &p) - 0.5) < 1e-12, "use plus wait: %g", vcpu_demand(&v, &p));
+        v.load = 0.9;
+        CHECK(vcpu_demand(&v, &p) == 1.0, "clamped to 1: %g", vcpu_demand(&v, &p));
+        v.unsampled = true;
+        CHECK(vcpu_demand(&v, &p) == p.unsampled_load, "unsampled: %g", vcpu_demand(&v, &p));
+        v.boot = true;
+        CHECK(vcpu_demand(&v, &p) == p.boot_load, "booting vCPU 0: %g", vcpu_demand(&v, &p));
+        v.vcpu = 1;
+        CHECK(vcpu_demand(&v, &p) == p.unsampled_load, "booting vCPU 1: %g", vcpu_demand(&v, &p));
+        v.load = 7;     /* ignored while unsampled */
+        v.wait = NAN;
+        CHECK(vcpu_demand(&v, &p) == p.unsampled_load, "unsampled ignores the measurement");
+}
+
+
+/* A small hand-made case: one-PU lanes, the clock at 100 s. */
+static bool rule_case(struct scenario *s, struct topo_cache *tc, const char *synthetic)
+{
+        if (scenario_init(s, tc, synthetic) < 0)
+                return false;
+        s->params.lane_width = 1;
+        s->params.now_usec = 100 * 1000000ULL;
+        return true;
+}
+
+/* A guest whose vCPUs sit on @cpus[j] (NULL-terminated, one per vCPU; "*": everywhere). */
+static size_t add_placed(struct scenario *s, enum placement_policy policy, double load, const char *const *cpus)
+{
+        size_t n = 0;
+        while (cpus[n])
+                n++;
+        size_t g = add_guest(s, policy, n, load);
+        for (size_t j = 0; j < n; j++)
+                set_current(s, g, j, strcmp(cpus[j], "*") ? cpus[j] : NULL);
+        return g;
+}
+
+static void test_dwell(struct topo_cache *tc)
+{
+        struct scenario s;
+        struct plan p;
+
+        /* Four single-vCPU guests stacked on PU 0 of 8, each moved 1 s ago (dwell 10 s). */
+        if (!rule_case(&s, tc, "core:8 pu:1"))
+                return;
+        s.params.moves_per_interval = 0;
+        for (size_t i = 0; i < 4; i++)
+                vcpus_of(&s, add_placed(&s, POLICY_SPREAD, 1, (const char *[]){ "0", NULL }))[0].last_move_usec =
+                        s.params.now_usec - 1000000;
+        if (plan_ok(&s, &p, "dwelling")) {
+                CHECK(p.n_moves == 0, "moved %zu vCPUs that dwell", p.n_moves);
+                plan_done(&p);
+        }
+        /* Starving (wait over StarvationWaitSec in the last interval): dwell does not hold it. */
+        vcpus_of(&s, 2)[0].wait_ms = 150;
+        if (plan_ok(&s, &p, "starving")) {
+                CHECK(p.n_moves == 1 && p.moves[0].guest == 2, "%zu moves, first of guest %zu", p.n_moves,
+                      p.n_moves ? p.moves[0].guest : 99);
+                plan_done(&p);
+        }
+        vcpus_of(&s, 2)[0].wait_ms = 0;
+        /* Dwelt long enough. */
+        s.params.now_usec += s.params.min_dwell_usec;
+        if (plan_ok(&s, &p, "dwelt")) {
+                CHECK(p.n_moves == 3, "%zu moves after the dwell time", p.n_moves);
+                plan_done(&p);
+        }
+        scenario_done(&s);
+
+        /* Dwell never holds a correctness move: two siblings on one PU. */
+        if (!rule_case(&s, tc, "core:4 pu:1"))
+                return;
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0", "0", NULL });
+        vcpus_of(&s, g)[0].last_move_usec = vcpus_of(&s, g)[1].last_move_usec = s.params.now_usec - 1;
+        if (plan_checked(&s, &p, "conflict while dwelling") == 0) {
+                CHECK(p.n_moves == 1 && p.moves[0].reason == PLACE_SIBLING_CONFLICT, "%zu moves", p.n_moves);
+                plan_done(&p);
+        }
+        scenario_done(&s);
+}
+
+static void test_backoff(struct topo_cache *tc)
+{
+        struct scenario s;
+        struct plan p;
+
+        if (!rule_case(&s, tc, "core:4 pu:1"))
+                return;
+        /* vCPU 1 collides with vCPU 0, which keeps its mask ...; vCPU 2 is everywhere. */
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "1", "1", "*", NULL });
+        vcpus_of(&s, g)[1].retry_after_usec = s.params.now_usec + 1;   /* ... unless vCPU 1 backs off */
+        if (plan_checked(&s, &p, "back-off")) {
+                scenario_done(&s);
+                return;
+        }
+        bool moved[3] = {};
+        for (size_t i = 0; i < p.n_moves; i++)
+                moved[p.moves[i].vcpu] = true;
+        CHECK(!moved[1] && p.guests[g].vcpus[1].holding && target_is(&p, g, 1, "1"), "vCPU 1 moved while backing off");
+        CHECK(moved[0] && !hwloc_bitmap_isset(p.guests[g].vcpus[0].target, 1), "vCPU 0 did not make way");
+        CHECK(moved[2], "vCPU 2 (everywhere) not placed");
+        plan_done(&p);
+        /* The back-off is over: the first of the two keeps its mask again. */
+        s.params.now_usec += 1;
+        if (plan_checked(&s, &p, "back-off over") == 0) {
+                CHECK(!p.guests[g].vcpus[1].holding && p.guests[g].vcpus[1].reason == PLACE_SIBLING_CONFLICT,
+                      "vCPU 1 after its back-off: reason %d", p.guests[g].vcpus[1].reason);
+                plan_done(&p);
+        }
+        scenario_done(&s);
+}
+
+/*
+ * A swap: both vCPUs leave CPUs outside the guest's new restriction, and the
+ * load of an ignored guest sends each onto the other's CPU.  No order of the
+ * two moves avoids stacking; vCPU 0 first shrinks onto a CPU of its own that
+ * nobody enters.
+ */
+static void test_swap_staging(struct topo_cache *tc)
+{
+        struct scenario s;
+        struct plan p;
+
+        if (!rule_case(&s, tc, "core:4 pu:1"))
+                return;
+        add_placed(&s, POLICY_IGNORE, 1, (const char *[]){ "1", NULL });
+        size_t g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0-1", "2-3", NULL });
+        vcpus_of(&s, g)[0].load = 0.9;
+        s.guests[g].restriction = parse("1-2");
+        if (plan_checked(&s, &p, "swap") == 0) {
+                unsigned sparse_bad;
+                CHECK(target_is(&p, g, 0, "2") && target_is(&p, g, 1, "1"), "not a swap: the test is void");
+                CHECK(p.n_staged == 1 && p.n_deferred == 0, "%zu staged, %zu deferred", p.n_staged, p.n_deferred);
+                CHECK(p.n_moves == 3 && p.moves[0].staging && p.moves[0].vcpu == 0, "%zu moves", p.n_moves);
+                CHECK(replay_violations(&s, &p, &sparse_bad) == 0, "the swap stacks siblings");
+                plan_done(&p);
+        }
+        scenario_done(&s);
+
+        /* The same swap on two usable CPUs: nowhere to wait, so both are deferred, and the plan says so. */
+        if (!rule_case(&s, tc, "core:3 pu:1"))
+                return;
+        hwloc_bitmap_clr(s.usable, 2);
+        add_placed(&s, POLICY_IGNORE, 1, (const char *[]){ "0", NULL });
+        g = add_placed(&s, POLICY_SPREAD, 0.5, (const char *[]){ "0,2", "1-2", NULL });
+        vcpus_of(&s, g)[0].load = 0.9;
+        if (plan_checked(&s, &p, "swap, no room") == 0) {
+                CHECK(target_is(&p, g, 0, "1") && target_is(&p, g, 1, "0"), "not a swap: the test is void");
+                CHECK(p.n_deferred == 2 && p.n_moves == 0 && p.guests[g].vcpus[0].deferred &&
+                      p.guests[g].vcpus[1].deferred, "%zu deferred, %zu moves", p.n_deferred, p.n_moves);
+                plan_done(&p);
+        }
+        scenario_done(&s);
 }
 
 /* ---- The largest topology, dense ---- */
@@ -1039,6 +1229,11 @@ int main(void)
         test_lanes(&tc);
         test_ignore(&tc);
         test_move_order(&tc);
+        test_defaults();
+        test_demand();
+        test_dwell(&tc);
+        test_backoff(&tc);
+        test_swap_staging(&tc);
         test_large(&tc);
         topo_cache_done(&tc);
         return test_result();

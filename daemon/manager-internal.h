@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What the manager's files share among themselves; nothing outside daemon/manager*.c. */
+
+#include "log.h"
+#include "manager.h"
+
+/* How long to wait for a started guest's vCPU threads to show up, and how often. */
+#define THREAD_RETRY_USEC (100 * 1000ULL)
+#define THREAD_RETRY_MAX 20
+
+/* manager-guests.c: the guest table */
+struct log_domain guest_log(const struct managed_guest *g);
+void guest_free(struct managed_guest *g);
+struct managed_guest *guest_find(struct manager *m, const char *uuid, size_t *index);
+void guest_remove(struct manager *m, size_t index, const char *why);
+void guest_set_state(struct managed_guest *g, enum guest_state s, const char *reason);
+void guest_apply_config(struct manager *m, struct managed_guest *g, bool created);
+struct managed_guest *guest_update(struct manager *m, const struct lv_domain *dom);
+int guest_refresh_threads(struct manager *m, struct managed_guest *g);
+
+/* manager-plan.c: one pass, inputs -> engine -> applied moves -> log */
+int manager_plan_and_apply(struct manager *m);
+void manager_schedule_plan(struct manager *m);
+void manager_update_status(struct manager *m);
+
+/* manager-discovery.c: resync, libvirt's callbacks, status files */
+extern const struct lv_callbacks manager_lv_callbacks;
+int manager_resync(struct manager *m);
+void manager_watch_status_files(struct manager *m);
+
+/* manager-sample.c */
+int manager_start_sampling(struct manager *m);
+
+/* manager.c */
+void manager_ready(struct manager *m, const char *why);
