@@ -104,7 +104,12 @@ void manager_update_status(struct manager *m)
                         managed++;
                         vcpus += m->guests[i]->n_vcpus;
                 }
-        sd_notifyf(false, "STATUS=%zu guest%s (%zu managed, %zu vCPUs), %llu move%s%s%s", m->n_guests,
+        const char *lv = m->lv ? lv_conn_state_text(m->lv) : "connecting";
+        char lv_note[96] = "";
+        if (strcmp(lv, "connected") != 0)
+                snprintf(lv_note, sizeof(lv_note), "libvirt %s%s; ", lv,
+                         strcmp(lv, "unresponsive") == 0 ? ", keeping the current placement" : "");
+        sd_notifyf(false, "STATUS=%s%zu guest%s (%zu managed, %zu vCPUs), %llu move%s%s%s", lv_note, m->n_guests,
                    m->n_guests == 1 ? "" : "s", managed, vcpus, (unsigned long long)m->n_moves,
                    m->n_moves == 1 ? "" : "s", m->last_change[0] ? "; last: " : "", m->last_change);
 }
@@ -145,7 +150,10 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                         return 0;
                 snprintf(v->dry_run_target, sizeof(v->dry_run_target), "%s", to_s);
         } else {
-                r = vcpu_apply(&m->apply_env, v->tid, to, err, sizeof(err));
+                /* Bound to the thread discovery found: pid, tid and start time,
+                 * checked again before each of the two writes. */
+                struct vcpu_task task = { .pid = g->qemu_pid, .tid = v->tid, .start_time = v->start_time };
+                r = vcpu_apply_task(&m->apply_env, &task, to, err, sizeof(err));
                 if (r == -ESRCH) {
                         log_debug("%s vcpu%u (tid %d): thread vanished while applying", g->name, v->vcpu,
                                   (int)v->tid);
