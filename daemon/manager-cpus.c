@@ -180,6 +180,28 @@ static int reload_topology(struct manager *m)
         return 0;
 }
 
+/* Guests held inside a shrunk cpuset: has someone restored it?  Only those
+ * guests are read, so a host without the trap reads nothing here. */
+static void recheck_limited(struct manager *m)
+{
+        bool changed = false;
+
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                if (!g->cgroup_allowed || guest_read_cgroup_allowed(m, g) <= 0)
+                        continue;
+                _cleanup_free_ char *now = g->cgroup_allowed ? cpulist_format(g->cgroup_allowed) : NULL;
+                struct log_domain d = guest_log(g);
+                log_struct(LOG_INFO, 0, MSGID_DAEMON_STATE, &d, NULL,
+                           "%s: the cpuset above its vCPUs now allows %s; re-planning", g->name,
+                           now ? now : "every usable CPU");
+                guest_apply_config(m, g, false);
+                changed = true;
+        }
+        if (changed)
+                manager_schedule_plan(m);
+}
+
 void manager_check_cpus(struct manager *m)
 {
         _cleanup_free_ char *text = NULL;
@@ -193,8 +215,10 @@ void manager_check_cpus(struct manager *m)
                 m->cpus_online = TAKE_PTR(text);
                 return;
         }
-        if (strcmp(m->cpus_online, text) == 0)
+        if (strcmp(m->cpus_online, text) == 0) {
+                recheck_limited(m);
                 return;
+        }
         if (cpulist_parse(m->cpus_online, before, NULL, 0) < 0 || cpulist_parse(text, now, NULL, 0) < 0)
                 return;
         hwloc_bitmap_andnot(back, now, before);

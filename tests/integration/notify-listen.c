@@ -2,7 +2,7 @@
 /*
  * vst-notify-listen SOCKET LOG: a stand-in for the service manager's
  * notification socket.  Binds the datagram socket SOCKET and appends one
- * line per datagram to LOG: CLOCK_MONOTONIC milliseconds, a blank, the
+ * line per datagram to LOG: CLOCK_BOOTTIME milliseconds (/proc/uptime's clock), a blank, the
  * message with newlines as '|'.  Runs until killed.
  */
 #include <stdio.h>
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
                 for (ssize_t i = 0; i < n; i++)
                         if (buf[i] == '\n')
                                 buf[i] = '|';
-                clock_gettime(CLOCK_MONOTONIC, &ts);
+                clock_gettime(CLOCK_BOOTTIME, &ts);
                 fprintf(log, "%lld %s\n", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf);
                 fflush(log);
         }
