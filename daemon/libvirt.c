@@ -331,6 +331,17 @@ static void log_xml_warning(const struct xml_warning *w)
 
 /* ---- jobs ---- */
 
+/* A job got an answer from libvirtd (or a refusal: it is down, not hung). */
+static void mark_responsive(struct lv_conn *c)
+{
+        if (!c->unresponsive || c->freeing)
+                return;
+        c->unresponsive = false;
+        log_struct(LOG_NOTICE, 0, MSGID_LIBVIRT_CONN, NULL, NULL, "libvirt at %s answers again", c->uri);
+        if (c->cb.state_changed)
+                c->cb.state_changed(c->userdata);
+}
+
 /* A job's last reference can be the connection's last one, and dropping
  * that is a call to libvirtd (the close RPC): always on the worker. */
 static void drop_conn(virConnectPtr *conn)
@@ -393,6 +404,8 @@ static void list_done(struct lv_job *j, bool cancelled)
         struct lv_conn *c = lj->c;
 
         c->list_pending = false;
+        if (!cancelled && lj->r >= 0)
+                mark_responsive(c);
         if (!cancelled && !c->freeing) {
                 for (size_t i = 0; i < lj->n_warnings; i++)
                         log_xml_warning(&lj->warnings[i]);
@@ -479,6 +492,8 @@ static void event_done(struct lv_job *j, bool cancelled)
         struct event_job *ej = (struct event_job *)j;
         struct lv_conn *c = ej->c;
 
+        if (!cancelled && ej->dom == NULL && (ej->r == 0 || ej->r == -ENOENT || ej->r == -EINVAL))
+                mark_responsive(c);
         if (!cancelled && !c->freeing) {
                 if (ej->vcpu >= 0) {
                         if (c->cb.vcpu_pinned)
@@ -692,6 +707,8 @@ static void connect_done(struct lv_job *j, bool cancelled)
                 free(cj);
                 return;
         }
+        if (cj->conn || !c->open_cut)
+                mark_responsive(c);
         if (cj->conn) {
                 c->conn = cj->conn;
                 c->lifecycle_id = cj->lifecycle_id;
@@ -808,12 +825,6 @@ static int on_watch(sd_event_source *s, uint64_t usec, void *userdata)
                 log_struct(LOG_WARNING, 0, MSGID_LIBVIRT_CONN, NULL, NULL,
                            "libvirt at %s is unresponsive: no answer for %.0f s (%s); keeping the current placement and waiting for it",
                            c->uri, (double)(now - since) / 1e6, what ?: "?");
-                if (c->cb.state_changed)
-                        c->cb.state_changed(c->userdata);
-        } else if (!since && c->unresponsive) {
-                c->unresponsive = false;
-                log_struct(LOG_NOTICE, 0, MSGID_LIBVIRT_CONN, NULL, NULL,
-                           "libvirt at %s answers again", c->uri);
                 if (c->cb.state_changed)
                         c->cb.state_changed(c->userdata);
         }
