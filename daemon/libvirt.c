@@ -457,6 +457,7 @@ struct event_job {
         char detail[64];
         int vcpu;                       /* >= 0: a tunable event pinned this vCPU */
         char *cpulist;
+        uint64_t received_usec;
         int r;
         bool have_domain;
         struct lv_domain domain;
@@ -504,6 +505,7 @@ static void event_done(struct lv_job *j, bool cancelled)
                                 .dom = ej->have_domain ? &ej->domain : NULL,
                                 .error = ej->kind == LV_DOMAIN_STARTED && !ej->have_domain ? ej->r : 0,
                                 .error_text = ej->err,
+                                .received_usec = ej->received_usec,
                         };
                         if (ej->r == -EINVAL)
                                 log_xml_warning(&ej->warning);
@@ -541,6 +543,9 @@ static void event_job_submit(struct lv_conn *c, virDomainPtr dom, const char *uu
         ej->kind = kind;
         snprintf(ej->detail, sizeof(ej->detail), "%s", text ?: "");
         ej->vcpu = vcpu;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ej->received_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
         if (dom && kind == LV_DOMAIN_STARTED && vcpu < 0) {
                 virDomainRef(dom);
                 ej->dom = dom;

@@ -53,6 +53,7 @@ struct lv_domain_event_info {
         const struct lv_domain *dom;
         int error;
         const char *error_text;
+        uint64_t received_usec;         /* CLOCK_MONOTONIC when libvirt delivered it */
 };
 
 struct lv_callbacks {

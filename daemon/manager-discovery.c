@@ -204,8 +204,9 @@ static void on_lv_domain_event(void *userdata, const struct lv_domain_event_info
                 log_error_errno(-ENOMEM, "out of memory");
                 return;
         }
+        /* Latency counts from libvirt's event, the lookup included. */
         if (g->is_new && !g->start_event_usec)
-                sd_event_now(m->event, CLOCK_MONOTONIC, &g->start_event_usec);
+                g->start_event_usec = ev->received_usec;
         guest_discover_threads(m, g);
         manager_schedule_plan(m);
 }

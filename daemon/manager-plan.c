@@ -190,7 +190,11 @@ static void log_placement_latency(struct manager *m, const struct plan_inputs *i
                 struct managed_guest *g = in->owner[i];
                 if (!g->start_event_usec || failed[i] || g->state != GUEST_MANAGED)
                         continue;
-                uint64_t us = now - g->start_event_usec;
+                /* Until now, the moves applied: not the iteration's start. */
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t end = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+                uint64_t us = end > g->start_event_usec ? end - g->start_event_usec : 0;
                 char f_lat[64];
                 snprintf(f_lat, sizeof(f_lat), "VCPUSPREAD_LATENCY_US=%llu", (unsigned long long)us);
                 const char *fields[] = { f_lat, NULL };
