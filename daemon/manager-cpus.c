@@ -180,6 +180,34 @@ static int reload_topology(struct manager *m)
         return 0;
 }
 
+/*
+ * The kernel changes affinities behind the daemon's back: at CPU hotplug,
+ * and when a cpuset above a thread is written (6.2+ restores the mask the
+ * thread asked for).  Each vCPU's mask is read again on every tick (one
+ * sched_getaffinity each), so the engine plans from what is, not from what
+ * was last written.
+ */
+static void refresh_masks(struct manager *m)
+{
+        _cleanup_bitmap_ hwloc_bitmap_t now = hwloc_bitmap_alloc();
+
+        if (!now)
+                return;
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                for (size_t k = 0; k < g->n_vcpus; k++) {
+                        struct managed_vcpu *v = &g->vcpus[k];
+                        if (vcpu_masks_read(&m->apply_env, v->tid, now, NULL) < 0 || hwloc_bitmap_iszero(now) ||
+                            hwloc_bitmap_isequal(now, v->current))
+                                continue;
+                        _cleanup_free_ char *was = cpulist_format(v->current), *is = cpulist_format(now);
+                        log_debug("%s vcpu%u (tid %d): affinity changed outside the daemon: %s -> %s", g->name,
+                                  v->vcpu, (int)v->tid, was ?: "?", is ?: "?");
+                        hwloc_bitmap_copy(v->current, now);
+                }
+        }
+}
+
 /* Guests held inside a shrunk cpuset: has someone restored it?  Only those
  * guests are read, so a host without the trap reads nothing here. */
 static void recheck_limited(struct manager *m)
@@ -216,6 +244,7 @@ void manager_check_cpus(struct manager *m)
                 return;
         }
         if (strcmp(m->cpus_online, text) == 0) {
+                refresh_masks(m);
                 recheck_limited(m);
                 return;
         }

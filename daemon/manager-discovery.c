@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "message-ids.h"
@@ -406,6 +407,8 @@ void manager_watch_status_files(struct manager *m)
                                  IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR,
                                  on_statusfile_changed, m);
         if (r >= 0) {
+                m->statusdir_said = false;
+                m->statusdir_tries = 0;
                 /* Before libvirt's events in an iteration: a start event
                  * finds its status file already indexed. */
                 (void) sd_event_source_set_priority(m->inotify_source, SD_EVENT_PRIORITY_IMPORTANT);
@@ -418,8 +421,17 @@ void manager_watch_status_files(struct manager *m)
                 return;
         }
         if (r == -ENOENT && watch_for_statusdir(m) >= 0) {
-                log_struct(LOG_NOTICE, 0, MSGID_DAEMON_STATE, NULL, NULL,
-                           "%s does not exist yet; watching for it to appear", status_dir);
+                /* It may have appeared between the two (mkdir -p): then the
+                 * ancestor's watch came too late to see it. */
+                if (access(status_dir, F_OK) == 0 && ++m->statusdir_tries < 10) {
+                        manager_watch_status_files(m);
+                        return;
+                }
+                if (!m->statusdir_said)
+                        log_struct(LOG_NOTICE, 0, MSGID_DAEMON_STATE, NULL, NULL,
+                                   "%s does not exist yet; watching for it to appear", status_dir);
+                m->statusdir_said = true;
+                m->statusdir_tries = 0;
                 return;
         }
         /* Without it hotplug is noticed only at the periodic resync. */

@@ -120,6 +120,8 @@ struct manager {
         sd_event_source *statusfile_debounce;
         struct status_index *status_index;      /* UUID -> status file; rebuilt per resync */
         bool resync_pending;                    /* a listing is on its way */
+        bool statusdir_said;                    /* "does not exist yet" logged */
+        unsigned statusdir_tries;
         bool resync_again;                      /* asked for while one was pending */
         char *cpus_online;                      /* /sys/devices/system/cpu/online as last read */
 

@@ -90,7 +90,36 @@ if [[ $machine != 0-1 ]]; then
         note "restoring the cpusets by hand, as an operator would"
         restore_host
 fi
-wait_until 5000 guest_is_spread a || fail "guest a not spread again after CPU 1 and the cpusets came back: $(guest_affinities a)"
-wait_until 5000 guest_is_spread b || fail "guest b not spread again: $(guest_affinities b)"
+# A vCPU whose cpuset emptied when CPU 1 went offline was moved by the
+# kernel (v1) into its guest's cgroup, out of libvirt's vcpuN one; the daemon
+# does not move threads between cgroups, so for such a thread "placed" is
+# an affinity inside its cpuset rather than equal to it.
+spread_within_cpusets() {
+        local vcpu tid a c online
+        local -a lists=()
+        online=$(cpus_online)
+        while read -r vcpu tid; do
+                a=$(affinity_of "$tid") || return 1
+                c=$(cpuset_of "$tid") || return 1
+                [[ $a != "$online" ]] || return 1
+                for cpu in $(cpulist_expand "$a"); do
+                        [[ " $(cpulist_expand "$c") " == *" $cpu "* ]] || return 1
+                done
+                lists+=("vcpu$vcpu=$a")
+        done < <(guest_vcpu_map "$1")
+        (( ${#lists[@]} >= 2 )) || return 1
+        ( assert_disjoint "${lists[@]}" ) 2>/dev/null
+}
+moved_out() {
+        local vcpu tid
+        while read -r vcpu tid; do
+                grep -q "cpuset.*/vcpu$vcpu\$" "/proc/$tid/cgroup" || printf 'vcpu%s ' "$vcpu"
+        done < <(guest_vcpu_map "$1")
+}
+for g in a b; do
+        wait_until 5000 spread_within_cpusets "$g" ||
+                fail "guest $g not spread again after CPU 1 and the cpusets came back: $(guest_affinities "$g")"
+        note "guest $g: $(guest_affinities "$g"); threads the kernel moved out of their vcpu cgroup: $(moved_out "$g")"
+done
 daemon_stop
 note "ok"
