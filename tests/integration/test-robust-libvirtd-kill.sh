@@ -29,7 +29,7 @@ churn() {
 }
 churn &
 churn_pid=$!
-env_on_exit kill "$churn_pid"
+env_on_exit eval "kill $churn_pid 2>/dev/null || true"
 
 for round in 1 2; do
         sleep 1.5
