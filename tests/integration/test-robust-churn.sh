@@ -79,12 +79,15 @@ one_lifecycle() {
 }
 
 _now_ms; start=$REPLY
+workers=()
 for ((w = 0; w < WORKERS; w++)); do
         (
                 for ((i = w; i < TOTAL; i += WORKERS)); do one_lifecycle "$i"; done
         ) > "$VST_TMPDIR/worker-$w.out" 2>&1 &
+        workers+=("$!")
 done
-wait
+# The workers only: a bare `wait` would wait for the daemon too.
+wait "${workers[@]}"
 _now_ms; elapsed=$(( (REPLY - start) / 1000 ))
 cat "$VST_TMPDIR"/worker-*.out | grep -E '^[0-9]+ ' > "$VST_TMPDIR/results" || true
 done_n=$(wc -l < "$VST_TMPDIR/results")
