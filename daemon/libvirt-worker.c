@@ -158,6 +158,14 @@ uint64_t lv_worker_busy_since(struct lv_worker *w, const char **what)
         return since;
 }
 
+void lv_worker_progress(struct lv_worker *w)
+{
+        pthread_mutex_lock(&w->lock);
+        if (w->running)
+                w->running_since = now_usec();
+        pthread_mutex_unlock(&w->lock);
+}
+
 unsigned lv_worker_pending(struct lv_worker *w)
 {
         return w->pending;

@@ -36,5 +36,8 @@ bool lv_worker_free(struct lv_worker *w, uint64_t wait_usec);
 void lv_worker_submit(struct lv_worker *w, struct lv_job *j);
 /* CLOCK_MONOTONIC start of the job that runs now (0: idle) and its what. */
 uint64_t lv_worker_busy_since(struct lv_worker *w, const char **what);
+/* From a job's run(): it got an answer and goes on with another call (a
+ * listing reads one XML per domain), so "busy since" starts again. */
+void lv_worker_progress(struct lv_worker *w);
 /* Jobs submitted whose done() has not run yet, the running one included. */
 unsigned lv_worker_pending(struct lv_worker *w);

@@ -391,6 +391,8 @@ static void list_run(struct lv_job *j)
                                 lj->n_warnings++;
                         else if (q != -ENOENT)
                                 lj->r = q;
+                        /* One answer per domain: a long listing is not a hang. */
+                        lv_worker_progress(lj->c->worker);
                 }
                 virDomainFree(doms[i]);
         }
