@@ -55,7 +55,9 @@ wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "watching for it to com
 mkdir -p "$dir"
 wait_until 3000 eval '[[ $(daemon_fields -- MESSAGE | grep -c "is there now; watching it") -ge 2 ]]' ||
         fail "the daemon did not notice $dir come back"
-copy_status hot
-hotplug_placed_within_1s hot 3
+# Two CPUs here: a second guest, not a third vCPU, to be spread.
+guest_start hot2 4 1
+copy_status hot2
+hotplug_placed_within_1s hot2 2
 daemon_stop
 note "ok"
