@@ -2,6 +2,7 @@
 #include "apply.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
@@ -410,6 +411,9 @@ static int cgroup_mask_write(const struct apply_env *env, pid_t tid, const struc
         snprintf(path, sizeof(path), "%s/cpuset.cpus", cg->dir);
         /* O_TRUNC as a shell's `>` does: cgroupfs ignores it, a test tree needs it. */
         fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0 && (errno == EROFS || errno == EACCES || errno == EPERM) && thread_exists(env, tid))
+                /* Not ours to write (a read-only mount, a sandbox): the caller sets the affinity alone. */
+                return set_reason(err, errlen, -EROFS, "%s is not writable here: %s", path, strerror(errno));
         if (fd < 0) {
                 r = -errno;
         } else {
@@ -486,6 +490,107 @@ static int task_check(const struct apply_env *env, const struct vcpu_task *t)
 static int apply_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
                          hwloc_const_bitmap_t to, char *err, size_t errlen);
 
+/* --- whose cgroup it is ------------------------------------------------ */
+
+static void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+#define _cleanup_closedir_ _cleanup_(closedirp)
+
+/*
+ * Is @cg the vCPU's own cgroup: does it hold @tid and no other thread, and no
+ * child cgroup below it?  libvirt gives every vCPU thread a vcpuN cgroup of
+ * its own; a thread found anywhere else (the guest's scope, the machine
+ * slice, the root) shares its cgroup, and narrowing that would narrow every
+ * thread in it.  v1 lists threads in "tasks", v2 in "cgroup.threads".
+ * 1 yes, 0 no, negative errno when the lists cannot be read.
+ */
+static int cgroup_is_own(const struct vcpu_cgroup *cg, pid_t tid)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_closedir_ DIR *d = NULL;
+        struct dirent *de;
+        char want[16];
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%s", cg->dir, cg->version == 1 ? "tasks" : "cgroup.threads");
+        r = read_text(path, &text);
+        if (r < 0)
+                return r;
+        snprintf(want, sizeof(want), "%d", (int)tid);
+        if (strcmp(text, want) != 0)
+                return 0;
+        /* A child cgroup's cpuset is bounded by this one's. */
+        d = opendir(cg->dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s/%s", cg->dir, de->d_name,
+                         cg->version == 1 ? "tasks" : "cgroup.procs");
+                if (access(path, F_OK) == 0)
+                        return 0;
+        }
+        return 1;
+}
+
+/*
+ * Say once per cgroup (in practice: once per guest, whose vCPUs share it)
+ * that the affinity alone is set.  Bounded: after WARNED_MAX distinct
+ * cgroups, one last line says that further ones are not named.
+ */
+#define WARNED_MAX 64
+static void warn_affinity_only(pid_t tid, const char *dir, const char *why)
+{
+        static char *warned[WARNED_MAX];
+        static size_t n_warned;
+        static bool said_full;
+
+        for (size_t i = 0; i < n_warned; i++)
+                if (strcmp(warned[i], dir) == 0)
+                        return;
+        if (n_warned == WARNED_MAX) {
+                if (!said_full)
+                        log_warning("More vCPU threads outside a cgroup of their own; not naming each");
+                said_full = true;
+                return;
+        }
+        warned[n_warned] = strdup(dir);
+        if (warned[n_warned])
+                n_warned++;
+        log_warning("tid %d: cgroup %s %s: setting the affinity only, leaving the cgroup alone", (int)tid,
+                    dir, why);
+}
+
+/* The affinity alone, read back; for a thread whose cgroup is not its own. */
+static int affinity_only(pid_t tid, hwloc_const_bitmap_t to, const char *text, char *err, size_t errlen)
+{
+        _cleanup_bitmap_ hwloc_bitmap_t aff = hwloc_bitmap_alloc();
+        _cleanup_free_ char *got = NULL;
+        int r;
+
+        if (!aff)
+                return -ENOMEM;
+        r = affinity_set(tid, to);
+        if (r < 0)
+                return r == -ESRCH ? r : set_reason(err, errlen, r, "sched_setaffinity(%d, \"%s\"): %s (affinity only)",
+                                                    (int)tid, text, strerror(-r));
+        r = affinity_get(tid, aff);
+        if (r < 0)
+                return r == -ESRCH ? r : set_reason(err, errlen, r, "sched_getaffinity(%d): %s", (int)tid, strerror(-r));
+        if (!hwloc_bitmap_isequal(aff, to)) {
+                got = cpulist_format(aff);
+                return set_reason(err, errlen, -EIO, "tid %d: wanted \"%s\", read back affinity \"%s\"", (int)tid,
+                                  text, got ? got : "?");
+        }
+        return 0;
+}
+
 int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, char *err,
                size_t errlen)
 {
@@ -498,6 +603,17 @@ int vcpu_apply_task(const struct apply_env *env, const struct vcpu_task *task, h
         if (!task || task->pid <= 0 || task->tid <= 0)
                 return -EINVAL;
         return apply_checked(env, task, task->tid, to, err, errlen);
+}
+
+/* affinity_only() for the thread @task names, checked right before. */
+static int affinity_only_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
+                                 hwloc_const_bitmap_t to, const char *text, char *err, size_t errlen)
+{
+        int r = task_check(env, task);
+
+        if (r < 0)
+                return set_reason(err, errlen, r, "tid %d: no longer the thread found (start time)", (int)tid);
+        return affinity_only(tid, to, text, err, errlen);
 }
 
 static int apply_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
@@ -527,9 +643,37 @@ static int apply_checked(const struct apply_env *env, const struct vcpu_task *ta
         }
         if (r == -ESRCH)
                 return set_reason(err, errlen, r, "tid %d: thread is gone", (int)tid);
+        if (r == -ENOENT) {
+                /* No cpuset controller for this thread: its affinity is all there is. */
+                static bool said;
+                if (!said)
+                        log_notice("tid %d is in no cpuset cgroup: setting affinities only (said once)", (int)tid);
+                said = true;
+                if (env && env->dry_run)
+                        return 0;
+                return affinity_only_checked(env, task, tid, to, text, err, errlen);
+        }
         if (r < 0)
                 return set_reason(err, errlen, r, "tid %d: no cpuset cgroup found in %s/%d/cgroup: %s",
                             (int)tid, proc_root(env), (int)tid, strerror(-r));
+
+        r = cgroup_is_own(&cg, tid);
+        if (r == 0 || r == -ENOENT) {
+                /* Never narrow a cgroup other threads (or child cgroups) live in. */
+                if (!thread_exists(env, tid)) {
+                        r = -ESRCH;
+                        goto out;
+                }
+                warn_affinity_only(tid, cg.dir, r == 0 ? "holds other threads or cgroups too"
+                                                      : "lists no threads");
+                r = env && env->dry_run ? 0 : affinity_only_checked(env, task, tid, to, text, err, errlen);
+                goto out;
+        }
+        if (r < 0) {
+                r = set_reason(err, errlen, r, "tid %d: cannot read the threads of %s: %s", (int)tid, cg.dir,
+                               strerror(-r));
+                goto out;
+        }
         if (env && env->dry_run) {
                 vcpu_cgroup_done(&cg);
                 return 0;
@@ -543,6 +687,12 @@ static int apply_checked(const struct apply_env *env, const struct vcpu_task *ta
                 goto out;
         }
         r = cgroup_mask_write(env, tid, &cg, text, err, errlen);
+        if (r == -EROFS) {
+                /* A sandbox that does not let us write here: the affinity still can be. */
+                warn_affinity_only(tid, cg.dir, "cannot be written here");
+                r = affinity_only_checked(env, task, tid, to, text, err, errlen);
+                goto out;
+        }
         if (r < 0)
                 goto out;
         r = task_check(env, task);

@@ -21,6 +21,7 @@
 #include "ctl.h"
 #include "cpulist.h"
 #include "macro.h"
+#include "util.h"
 
 /* The daemon answers at once; this only bounds a wedged daemon. */
 #define CTL_TIMEOUT_MS 10000
@@ -89,12 +90,19 @@ static int ctl_request(const char *path, const char *command, json_object **repl
         return 0;
 }
 
+/* A string of the reply for printing: names come from guests and users, so
+ * control characters are escaped (escape_text); kept in a small ring, valid
+ * until 16 later calls. */
 static const char *jstr(json_object *o, const char *key)
 {
+        static char *ring[16];
+        static unsigned next;
         json_object *v;
         if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
                 return NULL;
-        return json_object_get_string(v);
+        free(ring[next % 16]);
+        ring[next % 16] = escape_text(json_object_get_string(v), ESCAPE_BACKSLASH);
+        return ring[next++ % 16] ?: "?";
 }
 
 static double jdouble(json_object *o, const char *key)

@@ -75,6 +75,17 @@ static const char *level_prefix(int level)
 
 #define MAX_FIELDS 24
 
+/* The console and stderr get the message with control characters escaped
+ * (a domain name with a newline or an escape sequence must not forge a line
+ * or drive the terminal); journal fields keep the exact bytes. */
+static void console_write(int level, const char *msg)
+{
+        char *safe = escape_text(msg, 0);
+
+        fprintf(stderr, "%s%s\n", level_prefix(level), safe ? safe : "(out of memory escaping a message)");
+        free(safe);
+}
+
 static int log_emit(int level, int error, const char *message_id, const struct log_domain *d,
                     const char *const *fields, const char *fmt, va_list ap)
 {
@@ -94,7 +105,7 @@ static int log_emit(int level, int error, const char *message_id, const struct l
         }
 
         if (log_target == LOG_TARGET_CONSOLE) {
-                fprintf(stderr, "%s%s\n", level_prefix(level), msg);
+                console_write(level, msg);
         } else {
                 struct iovec iov[MAX_FIELDS];
                 char *owned[MAX_FIELDS];
@@ -122,7 +133,7 @@ static int log_emit(int level, int error, const char *message_id, const struct l
                 for (size_t i = 0; fields && fields[i] && n < MAX_FIELDS; i++)
                         iov[n++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
                 if (sd_journal_sendv(iov, (int)n) < 0)
-                        fprintf(stderr, "%s%s\n", level_prefix(level), msg);
+                        console_write(level, msg);
                 for (size_t i = 0; i < n_owned; i++)
                         free(owned[i]);
         }

@@ -169,17 +169,19 @@ static json_object *control_plan(struct manager *m)
         return o;
 }
 
-json_object *manager_control(void *userdata, const char *command, json_object *request)
+json_object *manager_control(void *userdata, const char *command, json_object *request,
+                            const struct ucred *peer)
 {
         struct manager *m = userdata;
 
-        log_debug("control request: %s", command);
+        log_debug("control request: %.64s (uid %d, pid %d)", command, (int)peer->uid, (int)peer->pid);
         if (strcmp(command, "status") == 0)
                 return control_status(m);
         if (strcmp(command, "plan") == 0)
                 return control_plan(m);
         if (strcmp(command, "reload") == 0) {
                 char err[512] = "";
+                log_info("Reload asked on the control socket by uid %d (pid %d)", (int)peer->uid, (int)peer->pid);
                 int r = manager_reload(m, err, sizeof(err));
                 if (r < 0)
                         return reply_error(err[0] ? err : strerror(-r));

@@ -157,7 +157,8 @@ const char *move_reason(const struct managed_guest *g, const struct managed_vcpu
 int manager_reload(struct manager *m, char *err, size_t errlen);
 
 /* The control socket's request handler (manager-control.c). */
-json_object *manager_control(void *userdata, const char *command, json_object *request);
+json_object *manager_control(void *userdata, const char *command, json_object *request,
+                            const struct ucred *peer);
 
 /* Takes @config over on success. */
 int manager_new(const struct manager_settings *settings, struct config *config, struct manager **out);

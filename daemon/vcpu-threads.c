@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -169,6 +170,8 @@ static void threads_sort_unique(struct vcpu_threads *t)
 {
         size_t w = 0;
 
+        if (t->n == 0)
+                return;  /* qsort(NULL, 0, ...) is undefined */
         qsort(t->threads, t->n, sizeof(*t->threads), thread_cmp);
         for (size_t i = 0; i < t->n;) {
                 size_t j = i + 1;
@@ -746,8 +749,62 @@ static int find_by_status(const struct vcpu_threads_source *src, const char *uui
         return 0;
 }
 
-/* The QEMU process started with `-uuid UUID`: -ENOENT if none, -ENOTUNIQ if
- * several claim it. */
+/* uid 0 or our own, or a user libvirt runs QEMU as: qemu.conf's default
+ * user on Debian ("libvirt-qemu") and on Fedora ("qemu"). */
+static bool uid_is_qemu_user(uid_t uid)
+{
+        static const char *const users[] = { "libvirt-qemu", "qemu" };
+
+        if (uid == 0 || uid == geteuid())
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(users); i++) {
+                struct passwd *pw = getpwnam(users[i]);
+                if (pw && pw->pw_uid == uid)
+                        return true;
+        }
+        return false;
+}
+
+/* Some line of /proc/PID/cgroup puts it under libvirt's machine tree:
+ * "/machine/..." (libvirt without systemd) or "/machine.slice/..." (systemd).
+ * Those directories are root's: no other user can move a process there. */
+static bool cgroup_is_machine(const char *text)
+{
+        for (const char *line = text; *line;) {
+                const char *eol = strchrnul(line, '\n');
+                const char *c1 = memchr(line, ':', (size_t)(eol - line));
+                const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(eol - c1 - 1)) : NULL;
+
+                if (c2 && (strncmp(c2 + 1, "/machine/", 9) == 0 || strncmp(c2 + 1, "/machine.slice/", 15) == 0))
+                        return true;
+                line = *eol ? eol + 1 : eol;
+        }
+        return false;
+}
+
+/*
+ * Could @pid be a QEMU that libvirt started?  A command line proves nothing
+ * (any user can start a process with "-uuid X"); the fallback trusts only a
+ * process that runs as the QEMU user (or root) and sits in a machine cgroup.
+ */
+static bool process_is_libvirts(const char *proc, pid_t pid)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        struct stat st;
+        size_t len;
+
+        snprintf(path, sizeof(path), "%s/%d", proc, (int)pid);
+        if (stat(path, &st) < 0 || !uid_is_qemu_user(st.st_uid))
+                return false;
+        snprintf(path, sizeof(path), "%s/%d/cgroup", proc, (int)pid);
+        if (read_file_full(path, 1u << 16, &text, &len) < 0)
+                return false;
+        return cgroup_is_machine(text);
+}
+
+/* The QEMU process started with `-uuid UUID` that is libvirt's: -ENOENT if
+ * none, -ENOTUNIQ if several such claim it. */
 static int find_qemu_by_cmdline(const char *proc, const char *uuid, pid_t *out)
 {
         _cleanup_closedir_ DIR *d = opendir(proc);
@@ -764,6 +821,11 @@ static int find_qemu_by_cmdline(const char *proc, const char *uuid, pid_t *out)
                 /* Processes come and go while we scan: unreadable is not ours. */
                 if (cmdline_has_uuid(proc, pid, uuid) <= 0)
                         continue;
+                if (!process_is_libvirts(proc, pid)) {
+                        log_debug("pid %d claims -uuid %s but is not libvirt's (user, cgroup): ignoring it",
+                                  (int)pid, uuid);
+                        continue;
+                }
                 if (found)
                         return -ENOTUNIQ;
                 found = pid;

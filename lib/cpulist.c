@@ -8,7 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "util.h"
+
+/* The reason names the text where parsing stopped, escaped: a CPU list may
+ * come from a user and the reason ends up on a terminal. */
+static int reason_at(char *err, size_t errlen, const char *what, const char *at)
+{
+        char *e = escape_text(*at ? at : "end of list", ESCAPE_BACKSLASH);
+        int r = set_reason(err, errlen, -EINVAL, "%s at \"%.40s%s\"", what, e ? e : "?",
+                           e && strlen(e) > 40 ? "..." : "");
+        free(e);
+        return r;
+}
 
 /* Reads one decimal CPU number; no sign, no leading '+', no overflow. */
 static int parse_cpu(const char **p, unsigned *out, char *err, size_t errlen)
@@ -17,12 +29,14 @@ static int parse_cpu(const char **p, unsigned *out, char *err, size_t errlen)
         unsigned long v = 0;
 
         if (!isdigit((unsigned char)*s))
-                return set_reason(err, errlen, -EINVAL, "expected a CPU number at \"%s\"", *s ? s : "end of list");
+                return reason_at(err, errlen, "expected a CPU number", s);
         while (isdigit((unsigned char)*s)) {
                 v = v * 10 + (unsigned long)(*s - '0');
-                if (v > CPULIST_MAX_CPU)
-                        return set_reason(err, errlen, -EINVAL, "CPU number too large (max %u) at \"%s\"",
-                                    CPULIST_MAX_CPU, *p);
+                if (v > CPULIST_MAX_CPU) {
+                        char what[64];
+                        snprintf(what, sizeof(what), "CPU number too large (max %u)", CPULIST_MAX_CPU);
+                        return reason_at(err, errlen, what, *p);
+                }
                 s++;
         }
         *out = (unsigned)v;
@@ -67,8 +81,11 @@ int cpulist_parse(const char *text, hwloc_bitmap_t out, char *err, size_t errlen
                         p++;
                 if (*p == '\0')
                         return 0;
-                if (*p != ',')
-                        return set_reason(err, errlen, -EINVAL, "unexpected \"%c\" in CPU list", *p);
+                if (*p != ',') {
+                        char c[2] = { *p, 0 };
+                        _cleanup_free_ char *e = escape_text(c, ESCAPE_BACKSLASH);
+                        return set_reason(err, errlen, -EINVAL, "unexpected \"%s\" in CPU list", e ? e : "?");
+                }
                 p++;
         }
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int set_reason(char *buf, size_t len, int r, const char *fmt, ...)
@@ -86,4 +87,86 @@ bool uuid_is_dashed(const char *s)
         char canonical[37];
 
         return strlen(s) == 36 && uuid_canonical(s, canonical);
+}
+
+size_t utf8_sequence_len(const unsigned char *s)
+{
+        size_t n;
+        unsigned cp;
+
+        if (s[0] < 0x80)
+                return 1;
+        if ((s[0] & 0xe0) == 0xc0) {
+                n = 2;
+                cp = s[0] & 0x1f;
+        } else if ((s[0] & 0xf0) == 0xe0) {
+                n = 3;
+                cp = s[0] & 0x0f;
+        } else if ((s[0] & 0xf8) == 0xf0) {
+                n = 4;
+                cp = s[0] & 0x07;
+        } else {
+                return 0;
+        }
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond U+10FFFF */
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                return 0;
+        return n;
+}
+
+char *escape_text(const char *s, unsigned flags)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = (const unsigned char *)s;
+        char *out = malloc(strlen(s) * 4 + 1), *w = out;
+
+        if (!out)
+                return NULL;
+        while (*p) {
+                size_t n = utf8_sequence_len(p);
+                const char *named = NULL;
+
+                switch (*p) {
+                case '\n': named = "\\n"; break;
+                case '\t': named = "\\t"; break;
+                case '\r': named = "\\r"; break;
+                case '\a': named = "\\a"; break;
+                case '\b': named = "\\b"; break;
+                case '\f': named = "\\f"; break;
+                case '\v': named = "\\v"; break;
+                case '\\': named = flags & ESCAPE_BACKSLASH ? "\\\\" : NULL; break;
+                }
+                if (named) {
+                        w = stpcpy(w, named);
+                        p++;
+                } else if (n == 1 && *p >= 0x20 && *p != 0x7f) {
+                        *w++ = (char)*p++;
+                } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+                        /* a C1 control: CSI (U+009B) starts an escape sequence too */
+                        for (int i = 0; i < 2; i++, p++) {
+                                *w++ = '\\';
+                                *w++ = 'x';
+                                *w++ = hex[*p >> 4];
+                                *w++ = hex[*p & 15];
+                        }
+                } else if (n > 1) {
+                        memcpy(w, p, n);
+                        w += n;
+                        p += n;
+                } else {
+                        *w++ = '\\';
+                        *w++ = 'x';
+                        *w++ = hex[*p >> 4];
+                        *w++ = hex[*p & 15];
+                        p++;
+                }
+        }
+        *w = '\0';
+        return out;
 }

@@ -45,3 +45,17 @@ bool uuid_canonical(const char *s, char out[static 37]);
 /* True when @s is a UUID in the dashed 8-4-4-4-12 form (any case), as
  * libvirt writes it. */
 bool uuid_is_dashed(const char *s);
+
+/*
+ * @s made safe for a terminal or a one-line log, as systemd's cescape(): C0
+ * control characters, DEL, C1 controls (U+0080-U+009F) and bytes that are
+ * not UTF-8 become \n \t \r \a \b \f \v or \xNN; other UTF-8 is kept.
+ * With ESCAPE_BACKSLASH a backslash becomes \\ as well, so the text can be
+ * read back without doubt (CLI output); without it (whole log messages,
+ * whose cgroup paths carry systemd's \x2d) backslashes stay as they are.
+ * Returns a new string, or NULL when out of memory.
+ */
+enum { ESCAPE_BACKSLASH = 1 << 0 };
+char *escape_text(const char *s, unsigned flags);
+/* Length of the valid UTF-8 sequence at @s (1-4), or 0 when it is none. */
+size_t utf8_sequence_len(const unsigned char *s);

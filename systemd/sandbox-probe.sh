@@ -12,7 +12,9 @@
 #                 NoNewPrivileges=
 #   mounts        ProtectSystem=strict (every mount read-only but /proc, /dev,
 #                 /sys), ProtectKernelTunables= (/sys read-only except
-#                 /sys/fs/cgroup, /proc/sys read-only), ReadWritePaths= and
+#                 /sys/fs/cgroup, /proc/sys read-only), ProtectControlGroups=
+#                 (/sys/fs/cgroup read-only but for the ReadWritePaths=
+#                 below it), ReadWritePaths= ("-" optional) and
 #                 RuntimeDirectory= from the unit, ProtectHome=, PrivateTmp=
 #   network       PrivateNetwork= (a new network namespace)
 #
@@ -77,11 +79,18 @@ for cap in $(unit_values CapabilityBoundingSet); do
         cap=${cap#CAP_}
         bounding="$bounding,+${cap,,}"
 done
-rw_paths="$(unit_values ReadWritePaths)"
-# ProtectControlGroups=yes (read-only) takes precedence over ReadWritePaths=.
-if grep -qx 'ProtectControlGroups=yes' "$unit"; then
-        rw_paths=$(echo " $rw_paths " | sed 's| /sys/fs/cgroup[^ ]* | |g')
-fi
+# ReadWritePaths=: a leading "-" makes a path optional (skipped when absent).
+rw_paths=""
+for p in $(unit_values ReadWritePaths); do
+        case "$p" in
+        -*) p=${p#-}; [ -e "$p" ] || continue ;;
+        esac
+        rw_paths="$rw_paths $p"
+done
+# ProtectControlGroups=yes mounts /sys/fs/cgroup read-only, with the
+# ReadWritePaths= below it as writable islands; with "no" it stays writable
+# (ProtectKernelTunables= leaves it to ProtectControlGroups=).
+grep -qx 'ProtectControlGroups=yes' "$unit" || rw_paths="$rw_paths /sys/fs/cgroup"
 runtime_dirs=""
 for d in $(unit_values RuntimeDirectory); do
         runtime_dirs="$runtime_dirs /run/$d"
@@ -204,6 +213,10 @@ expect_ok "sched_setaffinity on another user's thread (CAP_SYS_NICE)" taskset -p
 expect_ok "affinity reads back 0" test "$(taskset -pc "$tid" | sed 's/.*: //')" = 0
 echo "$old_cpus" 2>/dev/null > "$cg/cpuset.cpus"; taskset -pc "$old_aff" "$tid" >/dev/null 2>&1
 expect_ok "restored cpuset.cpus $old_cpus" test "$(cat "$cg/cpuset.cpus")" = "$old_cpus"
+# Outside libvirt's machine tree the cgroup files stay read-only: writing
+# the cpuset root's cgroup.procs (moving this shell to where it already is
+# on the host) must be refused.
+expect_fail "write cgroup.procs outside libvirt's tree ($root/cgroup.procs)" sh -c "echo \$\$ > '$root/cgroup.procs'"
 
 for d in $RUNTIME_DIRS; do
         expect_ok "bind the control socket in $d" /usr/bin/python3 -c "import socket,os; s=socket.socket(socket.AF_UNIX); s.bind('$d/probe.sock'); os.unlink('$d/probe.sock')"

@@ -70,6 +70,19 @@ static void helper_start(struct helper *h)
 
 static char cg_file[PATH_MAX + 16];
 
+static char tasks_file[PATH_MAX + 16];
+
+/* The cgroup's thread list: apply writes only a cgroup that is the
+ * thread's own, so the tree says it holds @tid alone. */
+static void cg_tasks(pid_t tid)
+{
+        FILE *f = fopen(tasks_file, "w");
+        if (f) {
+                fprintf(f, "%d\n", (int)tid);
+                fclose(f);
+        }
+}
+
 static void cg_write(const char *text)
 {
         FILE *f = fopen(cg_file, "w");
@@ -145,6 +158,7 @@ int main(void)
         snprintf(path, sizeof(path), "%s%s", root, self_cg);
         mkdir_p(path);
         snprintf(cg_file, sizeof(cg_file), "%s/cpuset.cpus", path);
+        snprintf(tasks_file, sizeof(tasks_file), "%s/%s", path, version == 1 ? "tasks" : "cgroup.threads");
         struct apply_env env = { .cgroup_root = root, .cgroup_version = version };
 
         helper_start(&alive);
@@ -155,6 +169,7 @@ int main(void)
         /* Control: the thread discovery saw is written. */
         CHECK(vcpu_thread_start_time(NULL, pid, alive.tid, &st) == 0, "start time of a live thread");
         struct vcpu_task task = { .pid = pid, .tid = alive.tid, .start_time = st };
+        cg_tasks(alive.tid);
         cg_write("0-1023\n");
         r = vcpu_apply_task(&env, &task, to, err, sizeof(err));
         CHECK(r == 0, "apply to the thread discovery saw: %d (%s)", r, err);
@@ -190,6 +205,7 @@ int main(void)
         pthread_mutex_unlock(&lock);
         pthread_join(gone.thread, NULL);
         pthread_join(alive.thread, NULL);
+        cg_tasks(gone.tid);
         cg_write("0-1023\n");
         r = vcpu_apply_task(&env, &gone_task, to, err, sizeof(err));
         CHECK(r == -ESRCH, "apply to a thread that exited: %d (%s)", r, err);

@@ -51,10 +51,11 @@ static char *pathf(const char *fmt, ...)
 
 static void put(const char *path, const char *content)
 {
-        char dir[PATH_MAX * 2];
+        char dir[PATH_MAX];
         FILE *f;
 
-        snprintf(dir, sizeof(dir), "%s", path);
+        if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+                exit(2);
         *strrchr(dir, '/') = '\0';
         mkdir_p(dir);
         f = fopen(path, "w");
@@ -115,6 +116,17 @@ static void v2_tree(void)
                 perror("symlink");
         /* cannot be opened for writing */
         mkdir_p(pathf("%s%s/isdir/cpuset.cpus", v2root, V2_SCOPE));
+        /* Each holds this test's thread alone, as libvirt's vcpuN cgroups do. */
+        put(pathf("%s%s/vcpu0/cgroup.threads", v2root, V2_SCOPE), pathf("%d\n", (int)self_tid));
+        put(pathf("%s%s/devnull/cgroup.threads", v2root, V2_SCOPE), pathf("%d\n", (int)self_tid));
+        put(pathf("%s%s/isdir/cgroup.threads", v2root, V2_SCOPE), pathf("%d\n", (int)self_tid));
+        /* shared: the guest's scope holds other threads too */
+        put(pathf("%s%s/shared/cpuset.cpus", v2root, V2_SCOPE), "0-1\n");
+        put(pathf("%s%s/shared/cgroup.threads", v2root, V2_SCOPE), pathf("%d\n1\n", (int)self_tid));
+        /* alone, but with a child cgroup whose cpuset it bounds */
+        put(pathf("%s%s/parent/cpuset.cpus", v2root, V2_SCOPE), "0-1\n");
+        put(pathf("%s%s/parent/cgroup.threads", v2root, V2_SCOPE), pathf("%d\n", (int)self_tid));
+        put(pathf("%s%s/parent/child/cgroup.procs", v2root, V2_SCOPE), "");
 }
 
 static void v2_find_and_read(const struct apply_env *env)
@@ -209,6 +221,21 @@ static void v2_apply(const struct apply_env *env, hwloc_const_bitmap_t original)
 
         hwloc_bitmap_zero(now);
         CHECK(vcpu_apply(env, self_tid, now, err, sizeof(err)) == -EINVAL, "empty mask refused");
+
+        /* A cgroup the thread shares (with other threads, or above a child
+         * cgroup) is left alone: the affinity alone is set. */
+        static const char *const not_own[] = { "shared", "parent" };
+        for (size_t i = 0; i < ELEMENTSOF(not_own); i++) {
+                const char *file = pathf("%s%s/%s/cpuset.cpus", v2root, V2_SCOPE, not_own[i]);
+                point_tid_at(self_tid, pathf("0::%s/%s\n", V2_SCOPE, not_own[i]));
+                err[0] = '\0';
+                r = vcpu_apply(env, self_tid, one, err, sizeof(err));
+                my_affinity(now);
+                CHECK(r == 0, "%s cgroup: affinity only: %s (%s)", not_own[i], strerror(-r), err);
+                CHECK(strcmp(slurp(file), "0-1") == 0, "%s cgroup untouched: %s", not_own[i], slurp(file));
+                CHECK(hwloc_bitmap_isequal(now, one), "%s cgroup: affinity narrowed to %s", not_own[i], one_text);
+                CHECK(vcpu_apply(env, self_tid, original, err, sizeof(err)) == 0, "restore: %s", err);
+        }
 }
 
 static pid_t free_tid(void)

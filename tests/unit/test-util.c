@@ -2,8 +2,10 @@
 /* lib/util: the strict decimal parser, UUID checks, strip_view, string tables, set_reason. */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "tap.h"
 #include "util.h"
 
@@ -72,6 +74,30 @@ static void test_set_reason(void)
         CHECK(set_reason(NULL, 0, -ENOENT, "ignored") == -ENOENT, "no buffer");
 }
 
+static void test_escape_text(void)
+{
+        static const struct { const char *in; unsigned flags; const char *out; } cases[] = {
+                { "web1", 0, "web1" },
+                { "a\nerror: forged", 0, "a\\nerror: forged" },
+                { "\x1b[31mred\x1b[0m", 0, "\\x1b[31mred\\x1b[0m" },
+                { "tab\there\r", 0, "tab\\there\\r" },
+                { "del\x7f", 0, "del\\x7f" },
+                { "csi\xc2\x9b" "2J", 0, "csi\\xc2\\x9b2J" },         /* C1 CSI */
+                { "\xc3\xbc" "n\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9", 0, "\xc3\xbc" "n\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9" },  /* UTF-8 kept */
+                { "bad\xff\xc3", 0, "bad\\xff\\xc3" },            /* not UTF-8 */
+                { "\xc0\xaf", 0, "\\xc0\\xaf" },                  /* overlong '/' */
+                { "machine-qemu\\x2d1", 0, "machine-qemu\\x2d1" },
+                { "machine-qemu\\x2d1", ESCAPE_BACKSLASH, "machine-qemu\\\\x2d1" },
+                { "'q' \"q\" %n", 0, "'q' \"q\" %n" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *e = escape_text(cases[i].in, cases[i].flags);
+                CHECK(e && strcmp(e, cases[i].out) == 0, "escape case %zu: got \"%s\", want \"%s\"", i, e,
+                      cases[i].out);
+                free(e);
+        }
+}
+
 int main(void)
 {
         test_parse_ulong();
@@ -79,5 +105,6 @@ int main(void)
         test_strip_view();
         test_string_table();
         test_set_reason();
+        test_escape_text();
         return test_result();
 }

@@ -63,6 +63,9 @@ static void fake_process(int pid, const char *cmdline, size_t cmdline_len, ...)
         const char *task;
 
         put(cmdline, cmdline_len, "%s/%d/cmdline", proc, pid);
+        /* where libvirt puts its QEMU processes (v1, without systemd) */
+        static const char machine_cgroup[] = "3:cpuset:/machine/qemu-1-x.libvirt-qemu/emulator\n0::/\n";
+        put(machine_cgroup, strlen(machine_cgroup), "%s/%d/cgroup", proc, pid);
         va_start(ap, cmdline_len);
         while ((task = va_arg(ap, const char *))) {
                 char comm[64];
@@ -99,6 +102,11 @@ static void build_proc(void)
              "9503:CPU 1/TCG");
         /* mentions a UUID, but not as -uuid: not a QEMU of that domain */
         FAKE(9600, "virsh\0dominfo\0" UUID_ACC, "9600:virsh");
+        /* a decoy: -uuid of a real guest and vCPU-like thread names, but in a
+         * user's session cgroup, where libvirt never puts a QEMU */
+        FAKE(9800, QEMU(UUID_ACC), "9800:qemu-system-x86", "9801:CPU 0/TCG");
+        static const char user_cgroup[] = "3:cpuset:/\n0::/user.slice/user-1000.slice/session-1.scope\n";
+        put(user_cgroup, strlen(user_cgroup), "%s/%d/cgroup", proc, 9800);
         /* near misses of the vCPU thread name */
         FAKE(9700, QEMU("77777777-2222-4333-8444-555566667777"), "9700:qemu-system-x86",
              "9701:CPU 1/KVMX", "9702:CPU -1/TCG", "9703:CPU /TCG", "9704:CPU 2/TCG ", "9705:cpu 3/TCG",
@@ -222,7 +230,8 @@ static void missing_status_dir(void)
         struct vcpu_threads t = {};
         int r = vcpu_threads_find(&src, UUID_ACC, &t);
 
-        /* 9600 mentions the UUID as a plain argument and must not count. */
+        /* 9600 mentions the UUID as a plain argument and must not count, and
+         * the decoy 9800 outside the machine cgroups neither. */
         CHECK(r == 0, "find without status dir: %s", strerror(-r));
         CHECK(t.origin == VCPU_THREADS_THREAD_NAMES && t.qemu_pid == 31877 && !t.status_file,
               "origin %d pid %d", t.origin, (int)t.qemu_pid);

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "kvm-stats.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[_KVM_STAT_MAX] = {
+        [KVM_STAT_STATE] = "state",
+        [KVM_STAT_TIME] = "time",
+        [KVM_STAT_WAIT] = "wait",
+        [KVM_STAT_DELAY] = "delay",
+        [KVM_STAT_HALT_EXITS] = "halt_exits.sum",
+        [KVM_STAT_HALT_WAIT_NS] = "halt_wait_ns.sum",
+        [KVM_STAT_HALT_SUCCESSFUL_POLL] = "halt_successful_poll.sum",
+        [KVM_STAT_HALT_ATTEMPTED_POLL] = "halt_attempted_poll.sum",
+        [KVM_STAT_HALT_WAKEUP] = "halt_wakeup.sum",
+        [KVM_STAT_PREEMPTION_REPORTED] = "preemption_reported.sum",
+        [KVM_STAT_PREEMPTION_OTHER] = "preemption_other.sum",
+        [KVM_STAT_DIRECTED_YIELD_ATTEMPTED] = "directed_yield_attempted.sum",
+        [KVM_STAT_DIRECTED_YIELD_SUCCESSFUL] = "directed_yield_successful.sum",
+        [KVM_STAT_EXITS] = "exits.sum",
+        [KVM_STAT_SIGNAL_EXITS] = "signal_exits.sum",
+        [KVM_STAT_BLOCKING] = "blocking.cur",
+        [KVM_STAT_GUEST_MODE] = "guest_mode.cur",
+};
+
+const char *kvm_stat_name(enum kvm_stat k)
+{
+        return k < _KVM_STAT_MAX ? names[k] : "?";
+}
+
+bool kvm_vcpu_has_kvm_counters(const struct kvm_vcpu_stats *s)
+{
+        return kvm_vcpu_has(s, KVM_STAT_HALT_EXITS) && kvm_vcpu_has(s, KVM_STAT_PREEMPTION_REPORTED);
+}
+
+static int param_u64(const virTypedParameter *p, uint64_t *out)
+{
+        switch (p->type) {
+        case VIR_TYPED_PARAM_INT:
+                if (p->value.i < 0)
+                        return -EINVAL;
+                *out = (uint64_t)p->value.i;
+                return 0;
+        case VIR_TYPED_PARAM_UINT:
+                *out = p->value.ui;
+                return 0;
+        case VIR_TYPED_PARAM_LLONG:
+                if (p->value.l < 0)
+                        return -EINVAL;
+                *out = (uint64_t)p->value.l;
+                return 0;
+        case VIR_TYPED_PARAM_ULLONG:
+                *out = p->value.ul;
+                return 0;
+        case VIR_TYPED_PARAM_BOOLEAN:
+                *out = p->value.b ? 1 : 0;
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}
+
+/* "vcpu.12.halt_exits.sum" -> 12 and "halt_exits.sum"; false for anything else. */
+static bool split_field(const char *field, unsigned long *vcpu, const char **suffix)
+{
+        char *end;
+
+        if (strncmp(field, "vcpu.", 5) != 0 || field[5] < '0' || field[5] > '9')
+                return false;
+        *vcpu = strtoul(field + 5, &end, 10);
+        if (*end != '.' || end[1] == '\0')
+                return false;
+        *suffix = end + 1;
+        return true;
+}
+
+int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcpu_stats *out,
+                    size_t capacity, size_t *n)
+{
+        size_t needed = 0;
+        int r = 0;
+
+        memset(out, 0, capacity * sizeof(*out));
+        for (int i = 0; i < nparams; i++) {
+                const virTypedParameter *p = &params[i];
+                unsigned long vcpu;
+                const char *suffix;
+                uint64_t v;
+
+                if (strcmp(p->field, "vcpu.maximum") == 0) {
+                        if (param_u64(p, &v) == 0 && v > needed && v <= 1u << 20)
+                                needed = (size_t)v;
+                        continue;
+                }
+                if (!split_field(p->field, &vcpu, &suffix))
+                        continue;
+                for (int k = 0; k < _KVM_STAT_MAX; k++) {
+                        if (strcmp(suffix, names[k]) != 0)
+                                continue;
+                        if (param_u64(p, &v) < 0)
+                                return -EINVAL;
+                        if (vcpu + 1 > needed)
+                                needed = vcpu + 1;
+                        if (vcpu >= capacity) {
+                                r = -ENOBUFS;
+                                break;
+                        }
+                        out[vcpu].v[k] = v;
+                        out[vcpu].have |= 1u << k;
+                        break;
+                }
+        }
+        *n = needed;
+        return r;
+}
+
+static double rate(const struct kvm_vcpu_stats *a, const struct kvm_vcpu_stats *b, enum kvm_stat k, double dt)
+{
+        if (!kvm_vcpu_has(a, k) || !kvm_vcpu_has(b, k) || b->v[k] < a->v[k])
+                return 0;
+        return (double)(b->v[k] - a->v[k]) / dt;
+}
+
+int kvm_vcpu_rates(const struct kvm_vcpu_stats *prev, const struct kvm_vcpu_stats *cur, double dt_s,
+                   struct kvm_vcpu_rates *out)
+{
+        if (!(dt_s > 0))
+                return -EINVAL;
+        *out = (struct kvm_vcpu_rates) {
+                .kvm = kvm_vcpu_has_kvm_counters(prev) && kvm_vcpu_has_kvm_counters(cur),
+        };
+        if (!out->kvm)
+                return 0;
+        out->halt_hz = rate(prev, cur, KVM_STAT_HALT_EXITS, dt_s);
+        out->preempt_hz = rate(prev, cur, KVM_STAT_PREEMPTION_REPORTED, dt_s);
+        out->yield_hz = rate(prev, cur, KVM_STAT_DIRECTED_YIELD_ATTEMPTED, dt_s);
+        out->halt_wait_share = rate(prev, cur, KVM_STAT_HALT_WAIT_NS, dt_s) / 1e9;
+        if (out->halt_wait_share > 1)
+                out->halt_wait_share = 1;
+        return 0;
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Policy=auto: per guest, whether to intervene (keep its vCPUs apart, or
+ * apart and co-scheduled) or to leave its vCPUs to the kernel.  Pure: the
+ * figures of each sampling interval come in as numbers, the decision goes
+ * out with the numbers behind it; no clock, no I/O, no globals, so the tests
+ * feed hand-made sequences (an hour of intervals in microseconds).
+ *
+ * Why per guest (docs: /work/shared/FACTS.md, "When stacking hurts"): the
+ * kernel's habit of stacking a guest's vCPUs on one CPU helps hackbench and
+ * vCPU hand-off (futex ping-pong) guests by 20-60% under TCG, and hurts only
+ * guests whose threads spin on a lock with a plain load loop (lock-holder
+ * preemption).  What the host sees of such a guest: its vCPUs are busy
+ * (CPU + run-queue wait near 1), they wait for a CPU, they almost never
+ * block of their own accord (a halting or futex-waiting guest switches out
+ * voluntarily hundreds of times a second), and they wait stacked on the CPU
+ * where a sibling is runnable.  A guest that shows all four for a whole
+ * window is a candidate.
+ *
+ * The rules, each in one place in adaptive.c:
+ *  1. candidate: over one window (WindowSec, default 30 s) of the guest in
+ *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
+ *     per vCPU-second <= voluntary_max (and involuntary ones <=
+ *     involuntary_max), runnable at >= runnable_min of
+ *     the ticks (when there were ticks), stacked >= stacked_min and
+ *     >= what chance gives plus stacked_margin (with at least
+ *     min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
+ *     guest goes to COSCHED when a co-scheduler is there, else SPREAD (of
+ *     the two not held off, the one that failed longest ago), unless
+ *     min_dwell has not passed since its last change.
+ *  2. trial: after the change, settle_s are ignored, then trial_s are
+ *     measured.  The new mode stays only if harm fell by harm_drop_min
+ *     (relative) against the window before the change *and* the guest's CPU
+ *     share fell by no more than share_fall_max (relative).  Otherwise the
+ *     guest goes back to KERNEL at once and that mode is held off for
+ *     holdoff_ns (default 10 min).
+ *  3. steady: a guest in SPREAD/COSCHED that is no longer busy, waiting and
+ *     non-blocking for exit_windows windows goes back to KERNEL, but not
+ *     before min_dwell_ns (default 10 min) since its last change.  Together
+ *     with 1 this gives at most one intervention per min_dwell under steady
+ *     load; reverting a failed trial (2) and releasing (4) are immediate.
+ *  4. work conservation: a confined guest (any mode but KERNEL, or lanes the
+ *     manager narrowed) whose vCPUs wait (wait >= conserve_wait_min) while
+ *     CPUs they may not use idle (idle_forbidden >= conserve_idle_min CPUs)
+ *     for conserve_intervals intervals in a row is released to KERNEL at
+ *     once, whatever the dwell; the mode it left is held off.
+ *
+ * harm: the share of time the guest's vCPUs wait for a CPU while stacked on
+ * a sibling (wait x stacked), plus yield_weight x the KVM directed-yield
+ * rate per vCPU-second where KVM counters exist (the guest itself reports
+ * that it found a preempted lock holder).  Under SPREAD/COSCHED stacking
+ * is near 0 by construction, so for those modes the CPU-share check is the
+ * one with teeth: it is what stops a spread from ever costing the guest.
+ *
+ * How the manager drives it, per guest with Policy=auto (daemon/signals.h
+ * has the sampling side):
+ *   every tick (signals_tick_hz()): signals_read_running() once (summed
+ *        for host_runnable); for guests that signals_guest_wants_ticks(),
+ *        signals_sample_guest() into the guest's struct signals_tally;
+ *   every sampling interval, after the load sampler's round:
+ *        for ticked vCPUs whose signals_ctxt_due(), signals_read_ctxt() and
+ *        keep the switch rates; for KVM guests, one
+ *        virConnectGetAllDomainStats(VIR_DOMAIN_STATS_VCPU) for all guests,
+ *        kvm_stats_parse() and kvm_vcpu_rates();
+ *        fill struct adaptive_vcpu_sample per vCPU and
+ *        adaptive_input_build(), reset the tally, adaptive_step();
+ *        out->event != NONE: one journal entry with out->reason and
+ *        out->text (the figures; CANDIDATE_HELD at debug level);
+ *        out->changed: re-plan the guest in mode out->to (KERNEL: its full
+ *        allowed set, SPREAD: the engine's disjoint sets, COSCHED: disjoint
+ *        sets handed to the co-scheduler); RELEASE with no mode change:
+ *        widen the lanes of a KERNEL-mode guest to its full allowed set.
+ * A guest that restarts or whose vCPU threads change gets a fresh
+ * adaptive_guest_init() (its baseline is of other threads).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hwloc.h>
+
+enum adaptive_mode {
+        ADAPTIVE_KERNEL,        /* the guest's full allowed set; the kernel places the vCPUs */
+        ADAPTIVE_SPREAD,        /* siblings on disjoint CPUs */
+        ADAPTIVE_COSCHED,       /* siblings on disjoint CPUs and run together */
+        _ADAPTIVE_MODE_MAX,
+};
+
+const char *adaptive_mode_to_string(enum adaptive_mode m);
+
+/* Every threshold, with the default in adaptive_params_default(). */
+struct adaptive_params {
+        double busy_min;                /* mean per-vCPU (CPU + wait) share: 0.80 */
+        double wait_min;                /* mean per-vCPU run-queue wait share: 0.10 */
+        double voluntary_max;           /* voluntary switches per vCPU-second: 35 */
+        double involuntary_max;         /* involuntary switches per vCPU-second: 1200 (0 = off) */
+        double runnable_min;            /* runnable / all tick samples: 0.90 (0 = off) */
+        double stacked_min;             /* stacked / runnable samples: 0.40 */
+        double stacked_margin;          /* above the chance figure (stacked_chance): 0.15 */
+        double stacked_all_min;         /* stacked / all samples (effbench's stacked_share): 0 = off */
+        unsigned min_stack_samples;     /* runnable samples per window before stacked counts: 50 */
+        double yield_weight;            /* harm per directed yield per vCPU-second: 0 (off until measured) */
+
+        double window_s;                /* evaluation window: 30 s */
+        double settle_s;                /* ignored after a change: 5 s */
+        double trial_s;                 /* measured after settling: 30 s */
+        double harm_drop_min;           /* relative fall of harm that keeps a trial: 0.25 */
+        double share_fall_max;          /* relative fall of CPU share a trial may cost: 0.05 */
+        unsigned exit_windows;          /* non-candidate windows before leaving SPREAD/COSCHED: 2 */
+
+        uint64_t holdoff_ns;            /* a failed or released mode is not retried for: 10 min */
+        uint64_t min_dwell_ns;          /* between an intervention and the previous change: 10 min */
+
+        double conserve_wait_min;       /* wait share that counts as waiting for work conservation: 0.05 */
+        double conserve_idle_min;       /* idle CPUs (sum of idle shares) it may not use: 0.50 */
+        unsigned conserve_intervals;    /* in a row: 3 */
+
+        bool cosched_available;         /* a co-scheduler can run this guest's siblings together */
+};
+
+void adaptive_params_default(struct adaptive_params *p);
+
+/*
+ * One sampling interval of one guest, filled by the manager from the load
+ * sampler (lib/load.h), the signal sampler (daemon/signals.h) and, for KVM
+ * guests, daemon/kvm-stats.h.  Shares are per vCPU means over the interval.
+ */
+struct adaptive_input {
+        uint64_t now_ns;                /* CLOCK_MONOTONIC at the end of the interval */
+        double dt_s;                    /* length of the interval */
+        unsigned n_vcpus;               /* vCPUs with a sample this interval */
+        double cpu_share;               /* sum over vCPUs of CPU time / wall: the guest's share, in CPUs */
+        double busy;                    /* mean of (CPU + run-queue wait) / wall, 0..1 */
+        double wait;                    /* mean of run-queue wait / wall, 0..1 */
+        unsigned samples;               /* vCPU samples read at the ticks (0: no ticks) */
+        unsigned runnable_samples;      /* of those, runnable (state R) */
+        unsigned stacked_samples;       /* of those, with a runnable sibling on the same CPU */
+        double stacked_chance;          /* what an even random spread would give; 0: unknown */
+        double voluntary_hz;            /* voluntary switches per vCPU-second (halt, futex wait, I/O) */
+        double involuntary_hz;          /* involuntary switches per vCPU-second (preemption) */
+        double idle_forbidden;          /* idle share, summed over host CPUs that a waiting vCPU may not use */
+        bool confined;                  /* the vCPUs have less than the guest's full allowed set */
+        bool kvm;                       /* the three below are valid (KVM counters, daemon/kvm-stats.h) */
+        double kvm_halt_hz;             /* halt exits per vCPU-second */
+        double kvm_preempt_hz;          /* preemption_reported per vCPU-second */
+        double kvm_yield_hz;            /* directed_yield_attempted per vCPU-second */
+};
+
+/*
+ * The same interval as the manager holds it, per vCPU: adaptive_input_build()
+ * turns it into struct adaptive_input, so the arithmetic (means, the idle
+ * CPUs a waiting vCPU may not use) is tested here and not in the manager.
+ */
+struct adaptive_vcpu_sample {
+        double util, wait;              /* struct thread_load's last_util, last_wait */
+        double voluntary_hz, involuntary_hz;    /* from daemon/signals.h's switch counters */
+        hwloc_const_bitmap_t cpus;      /* the CPUs it may use now; NULL: all of the guest's */
+        bool kvm;                       /* kvm_vcpu_rates() had the counters */
+        double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
+};
+
+struct adaptive_guest_sample {
+        uint64_t now_ns;
+        double dt_s;
+        const struct adaptive_vcpu_sample *vcpus;
+        size_t n_vcpus;
+        unsigned samples, runnable_samples, stacked_samples;    /* struct signals_tally of the interval */
+        double host_runnable;           /* mean runnable tasks on the host at the ticks; 0: unknown */
+        hwloc_const_bitmap_t allowed;   /* the guest's full allowed set (what KERNEL mode gives) */
+        const double *cpu_idle;         /* idle share per host CPU, indexed by OS CPU number: 1 - busy - steal */
+        size_t n_cpus;                  /* entries in cpu_idle */
+};
+
+/*
+ * The stacking share an even random spread gives: with T runnable tasks
+ * balanced over N CPUs, a given sibling sits on my CPU with p = (T/N - 1) /
+ * (T - 1) (0 when T <= N), and one of k - 1 siblings with 1 - (1-p)^(k-1).
+ * 2 CPUs, 2 guests x 2 vCPUs: 1/3; 3 guests: 2/5 (README, "Why").
+ */
+double adaptive_stacked_chance(double runnable_tasks, unsigned n_cpus, unsigned siblings);
+
+/*
+ * Fill @in.  stacked_chance comes from adaptive_stacked_chance() with
+ * host_runnable, the CPUs of @allowed and the guest's vCPUs.  A vCPU counts as waiting for idle_forbidden when its wait share
+ * is >= @p->conserve_wait_min; idle_forbidden is the idle share summed over
+ * the CPUs of @allowed outside the mask of at least one waiting vCPU, and
+ * confined is true when some vCPU's mask is narrower than @allowed.
+ * Returns 0, -EINVAL (no vCPUs, no allowed set), -ENOMEM.
+ */
+int adaptive_input_build(const struct adaptive_guest_sample *s, const struct adaptive_params *p,
+                         struct adaptive_input *in);
+
+/* An interval or a window in the figures of a journal entry. */
+struct adaptive_figures {
+        double seconds;                 /* time covered */
+        double cpu_share, busy, wait, stacked, stacked_chance, voluntary_hz, involuntary_hz, idle_forbidden, harm;
+        bool samples_known;             /* the ticks counted all samples (runnable_share, stacked_all valid) */
+        double runnable_share;          /* runnable / all samples */
+        double stacked_all;             /* stacked / all samples */
+        unsigned runnable_samples;
+        bool kvm;
+        double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
+};
+
+/* Time-weighted sums over a window; internal, in the header for the state. */
+struct adaptive_acc {
+        double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden, stacked_chance;
+        double kvm_halt, kvm_preempt, kvm_yield, kvm_seconds;
+        unsigned samples, runnable_samples, stacked_samples;
+};
+
+enum adaptive_phase {
+        ADAPTIVE_WATCH,                 /* KERNEL: looking for a candidate window */
+        ADAPTIVE_SETTLE,                /* just changed: the first settle_s are ignored */
+        ADAPTIVE_TRIAL,                 /* measuring the new mode against the baseline */
+        ADAPTIVE_STEADY,                /* trial kept: watching for the load to change */
+};
+
+const char *adaptive_phase_to_string(enum adaptive_phase p);
+
+/* Per guest; zero-initialised (or adaptive_guest_init()) = KERNEL, watching. */
+struct adaptive_guest {
+        enum adaptive_mode mode;
+        enum adaptive_phase phase;
+        bool changed_once;              /* last_change_ns is valid */
+        uint64_t last_change_ns;
+        uint64_t holdoff_until_ns[_ADAPTIVE_MODE_MAX];
+        struct adaptive_acc acc;        /* the current window */
+        struct adaptive_figures baseline; /* the window before the last change */
+        unsigned exit_streak;           /* non-candidate windows in SPREAD/COSCHED */
+        unsigned conserve_streak;       /* intervals waiting beside an idle forbidden CPU */
+        unsigned changes;               /* mode changes so far */
+};
+
+void adaptive_guest_init(struct adaptive_guest *g);
+
+enum adaptive_event {
+        ADAPTIVE_EVENT_NONE,
+        ADAPTIVE_EVENT_INTERVENE,       /* KERNEL -> SPREAD/COSCHED: a candidate window */
+        ADAPTIVE_EVENT_TRIAL_KEPT,      /* no mode change: the trial lowered harm at no cost */
+        ADAPTIVE_EVENT_TRIAL_FAILED,    /* back to KERNEL, mode held off */
+        ADAPTIVE_EVENT_LOAD_CHANGED,    /* SPREAD/COSCHED -> KERNEL: no longer a candidate */
+        ADAPTIVE_EVENT_RELEASE,         /* -> KERNEL: work conservation */
+        ADAPTIVE_EVENT_CANDIDATE_HELD,  /* no change: a candidate window, but held off or within dwell */
+};
+
+const char *adaptive_event_to_string(enum adaptive_event e);
+
+struct adaptive_decision {
+        enum adaptive_event event;
+        bool changed;                   /* from != to: the manager must apply @to */
+        enum adaptive_mode from, to;
+        const char *reason;             /* short, for VCPUSPREAD_REASON: "stacked-nonblocking", ... */
+        struct adaptive_figures now;    /* the window (or interval, for RELEASE) that decided */
+        struct adaptive_figures before; /* for trials: the baseline window */
+        uint64_t holdoff_until_ns;      /* TRIAL_FAILED, RELEASE: the mode left is not retried before */
+        char text[512];                 /* one line with the numbers, for MESSAGE= */
+};
+
+/*
+ * Feed one interval.  Returns 0 (@out says what happened; event NONE most
+ * of the time), -EINVAL for an input that is not a number where one is
+ * needed or goes back in time.
+ */
+int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
+                  const struct adaptive_input *in, struct adaptive_decision *out);
+
+/* The harm of a window (see above). */
+double adaptive_harm(const struct adaptive_figures *f, const struct adaptive_params *p);
+
+/* The mode a candidate would go to now: of COSCHED (when available) and
+ * SPREAD, the one not held off whose hold-off ended first (ties: COSCHED);
+ * KERNEL when both are held off. */
+enum adaptive_mode adaptive_target(const struct adaptive_guest *g, const struct adaptive_params *p,
+                                   uint64_t now_ns);

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Policy=auto's state machine (lib/adaptive.c) against hand-made interval
+ * sequences, one rule per test: candidate -> intervene, trial kept, trial
+ * failed -> revert + hold-off, no flapping over an hour of steady load,
+ * at most one intervention per dwell, work-conservation release, the
+ * guest that must never be touched (halting, lone vCPU, unstacked).
+ * Intervals are 1 s, as with the default SampleIntervalSec=1s.
+ */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "adaptive.h"
+#include "tap.h"
+
+#define SEC 1000000000ULL
+
+static struct adaptive_params P;
+static uint64_t now;            /* simulated CLOCK_MONOTONIC */
+
+/* A guest whose two vCPUs spin stacked: busy, waiting, never halting. */
+static struct adaptive_input spinner_stacked(void)
+{
+        return (struct adaptive_input) {
+                .dt_s = 1, .n_vcpus = 2, .cpu_share = 1.0, .busy = 1.0, .wait = 0.5,
+                .runnable_samples = 20, .stacked_samples = 14, .voluntary_hz = 2, .involuntary_hz = 250,
+        };
+}
+
+/* The same guest spread: no stacking; @share its CPU share now. */
+static struct adaptive_input spinner_spread(double share)
+{
+        struct adaptive_input in = spinner_stacked();
+        in.stacked_samples = 1;
+        in.cpu_share = share;
+        in.confined = true;
+        return in;
+}
+
+/* hackbench-like: busy and waiting and stacked, but halting all the time. */
+static struct adaptive_input halter(void)
+{
+        struct adaptive_input in = spinner_stacked();
+        in.voluntary_hz = 3000;
+        return in;
+}
+
+struct run {
+        unsigned events[8];             /* per enum adaptive_event */
+        unsigned changes;
+        struct adaptive_decision last;  /* the last decision with an event */
+        uint64_t last_change_at[64];
+};
+
+/* Feed @seconds intervals of @in (its now_ns advanced) and count what happens. */
+static void feed(struct adaptive_guest *g, struct adaptive_input in, unsigned seconds, struct run *r)
+{
+        for (unsigned i = 0; i < seconds; i++) {
+                struct adaptive_decision d;
+                now += (uint64_t)(in.dt_s * SEC);
+                in.now_ns = now;
+                int k = adaptive_step(g, &P, &in, &d);
+                CHECK(k == 0, "step at %llus: %d", (unsigned long long)(now / SEC), k);
+                if (d.event == ADAPTIVE_EVENT_NONE)
+                        continue;
+                r->events[d.event]++;
+                if (d.changed) {
+                        if (r->changes < 64)
+                                r->last_change_at[r->changes] = now;
+                        r->changes++;
+                }
+                r->last = d;
+        }
+}
+
+static void setup(struct adaptive_guest *g)
+{
+        adaptive_params_default(&P);
+        adaptive_guest_init(g);
+        now = 1000 * SEC;
+}
+
+static void test_defaults(void)
+{
+        adaptive_params_default(&P);
+        CHECK(P.holdoff_ns >= 600 * SEC, "hold-off >= 10 min");
+        CHECK(P.min_dwell_ns >= 600 * SEC, "dwell >= 10 min");
+        CHECK(P.window_s > 0 && P.trial_s > 0, "windows");
+        CHECK(strcmp(adaptive_mode_to_string(ADAPTIVE_COSCHED), "cosched") == 0, "names");
+}
+
+/* Rule 1: a whole candidate window -> SPREAD (no co-scheduler), with the figures. */
+static void test_candidate_intervenes(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 29, &r);
+        CHECK(r.changes == 0 && g.mode == ADAPTIVE_KERNEL, "nothing before the window is full");
+        feed(&g, spinner_stacked(), 1, &r);
+        CHECK(r.changes == 1 && g.mode == ADAPTIVE_SPREAD, "spread after one window: %u %s", r.changes,
+              adaptive_mode_to_string(g.mode));
+        CHECK(r.last.event == ADAPTIVE_EVENT_INTERVENE, "event %s", adaptive_event_to_string(r.last.event));
+        CHECK(strcmp(r.last.reason, "stacked-nonblocking") == 0, "reason %s", r.last.reason);
+        CHECK(fabs(r.last.now.stacked - 0.7) < 1e-9 && r.last.now.runnable_samples == 600,
+              "stacked %g over %u", r.last.now.stacked, r.last.now.runnable_samples);
+        CHECK(fabs(r.last.now.harm - 0.35) < 1e-9, "harm = wait x stacked: %g", r.last.now.harm);
+        CHECK(strstr(r.last.text, "kernel -> spread (stacked-nonblocking)") &&
+              strstr(r.last.text, "stacked 0.70"), "text: %s", r.last.text);
+
+        /* With a co-scheduler the candidate goes to COSCHED. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED, "cosched: %s", adaptive_mode_to_string(g.mode));
+}
+
+/* Guests that must be left to the kernel, whatever else they show. */
+static void test_not_candidates(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input in;
+
+        setup(&g);
+        feed(&g, halter(), 3600, &r);
+        CHECK(r.changes == 0, "halting guest (hackbench, futex hand-off) untouched: %u", r.changes);
+
+        setup(&g);
+        in = spinner_stacked();
+        in.stacked_samples = 4;         /* 0.2: not stacked more than chance */
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "unstacked spinner untouched");
+
+        setup(&g);
+        in = spinner_stacked();
+        in.n_vcpus = 1;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "one vCPU: no siblings");
+
+        setup(&g);
+        in = spinner_stacked();
+        in.wait = 0.02;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "no run-queue wait: nothing to win");
+
+        setup(&g);
+        in = spinner_stacked();
+        in.runnable_samples = 1;
+        in.stacked_samples = 1;         /* 30 samples a window < min_stack_samples */
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "too few stacking samples to judge");
+
+        /* hackbench as signals.md measured it (58 voluntary/s): left to the kernel. */
+        setup(&g);
+        r = (struct run) {};
+        in = spinner_stacked();
+        in.voluntary_hz = 58;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "hackbench-like, 58 voluntary/s");
+        /* futex ping-pong's involuntary rate, even were its voluntary one hidden. */
+        setup(&g);
+        in = spinner_stacked();
+        in.involuntary_hz = 5554;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "5554 involuntary/s");
+
+        /* Runnable at only 80% of the ticks: it sleeps, whatever its switch count says. */
+        setup(&g);
+        in = spinner_stacked();
+        in.samples = 25;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "runnable 0.80 < 0.90");
+        setup(&g);
+        r = (struct run) {};
+        in.samples = 21;                /* 0.95 */
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1, "runnable 0.95: a candidate");
+
+        /* KVM halt exits count as blocking even when the thread's switches do not show it. */
+        setup(&g);
+        r = (struct run) {};
+        in = spinner_stacked();
+        in.kvm = true;
+        in.kvm_halt_hz = 2000;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "KVM guest that halts");
+}
+
+/* Rule 2, kept: harm falls and CPU share holds -> the mode stays, one change in an hour. */
+static void test_trial_kept_no_flapping(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "intervened");
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "trial kept after settle + trial");
+        CHECK(r.last.before.seconds == 30 && r.last.before.harm > r.last.now.harm, "before/after figures");
+        CHECK(strstr(r.last.text, "before 30s"), "text carries the baseline: %s", r.last.text);
+        feed(&g, spinner_spread(1.0), 3600 - 65, &r);
+        CHECK(r.changes == 1 && g.mode == ADAPTIVE_SPREAD, "steady hour: %u changes", r.changes);
+}
+
+/* Rule 2, failed: harm falls but the CPU share falls too -> back, held off 10 min. */
+static void test_trial_share_fell(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(0.80), 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL, "reverted");
+        CHECK(strcmp(r.last.reason, "cpu-share-fell") == 0, "reason %s", r.last.reason);
+        CHECK(r.last.holdoff_until_ns == now + P.holdoff_ns, "hold-off announced");
+}
+
+/* Rule 2, failed: harm not lowered -> revert and hold-off, then no retry for 10 min. */
+static void test_trial_harm_not_lowered(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "intervened");
+        /* Still stacked in the trial (e.g. the placement could not be applied). */
+        feed(&g, spinner_stacked(), 35, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1, "reverted");
+        CHECK(strcmp(r.last.reason, "harm-not-lowered") == 0, "reason %s", r.last.reason);
+        uint64_t failed_at = now;
+        CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] == failed_at + P.holdoff_ns, "spread held off");
+
+        /* The guest still looks like a candidate: no retry within the hold-off. */
+        feed(&g, spinner_stacked(), 599, &r);
+        CHECK(r.changes == 2, "no retry in the hold-off: %u changes", r.changes);
+        CHECK(r.events[ADAPTIVE_EVENT_CANDIDATE_HELD] >= 19, "held candidates said so: %u",
+              r.events[ADAPTIVE_EVENT_CANDIDATE_HELD]);
+        feed(&g, spinner_stacked(), 31, &r);
+        CHECK(r.changes == 3 && g.mode == ADAPTIVE_SPREAD, "retried after the hold-off: %u", r.changes);
+}
+
+/* Steady load that never helps: over an hour at most one intervention per 10 min. */
+static void test_steady_failing_hour(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 3600, &r);
+        unsigned interventions = r.events[ADAPTIVE_EVENT_INTERVENE];
+        CHECK(interventions >= 1 && interventions <= 6, "interventions in an hour: %u", interventions);
+        for (unsigned i = 2; i < r.changes && i < 64; i += 2)
+                CHECK(r.last_change_at[i] - r.last_change_at[i - 2] >= P.min_dwell_ns,
+                      "interventions %u and %u %llus apart", i - 2, i,
+                      (unsigned long long)((r.last_change_at[i] - r.last_change_at[i - 2]) / SEC));
+}
+
+/* Noise around the thresholds does not flap a kept mode. */
+static void test_noisy_steady(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        for (unsigned i = 0; i < 3600; i++) {
+                struct adaptive_input in = spinner_spread(1.0);
+                /* Every 7th interval looks idle, every 11th blocks often. */
+                if (i % 7 == 0)
+                        in.busy = 0.3;
+                if (i % 11 == 0)
+                        in.voluntary_hz = 200;      /* a window: ~20/s on average */
+                feed(&g, in, 1, &r);
+        }
+        CHECK(r.changes == 1, "noisy hour: %u changes", r.changes);
+}
+
+/* Rule 3: the load goes away -> back to KERNEL, but only after the dwell. */
+static void test_load_changed(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input idle = spinner_spread(0.1);
+
+        idle.busy = 0.1;
+        idle.wait = 0;
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(g.phase == ADAPTIVE_STEADY, "steady");
+        feed(&g, idle, 300, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "still spread within the dwell");
+        feed(&g, idle, 300, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.last.event == ADAPTIVE_EVENT_LOAD_CHANGED,
+              "back to the kernel after the dwell: %s", adaptive_mode_to_string(g.mode));
+        CHECK(r.changes == 2, "changes %u", r.changes);
+        /* And straight back is not allowed either: the dwell holds again. */
+        feed(&g, spinner_stacked(), 300, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL, "no re-intervention within the dwell");
+}
+
+/* Rule 4: a confined guest waits while a CPU it may not use idles -> release at once. */
+static void test_work_conservation(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "spread and kept");
+
+        struct adaptive_input waste = spinner_spread(1.0);
+        waste.idle_forbidden = 0.9;
+        feed(&g, waste, 2, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "two intervals are not yet a pattern");
+        feed(&g, waste, 1, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.last.event == ADAPTIVE_EVENT_RELEASE, "released: %s",
+              adaptive_event_to_string(r.last.event));
+        CHECK(strcmp(r.last.reason, "idle-cpu-while-waiting") == 0, "reason %s", r.last.reason);
+        CHECK(r.last.now.idle_forbidden == 0.9 && r.last.now.wait == 0.5, "interval figures");
+        CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] == now + P.holdoff_ns, "spread held off");
+
+        /* Within the dwell too: a release does not wait 10 min. */
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, waste, 3, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.changes == 2, "released during settle");
+
+        /* A KERNEL-mode guest in narrowed lanes: release says widen, no mode change. */
+        setup(&g);
+        r = (struct run) {};
+        struct adaptive_input lanes = halter();
+        lanes.confined = true;
+        lanes.idle_forbidden = 1.0;
+        feed(&g, lanes, 3, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_RELEASE] == 1 && r.changes == 0, "widen lanes");
+
+        /* Not confined, or no wait: nothing to release. */
+        setup(&g);
+        r = (struct run) {};
+        struct adaptive_input free_guest = halter();
+        free_guest.idle_forbidden = 1.0;
+        feed(&g, free_guest, 100, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_RELEASE] == 0, "unconfined guest");
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        struct adaptive_input nowait = spinner_spread(1.0);
+        nowait.wait = 0.01;
+        nowait.idle_forbidden = 1.0;
+        feed(&g, nowait, 100, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_RELEASE] == 0, "idle CPU, but nobody waits");
+}
+
+static void test_cosched_then_spread(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        P.cosched_available = true;
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED, "cosched first");
+        feed(&g, spinner_spread(0.5), 35, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL, "cosched cost CPU share: back");
+        CHECK(adaptive_target(&g, &P, now) == ADAPTIVE_SPREAD, "spread next");
+        /* The next try waits for the dwell, then takes spread. */
+        feed(&g, spinner_stacked(), 600, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD, "spread after the dwell: %s", adaptive_mode_to_string(g.mode));
+        CHECK(r.last_change_at[2] - r.last_change_at[0] >= P.min_dwell_ns, "dwell between interventions");
+}
+
+static void test_bad_input(void)
+{
+        struct adaptive_guest g;
+        struct adaptive_decision d;
+        struct adaptive_input in = spinner_stacked();
+
+        setup(&g);
+        in.now_ns = now;
+        in.busy = NAN;
+        CHECK(adaptive_step(&g, &P, &in, &d) == -EINVAL, "NaN");
+        in = spinner_stacked();
+        in.now_ns = now;
+        in.stacked_samples = 30;
+        CHECK(adaptive_step(&g, &P, &in, &d) == -EINVAL, "stacked > runnable");
+        in = spinner_stacked();
+        in.now_ns = now;
+        in.dt_s = 0;
+        CHECK(adaptive_step(&g, &P, &in, &d) == 0 && d.event == ADAPTIVE_EVENT_NONE, "no time");
+        CHECK(g.acc.seconds == 0, "nothing accumulated");
+}
+
+/* The chance figure: README's arithmetic, and a candidate must beat it. */
+static void test_chance(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input in = spinner_stacked();
+
+        CHECK(fabs(adaptive_stacked_chance(4, 2, 2) - 1.0 / 3) < 1e-12, "2 x 2 on 2 CPUs: 1/3");
+        CHECK(fabs(adaptive_stacked_chance(6, 2, 2) - 0.4) < 1e-12, "3 x 2 on 2 CPUs: 2/5");
+        CHECK(adaptive_stacked_chance(2, 2, 2) == 0 && adaptive_stacked_chance(8, 64, 4) == 0, "room for all");
+        CHECK(adaptive_stacked_chance(6, 2, 1) == 0, "no sibling");
+        /* 4 siblings among 12 tasks on 4 CPUs: p = 2/11, 1 - (9/11)^3. */
+        CHECK(fabs(adaptive_stacked_chance(12, 4, 4) - (1 - pow(9.0 / 11, 3))) < 1e-12, "4 siblings");
+
+        /* 0.70 stacked on a host where chance alone gives 0.6: not a candidate. */
+        setup(&g);
+        in.stacked_chance = 0.6;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "stacking no worse than chance: %u", r.changes);
+        setup(&g);
+        in.stacked_chance = 0.4;
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1 && strstr(r.last.text, "chance 0.40"), "well above chance: %s", r.last.text);
+
+        /* The threshold on effbench's basis (stacked / all samples), when set. */
+        setup(&g);
+        r = (struct run) {};
+        P.stacked_all_min = 0.5;
+        P.runnable_min = 0;             /* this one on its own */
+        in = spinner_stacked();
+        in.samples = 40;                /* runnable half the time: 14/40 = 0.35 stacked of all */
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "stacked_all 0.35 < 0.5: %u", r.changes);
+        setup(&g);
+        P.stacked_all_min = 0.5;
+        in.samples = 20;                /* always runnable: 0.70 */
+        feed(&g, in, 30, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && fabs(r.last.now.stacked_all - 0.7) < 1e-12 &&
+              r.last.now.runnable_share == 1, "stacked_all %g", r.last.now.stacked_all);
+}
+
+/* KVM's directed-yield rate joins the harm when weighted. */
+static void test_kvm_harm(void)
+{
+        struct adaptive_figures f = { .wait = 0.5, .stacked = 0.5, .kvm = true, .kvm_yield_hz = 100 };
+
+        adaptive_params_default(&P);
+        CHECK(adaptive_harm(&f, &P) == 0.25, "weight 0: %g", adaptive_harm(&f, &P));
+        P.yield_weight = 0.001;
+        CHECK(fabs(adaptive_harm(&f, &P) - 0.35) < 1e-12, "weighted: %g", adaptive_harm(&f, &P));
+}
+
+/* From per-vCPU samples to one interval: means, confinement, idle CPUs a waiting vCPU may not use. */
+static void test_input_build(void)
+{
+        hwloc_bitmap_t allowed = hwloc_bitmap_alloc(), cpu0 = hwloc_bitmap_alloc(), cpu1 = hwloc_bitmap_alloc();
+        double idle[4] = { 0.0, 0.25, 0.5, 0.75 };      /* CPU 3 is outside the guest's set */
+        struct adaptive_input in;
+
+        adaptive_params_default(&P);
+        hwloc_bitmap_set_range(allowed, 0, 2);
+        hwloc_bitmap_set(cpu0, 0);
+        hwloc_bitmap_set(cpu1, 1);
+        struct adaptive_vcpu_sample v[2] = {
+                { .util = 0.5, .wait = 0.4, .voluntary_hz = 10, .involuntary_hz = 100, .cpus = cpu0 },
+                { .util = 0.3, .wait = 0.01, .voluntary_hz = 30, .involuntary_hz = 300, .cpus = cpu1 },
+        };
+        struct adaptive_guest_sample gs = {
+                .now_ns = 5 * SEC, .dt_s = 1, .vcpus = v, .n_vcpus = 2, .runnable_samples = 20,
+                .stacked_samples = 3, .allowed = allowed, .cpu_idle = idle, .n_cpus = 4,
+        };
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0, "build");
+        CHECK(fabs(in.cpu_share - 0.8) < 1e-12 && fabs(in.busy - 0.605) < 1e-12 && fabs(in.wait - 0.205) < 1e-12,
+              "means: %g %g %g", in.cpu_share, in.busy, in.wait);
+        CHECK(in.voluntary_hz == 20 && in.involuntary_hz == 200, "rates per vCPU");
+        CHECK(in.confined, "one-CPU masks inside 0-2 are confined");
+        /* Only vCPU 0 waits; it may not use 1 and 2: 0.25 + 0.5.  CPU 3 is nobody's. */
+        CHECK(fabs(in.idle_forbidden - 0.75) < 1e-12, "idle forbidden %g", in.idle_forbidden);
+        CHECK(!in.kvm, "no KVM counters");
+        CHECK(in.runnable_samples == 20 && in.stacked_samples == 3 && in.now_ns == 5 * SEC, "copied");
+
+        /* Full masks: not confined, nothing forbidden; KVM on every vCPU: averaged. */
+        v[0].cpus = allowed;
+        v[1].cpus = NULL;
+        v[0].kvm = v[1].kvm = true;
+        v[0].kvm_halt_hz = 100;
+        v[1].kvm_halt_hz = 300;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0, "build");
+        CHECK(!in.confined && in.idle_forbidden == 0, "free guest");
+        CHECK(in.kvm && in.kvm_halt_hz == 200, "kvm halt %g", in.kvm_halt_hz);
+        v[1].kvm = false;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && !in.kvm, "KVM on one vCPU only: not used");
+
+        CHECK(in.stacked_chance == 0, "host runnable unknown: no chance figure");
+        gs.host_runnable = 6;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && fabs(in.stacked_chance - 0.2) < 1e-12,
+              "6 tasks on 3 CPUs: (2-1)/5 = %g", in.stacked_chance);
+
+        gs.n_vcpus = 0;
+        CHECK(adaptive_input_build(&gs, &P, &in) == -EINVAL, "no vCPUs");
+        hwloc_bitmap_free(allowed);
+        hwloc_bitmap_free(cpu0);
+        hwloc_bitmap_free(cpu1);
+}
+
+int main(void)
+{
+        test_defaults();
+        test_candidate_intervenes();
+        test_not_candidates();
+        test_trial_kept_no_flapping();
+        test_trial_share_fell();
+        test_trial_harm_not_lowered();
+        test_steady_failing_hour();
+        test_noisy_steady();
+        test_load_changed();
+        test_work_conservation();
+        test_cosched_then_spread();
+        test_bad_input();
+        test_kvm_harm();
+        test_input_build();
+        test_chance();
+        return test_result();
+}

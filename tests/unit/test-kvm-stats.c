@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * daemon/kvm-stats.c against `virsh domstats --vcpu` text turned back into
+ * the typed parameters virConnectGetAllDomainStats() returns (numbers as
+ * ULLONG, state/current/maximum as INT, yes/no as BOOLEAN, as libvirt 9.0
+ * sends them).
+ *
+ * The fixtures in fixtures/kvm-stats are HANDWRITTEN in that exact format:
+ * this host has no hardware KVM (its kvm module is the shadow-paging
+ * kvm_pvm, FACTS.md), so the KVM counters' values are made up, with the
+ * counter names libvirt 9.0 printed for a `kvm` domain here
+ * (FACTS.md, "Load").  domstats-kvm-later.txt is the same guest a second
+ * later with known increments (and vCPU 1's halt_exits going backwards, as
+ * after a replug); domstats-tcg.txt is a TCG guest, which has no KVM
+ * counters.
+ *
+ * domstats-kvm-recorded*.txt and domstats-tcg-recorded.txt are RECORDED here
+ * (2026-12-01, libvirt 9.0, `virsh domstats --vcpu` 5 s apart) from an
+ * OS-less `kvm` domain on kvm_pvm, which is software, not hardware KVM, and
+ * an OS-less TCG domain: real names, types and layout (98 parameters per
+ * KVM vCPU), counters near zero since no guest OS runs.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvm-stats.h"
+#include "tap.h"
+
+static const char *fixtures;
+
+struct params {
+        virTypedParameterPtr p;
+        int n, max;
+};
+
+/* "  vcpu.0.halt_exits.sum=1794" lines of the first domain into typed params. */
+static int load(const char *name, struct params *out)
+{
+        char path[512], line[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", fixtures, name);
+        *out = (struct params) {};
+        f = fopen(path, "r");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f)) {
+                char *eq = strchr(line, '=');
+                char *key = line;
+                int r;
+
+                while (*key == ' ')
+                        key++;
+                if (!eq || strncmp(key, "vcpu.", 5) != 0)
+                        continue;
+                *eq = '\0';
+                char *val = eq + 1;
+                val[strcspn(val, "\n")] = '\0';
+                size_t klen = strlen(key);
+                if (strcmp(val, "yes") == 0 || strcmp(val, "no") == 0)
+                        r = virTypedParamsAddBoolean(&out->p, &out->n, &out->max, key, val[0] == 'y');
+                else if ((klen > 6 && strcmp(key + klen - 6, ".state") == 0) || strcmp(key, "vcpu.current") == 0 ||
+                         strcmp(key, "vcpu.maximum") == 0)
+                        r = virTypedParamsAddInt(&out->p, &out->n, &out->max, key, atoi(val));
+                else
+                        r = virTypedParamsAddULLong(&out->p, &out->n, &out->max, key, strtoull(val, NULL, 10));
+                if (r < 0) {
+                        fclose(f);
+                        return -EINVAL;
+                }
+        }
+        fclose(f);
+        return 0;
+}
+
+static void test_kvm(void)
+{
+        struct params a, b;
+        struct kvm_vcpu_stats s[8], t[8];
+        size_t n;
+
+        CHECK(load("domstats-kvm.txt", &a) == 0, "fixture");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 8, &n) == 0, "parse");
+        CHECK(n == 4, "vcpu.maximum=4 sizes the array: %zu", n);
+        CHECK(kvm_vcpu_has_kvm_counters(&s[0]) && kvm_vcpu_has_kvm_counters(&s[1]), "KVM counters");
+        CHECK(!kvm_vcpu_has(&s[2], KVM_STAT_TIME), "offline vCPU 2: nothing");
+        CHECK(s[0].v[KVM_STAT_TIME] == 1410000000 && s[0].v[KVM_STAT_DELAY] == 8579642, "time, delay");
+        CHECK(s[0].v[KVM_STAT_HALT_EXITS] == 1794 && s[0].v[KVM_STAT_HALT_WAIT_NS] == 2864230144ULL, "halt");
+        CHECK(s[0].v[KVM_STAT_PREEMPTION_REPORTED] == 211 && s[0].v[KVM_STAT_PREEMPTION_OTHER] == 9, "preempt");
+        CHECK(s[1].v[KVM_STAT_DIRECTED_YIELD_ATTEMPTED] == 5 &&
+              s[1].v[KVM_STAT_DIRECTED_YIELD_SUCCESSFUL] == 4, "yield");
+        CHECK(kvm_vcpu_has(&s[0], KVM_STAT_BLOCKING) && s[0].v[KVM_STAT_BLOCKING] == 1, "boolean yes");
+        CHECK(kvm_vcpu_has(&s[0], KVM_STAT_GUEST_MODE) && s[0].v[KVM_STAT_GUEST_MODE] == 0, "boolean no");
+        CHECK(s[0].v[KVM_STAT_STATE] == 1, "state");
+
+        /* Too small an array: what fits is filled, the size is said. */
+        CHECK(kvm_stats_parse(a.p, a.n, s, 1, &n) == -ENOBUFS && n == 4, "ENOBUFS, %zu", n);
+        CHECK(s[0].v[KVM_STAT_HALT_EXITS] == 1794, "vCPU 0 still filled");
+
+        CHECK(load("domstats-kvm-later.txt", &b) == 0, "later fixture");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 8, &n) == 0 && kvm_stats_parse(b.p, b.n, t, 8, &n) == 0, "both");
+        struct kvm_vcpu_rates r;
+        CHECK(kvm_vcpu_rates(&s[0], &t[0], 1.0, &r) == 0 && r.kvm, "rates");
+        CHECK(r.halt_hz == 100 && r.preempt_hz == 20 && r.yield_hz == 0, "vCPU 0: %g %g %g", r.halt_hz,
+              r.preempt_hz, r.yield_hz);
+        CHECK(fabs(r.halt_wait_share - 0.5) < 1e-12, "halted half the second: %g", r.halt_wait_share);
+        CHECK(kvm_vcpu_rates(&s[1], &t[1], 2.0, &r) == 0, "vCPU 1");
+        CHECK(r.halt_hz == 0 && r.yield_hz == 20, "backwards counter counts 0; yield 40 in 2 s: %g %g",
+              r.halt_hz, r.yield_hz);
+        CHECK(kvm_vcpu_rates(&s[1], &t[1], 0, &r) == -EINVAL, "no time");
+        virTypedParamsFree(a.p, a.n);
+        virTypedParamsFree(b.p, b.n);
+}
+
+static void test_tcg(void)
+{
+        struct params a;
+        struct kvm_vcpu_stats s[4];
+        struct kvm_vcpu_rates r;
+        size_t n;
+
+        CHECK(load("domstats-tcg.txt", &a) == 0, "fixture");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 4, &n) == 0 && n == 2, "parse, %zu", n);
+        CHECK(s[1].v[KVM_STAT_DELAY] == 2302177354ULL && kvm_vcpu_has(&s[1], KVM_STAT_TIME), "delay, time");
+        CHECK(!kvm_vcpu_has_kvm_counters(&s[0]) && !kvm_vcpu_has(&s[0], KVM_STAT_HALT_EXITS), "TCG: no KVM counters");
+        CHECK(kvm_vcpu_rates(&s[0], &s[0], 1, &r) == 0 && !r.kvm, "no rates");
+        virTypedParamsFree(a.p, a.n);
+}
+
+static void test_odd_params(void)
+{
+        virTypedParameterPtr p = NULL;
+        int n = 0, max = 0;
+        struct kvm_vcpu_stats s[2];
+        size_t m;
+
+        virTypedParamsAddString(&p, &n, &max, "state.state", "x");
+        virTypedParamsAddULLong(&p, &n, &max, "vcpu.0.unknown_counter.sum", 7);
+        virTypedParamsAddULLong(&p, &n, &max, "vcpu.x.time", 7);
+        virTypedParamsAddULLong(&p, &n, &max, "vcpu.0.time", 7);
+        CHECK(kvm_stats_parse(p, n, s, 2, &m) == 0 && m == 1 && s[0].have == 1u << KVM_STAT_TIME,
+              "unknown ignored: have %#x", s[0].have);
+        virTypedParamsAddString(&p, &n, &max, "vcpu.1.time", "soon");
+        CHECK(kvm_stats_parse(p, n, s, 2, &m) == -EINVAL, "a known counter that is not a number");
+        virTypedParamsFree(p, n);
+}
+
+static void test_recorded(void)
+{
+        struct params a, b, c;
+        struct kvm_vcpu_stats s[4], t[4];
+        struct kvm_vcpu_rates r;
+        size_t n;
+
+        CHECK(load("domstats-kvm-recorded.txt", &a) == 0, "recorded fixture");
+        CHECK(load("domstats-kvm-recorded-later.txt", &b) == 0, "recorded fixture, 5 s later");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 4, &n) == 0 && n == 2, "recorded: parse, %zu", n);
+        CHECK(kvm_vcpu_has_kvm_counters(&s[0]) && kvm_vcpu_has_kvm_counters(&s[1]), "recorded: KVM counters");
+        /* Every counter the parser knows is in a real record. */
+        for (int k = 0; k < _KVM_STAT_MAX; k++)
+                CHECK(kvm_vcpu_has(&s[0], (enum kvm_stat)k), "recorded: %s", kvm_stat_name((enum kvm_stat)k));
+        CHECK(s[0].v[KVM_STAT_TIME] == 1160000000 && s[0].v[KVM_STAT_DELAY] == 4088561870ULL &&
+              s[1].v[KVM_STAT_HALT_EXITS] == 1 && s[0].v[KVM_STAT_PREEMPTION_OTHER] == 495, "recorded values");
+        CHECK(s[0].v[KVM_STAT_BLOCKING] == 0 && s[0].v[KVM_STAT_GUEST_MODE] == 0, "recorded booleans");
+        CHECK(kvm_stats_parse(b.p, b.n, t, 4, &n) == 0, "later");
+        CHECK(kvm_vcpu_rates(&s[0], &t[0], 5, &r) == 0 && r.kvm && r.halt_hz == 0 && r.preempt_hz == 0,
+              "recorded rates: an OS-less guest neither halts nor is preempted-reported");
+        CHECK(t[0].v[KVM_STAT_TIME] > s[0].v[KVM_STAT_TIME], "time moved");
+
+        CHECK(load("domstats-tcg-recorded.txt", &c) == 0, "recorded TCG fixture");
+        CHECK(kvm_stats_parse(c.p, c.n, s, 4, &n) == 0 && n == 2, "recorded TCG: parse");
+        CHECK(!kvm_vcpu_has_kvm_counters(&s[0]) && s[0].v[KVM_STAT_DELAY] == 308356744, "recorded TCG");
+        virTypedParamsFree(a.p, a.n);
+        virTypedParamsFree(b.p, b.n);
+        virTypedParamsFree(c.p, c.n);
+}
+
+int main(int argc, char **argv)
+{
+        fixtures = argc > 1 ? argv[1] : "tests/unit/fixtures/kvm-stats";
+        /* The virTypedParams helpers touch libvirt's per-thread error state. */
+        if (virInitialize() < 0)
+                return 1;
+        test_kvm();
+        test_tcg();
+        test_odd_params();
+        test_recorded();
+        return test_result();
+}
