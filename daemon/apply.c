@@ -240,18 +240,27 @@ static int cgroup_dir_join(const char *mount_dir, const char *mount_root, const 
         return 0;
 }
 
+static int cgroup_find_at(const struct apply_env *env, const char *cgroup_file, struct vcpu_cgroup *out);
+
 int vcpu_cgroup_find(const struct apply_env *env, pid_t tid, struct vcpu_cgroup *out)
 {
         char path[PATH_MAX];
-        _cleanup_free_ char *text = NULL, *cg_path = NULL, *dir = NULL;
-        int version, r;
 
         if (tid <= 0)
                 return -EINVAL;
         /* Only /proc/TID/cgroup says where the thread is: libvirt's directory
          * names are mangled domain names and must never be composed. */
         snprintf(path, sizeof(path), "%s/%d/cgroup", proc_root(env), (int)tid);
-        r = read_text(path, &text);
+        return cgroup_find_at(env, path, out);
+}
+
+static int cgroup_find_at(const struct apply_env *env, const char *cgroup_file, struct vcpu_cgroup *out)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL, *cg_path = NULL, *dir = NULL;
+        int version, r;
+
+        r = read_text(cgroup_file, &text);
         if (r == -ENOENT || r == -ESRCH)
                 return -ESRCH;
         if (r < 0)
@@ -437,6 +446,50 @@ static int cgroup_mask_write(const struct apply_env *env, pid_t tid, const struc
         return set_reason(err, errlen, r, "write \"%s\" to %s: %s", text, path, strerror(-r));
 }
 
+/* Field 22 of /proc/PID/task/TID/stat.  Local twin of vcpu-threads.c's
+ * reader, so this file keeps its own check next to its writes. */
+static int task_start_time(const struct apply_env *env, const struct vcpu_task *t, unsigned long long *out)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        const char *p;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%d/task/%d/stat", proc_root(env), (int)t->pid, (int)t->tid);
+        r = read_text(path, &text);
+        if (r == -ENOENT)
+                return -ESRCH;
+        if (r < 0)
+                return r;
+        p = strrchr(text, ')');
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        if (!p)
+                return -EBADMSG;
+        char *end;
+        errno = 0;
+        *out = strtoull(p + 1, &end, 10);
+        return errno || end == p + 1 ? -EBADMSG : 0;
+}
+
+/* Is @t still the thread discovery saw?  0, or -ESRCH when it is gone or
+ * its tid now names a thread started at another time (reused). */
+static int task_check(const struct apply_env *env, const struct vcpu_task *t)
+{
+        unsigned long long now;
+        int r;
+
+        if (!t)
+                return 0;
+        r = task_start_time(env, t, &now);
+        if (r < 0)
+                return r == -EBADMSG ? r : -ESRCH;
+        return now == t->start_time ? 0 : -ESRCH;
+}
+
+static int apply_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
+                         hwloc_const_bitmap_t to, char *err, size_t errlen);
+
 /* --- whose cgroup it is ------------------------------------------------ */
 
 static void closedirp(DIR **d)
@@ -541,6 +594,31 @@ static int affinity_only(pid_t tid, hwloc_const_bitmap_t to, const char *text, c
 int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, char *err,
                size_t errlen)
 {
+        return apply_checked(env, NULL, tid, to, err, errlen);
+}
+
+int vcpu_apply_task(const struct apply_env *env, const struct vcpu_task *task, hwloc_const_bitmap_t to,
+                    char *err, size_t errlen)
+{
+        if (!task || task->pid <= 0 || task->tid <= 0)
+                return -EINVAL;
+        return apply_checked(env, task, task->tid, to, err, errlen);
+}
+
+/* affinity_only() for the thread @task names, checked right before. */
+static int affinity_only_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
+                                 hwloc_const_bitmap_t to, const char *text, char *err, size_t errlen)
+{
+        int r = task_check(env, task);
+
+        if (r < 0)
+                return set_reason(err, errlen, r, "tid %d: no longer the thread found (start time)", (int)tid);
+        return affinity_only(tid, to, text, err, errlen);
+}
+
+static int apply_checked(const struct apply_env *env, const struct vcpu_task *task, pid_t tid,
+                         hwloc_const_bitmap_t to, char *err, size_t errlen)
+{
         struct vcpu_cgroup cg = {};
         _cleanup_free_ char *text = NULL, *got_aff = NULL, *got_cg = NULL;
         _cleanup_bitmap_ hwloc_bitmap_t aff = NULL, cgmask = NULL;
@@ -552,7 +630,17 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
         if (!text)
                 return -ENOMEM;
 
-        r = vcpu_cgroup_find(env, tid, &cg);
+        if (task) {
+                char path[PATH_MAX];
+
+                r = task_check(env, task);
+                if (r < 0)
+                        return set_reason(err, errlen, r, "tid %d: no longer the thread found (start time)", (int)tid);
+                snprintf(path, sizeof(path), "%s/%d/task/%d/cgroup", proc_root(env), (int)task->pid, (int)tid);
+                r = cgroup_find_at(env, path, &cg);
+        } else {
+                r = vcpu_cgroup_find(env, tid, &cg);
+        }
         if (r == -ESRCH)
                 return set_reason(err, errlen, r, "tid %d: thread is gone", (int)tid);
         if (r == -ENOENT) {
@@ -563,7 +651,7 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
                 said = true;
                 if (env && env->dry_run)
                         return 0;
-                return affinity_only(tid, to, text, err, errlen);
+                return affinity_only_checked(env, task, tid, to, text, err, errlen);
         }
         if (r < 0)
                 return set_reason(err, errlen, r, "tid %d: no cpuset cgroup found in %s/%d/cgroup: %s",
@@ -578,7 +666,7 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
                 }
                 warn_affinity_only(tid, cg.dir, r == 0 ? "holds other threads or cgroups too"
                                                       : "lists no threads");
-                r = env && env->dry_run ? 0 : affinity_only(tid, to, text, err, errlen);
+                r = env && env->dry_run ? 0 : affinity_only_checked(env, task, tid, to, text, err, errlen);
                 goto out;
         }
         if (r < 0) {
@@ -593,15 +681,25 @@ int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, 
 
         /* Cgroup first: an affinity outside the cpuset is refused (EINVAL), and
          * kernels < 6.2 reset the affinity on every cpuset.cpus write. */
+        r = task_check(env, task);
+        if (r < 0) {
+                r = set_reason(err, errlen, r, "tid %d: no longer the thread found (start time)", (int)tid);
+                goto out;
+        }
         r = cgroup_mask_write(env, tid, &cg, text, err, errlen);
         if (r == -EROFS) {
                 /* A sandbox that does not let us write here: the affinity still can be. */
                 warn_affinity_only(tid, cg.dir, "cannot be written here");
-                r = affinity_only(tid, to, text, err, errlen);
+                r = affinity_only_checked(env, task, tid, to, text, err, errlen);
                 goto out;
         }
         if (r < 0)
                 goto out;
+        r = task_check(env, task);
+        if (r < 0) {
+                r = set_reason(err, errlen, r, "tid %d: gone after its cgroup was written", (int)tid);
+                goto out;
+        }
         r = affinity_set(tid, to);
         if (r < 0) {
                 r = r == -ESRCH ? r : set_reason(err, errlen, r, "sched_setaffinity(%d, \"%s\"): %s (cgroup %s)",

@@ -59,3 +59,23 @@ int vcpu_masks_read(const struct apply_env *env, pid_t tid, hwloc_bitmap_t affin
  */
 int vcpu_apply(const struct apply_env *env, pid_t tid, hwloc_const_bitmap_t to, char *err,
                size_t errlen);
+
+/* A thread as discovery saw it: a task of @pid, started at @start_time
+ * (field 22 of /proc/PID/task/TID/stat). */
+struct vcpu_task {
+        pid_t pid;
+        pid_t tid;
+        unsigned long long start_time;
+};
+
+/*
+ * vcpu_apply() for the thread @task names and no other: its cgroup is read
+ * from /proc/PID/task/TID/cgroup, and its start time is checked again right
+ * before the cgroup write and right before the affinity call.  A thread that
+ * is gone, or whose tid now belongs to a thread started at another time,
+ * is -ESRCH and nothing is written for it.  (Between the last check and the
+ * syscall a few microseconds remain: no kernel interface sets an affinity
+ * or moves a cpuset through a pidfd.)
+ */
+int vcpu_apply_task(const struct apply_env *env, const struct vcpu_task *task, hwloc_const_bitmap_t to,
+                    char *err, size_t errlen);

@@ -1,20 +1,33 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libvirt's event loop (virEventRegisterImpl) mapped onto sd-event, so the
- * daemon has one loop and no threads.  A libvirt watch is an io source, a
- * libvirt timeout a time source.
+ * daemon has one loop.  A libvirt watch is an io source, a libvirt timeout a
+ * time source.
+ *
+ * libvirt calls these functions from whichever thread it runs in: the loop
+ * thread (callbacks, the manager's own calls) and the libvirt worker
+ * (libvirt-worker.c), whose virConnectOpen adds the connection's socket
+ * and whose calls switch its watch off and on again.  sd-event is not
+ * thread-safe, so every record lives under one mutex, and only the loop
+ * thread touches sd-event sources: a change made from another thread is
+ * marked dirty and the loop is woken (an eventfd) to apply it, which is what
+ * libvirt's own poll loop does (it wakes its poll thread through a pipe).
+ * Callbacks and free callbacks run on the loop thread only.
  *
  * libvirt requires that the free callback handed to add* is never called from
  * within remove*: it may hold a lock the free function takes.  So removal
- * disconnects the sd-event source at once and runs the free callback (and
- * frees our record) from a one-shot defer source on the next iteration.
+ * disconnects the sd-event source and runs the free callback (and frees our
+ * record) from a one-shot defer source on a later iteration.
  */
 #include "libvirt.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +44,9 @@ struct bridge_handle {
         virEventHandleCallback cb;
         void *opaque;
         virFreeCallback ff;
-        sd_event_source *source;
+        sd_event_source *source;        /* loop thread only; NULL until synced */
+        bool dirty;                     /* changed off the loop thread, not applied yet */
+        bool deleted;                   /* removed; unlinked at the next sync */
         struct bridge_handle *next;
 };
 
@@ -41,7 +56,9 @@ struct bridge_timeout {
         virEventTimeoutCallback cb;
         void *opaque;
         virFreeCallback ff;
-        sd_event_source *source;        /* a CLOCK_MONOTONIC time source */
+        sd_event_source *source;        /* a CLOCK_MONOTONIC time source; loop thread only */
+        bool dirty;
+        bool deleted;
         struct bridge_timeout *next;
 };
 
@@ -52,11 +69,32 @@ struct bridge_release {
         sd_event_source *source;
 };
 
+static pthread_mutex_t bridge_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t loop_thread;
 static sd_event *bridge_event;
+static int wake_fd = -1;
+static sd_event_source *wake_source;
+static bool wake_pending;
 static struct bridge_handle *handles;
 static struct bridge_timeout *timeouts;
 static int next_handle_id = 1;
 static int next_timeout_id = 1;
+
+static bool on_loop_thread(void)
+{
+        return pthread_equal(pthread_self(), loop_thread);
+}
+
+/* Called with the lock held from another thread: have the loop sync soon. */
+static void wake_loop(void)
+{
+        uint64_t one = 1;
+
+        if (wake_pending)
+                return;
+        wake_pending = true;
+        (void) !write(wake_fd, &one, sizeof(one));
+}
 
 uint32_t lv_event_to_epoll(int events)
 {
@@ -105,7 +143,7 @@ static int bridge_failure_level(int r, int level)
         return r == -ESTALE ? LOG_DEBUG : level;
 }
 
-/* Run @ff(@opaque) on a later iteration, never now. */
+/* Run @ff(@opaque) on a later iteration, never now.  Loop thread. */
 static void release_later(virFreeCallback ff, void *opaque)
 {
         struct bridge_release *rel;
@@ -135,7 +173,7 @@ static void release_later(virFreeCallback ff, void *opaque)
 static struct bridge_handle *handle_find(int id)
 {
         for (struct bridge_handle *h = handles; h; h = h->next)
-                if (h->id == id)
+                if (h->id == id && !h->deleted)
                         return h;
         return NULL;
 }
@@ -143,10 +181,22 @@ static struct bridge_handle *handle_find(int id)
 static int handle_dispatch(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct bridge_handle *h = userdata;
+        virEventHandleCallback cb;
+        void *opaque;
+        int id, lfd, events;
 
-        /* The callback may remove this very watch; the record stays valid
-         * until then because removal only unlinks it. */
-        h->cb(h->id, h->fd, lv_event_from_epoll(revents), h->opaque);
+        /* Another thread may have switched the watch off or removed it since
+         * epoll reported it; the record stays until the loop syncs. */
+        pthread_mutex_lock(&bridge_lock);
+        if (h->deleted || h->events == 0) {
+                pthread_mutex_unlock(&bridge_lock);
+                return 0;
+        }
+        cb = h->cb, opaque = h->opaque, id = h->id, lfd = h->fd;
+        events = lv_event_from_epoll(revents);
+        pthread_mutex_unlock(&bridge_lock);
+        /* The callback may remove this very watch: only copies are used. */
+        cb(id, lfd, events, opaque);
         return 0;
 }
 
@@ -164,68 +214,44 @@ static int handle_apply_events(struct bridge_handle *h)
         return sd_event_source_set_enabled(h->source, SD_EVENT_ON);
 }
 
-static int bridge_add_handle(int fd, int events, virEventHandleCallback cb, void *opaque,
-                             virFreeCallback ff)
+/* Give @h its sd-event source.  Loop thread, lock held. */
+static int handle_attach(struct bridge_handle *h)
 {
-        struct bridge_handle *h;
         int r;
 
-        h = calloc(1, sizeof(*h));
-        if (!h)
-                return -1;
-        *h = (struct bridge_handle){ .id = next_handle_id++, .fd = fd, .dup_fd = -1,
-                                     .events = events, .cb = cb, .opaque = opaque, .ff = ff };
-        r = sd_event_add_io(bridge_event, &h->source, fd, lv_event_to_epoll(events),
+        r = sd_event_add_io(bridge_event, &h->source, h->fd, lv_event_to_epoll(h->events),
                             handle_dispatch, h);
         if (r == -EEXIST) {
                 /* libvirt allows two watches on one fd, epoll does not; a
                  * duplicate descriptor is a separate epoll entry. */
-                h->dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                h->dup_fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 3);
                 r = h->dup_fd < 0 ? -errno
                                   : sd_event_add_io(bridge_event, &h->source, h->dup_fd,
-                                                    lv_event_to_epoll(events), handle_dispatch, h);
+                                                    lv_event_to_epoll(h->events), handle_dispatch, h);
         }
         if (r >= 0)
                 r = handle_apply_events(h);
         if (r < 0) {
-                log_debug_errno(r, "Cannot watch fd %d for libvirt: %m", fd);
-                sd_event_source_unref(h->source);
+                h->source = sd_event_source_unref(h->source);
                 if (h->dup_fd >= 0)
                         close(h->dup_fd);
-                free(h);
-                return -1;
+                h->dup_fd = -1;
+                return r;
         }
         (void) sd_event_source_set_description(h->source, "libvirt-handle");
-        h->next = handles;
-        handles = h;
-        return h->id;
+        return 0;
 }
 
-static void bridge_update_handle(int id, int events)
-{
-        struct bridge_handle *h = handle_find(id);
-        int r;
-
-        if (!h)
-                return;
-        h->events = events;
-        r = handle_apply_events(h);
-        if (r < 0)
-                log_full_errno(bridge_failure_level(r, LOG_WARNING), r, "Cannot update libvirt watch on fd %d: %m", h->fd);
-}
-
-static int bridge_remove_handle(int id)
+/* Unlink and free @h, its free callback on a later iteration.  Loop thread,
+ * lock held. */
+static void handle_release(struct bridge_handle *h)
 {
         struct bridge_handle **p;
 
-        for (p = &handles; *p; p = &(*p)->next)
-                if ((*p)->id == id)
-                        break;
-        if (!*p)
-                return -1;
-
-        struct bridge_handle *h = *p;
-        *p = h->next;
+        for (p = &handles; *p && *p != h; p = &(*p)->next)
+                ;
+        if (*p)
+                *p = h->next;
         /* Unref takes the fd out of epoll now (sd-event defers the actual
          * free if we are inside this source's dispatch). */
         h->source = sd_event_source_unref(h->source);
@@ -233,7 +259,113 @@ static int bridge_remove_handle(int id)
                 close(h->dup_fd);
         release_later(h->ff, h->opaque);
         free(h);
+}
+
+/* Make the sd-event side match @h.  Loop thread, lock held. */
+static void handle_sync(struct bridge_handle *h)
+{
+        int r;
+
+        h->dirty = false;
+        if (h->deleted) {
+                handle_release(h);
+                return;
+        }
+        r = h->source ? handle_apply_events(h) : handle_attach(h);
+        if (r < 0)
+                log_full_errno(bridge_failure_level(r, LOG_WARNING), r, "Cannot watch fd %d for libvirt: %m", h->fd);
+}
+
+static int bridge_add_handle(int fd, int events, virEventHandleCallback cb, void *opaque,
+                             virFreeCallback ff)
+{
+        struct bridge_handle *h;
+        int r = 0, id;
+
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -1;
+        pthread_mutex_lock(&bridge_lock);
+        *h = (struct bridge_handle){ .id = next_handle_id++, .fd = fd, .dup_fd = -1,
+                                     .events = events, .cb = cb, .opaque = opaque, .ff = ff };
+        if (on_loop_thread())
+                r = handle_attach(h);
+        if (r < 0) {
+                pthread_mutex_unlock(&bridge_lock);
+                log_debug_errno(r, "Cannot watch fd %d for libvirt: %m", fd);
+                free(h);
+                return -1;
+        }
+        if (!on_loop_thread()) {
+                h->dirty = true;
+                wake_loop();
+        }
+        h->next = handles;
+        handles = h;
+        id = h->id;
+        pthread_mutex_unlock(&bridge_lock);
+        return id;
+}
+
+static void bridge_update_handle(int id, int events)
+{
+        struct bridge_handle *h;
+
+        pthread_mutex_lock(&bridge_lock);
+        h = handle_find(id);
+        if (h) {
+                h->events = events;
+                if (on_loop_thread() && !h->dirty)
+                        handle_sync(h);
+                else {
+                        h->dirty = true;
+                        wake_loop();
+                }
+        }
+        pthread_mutex_unlock(&bridge_lock);
+}
+
+static int bridge_remove_handle(int id)
+{
+        struct bridge_handle *h;
+
+        pthread_mutex_lock(&bridge_lock);
+        h = handle_find(id);
+        if (!h) {
+                pthread_mutex_unlock(&bridge_lock);
+                return -1;
+        }
+        h->deleted = true;
+        if (on_loop_thread())
+                handle_sync(h);
+        else {
+                h->dirty = true;
+                wake_loop();
+        }
+        pthread_mutex_unlock(&bridge_lock);
         return 0;
+}
+
+int lv_event_bridge_next_handle(void)
+{
+        int id;
+
+        pthread_mutex_lock(&bridge_lock);
+        id = next_handle_id;
+        pthread_mutex_unlock(&bridge_lock);
+        return id;
+}
+
+int lv_event_bridge_shutdown_handles(int first_id)
+{
+        int n = 0;
+
+        pthread_mutex_lock(&bridge_lock);
+        for (struct bridge_handle *h = handles; h; h = h->next)
+                if (h->id >= first_id && !h->deleted && shutdown(h->fd, SHUT_RDWR) == 0)
+                        n++;
+        pthread_mutex_unlock(&bridge_lock);
+        return n;
 }
 
 /* ---- timeouts ---- */
@@ -241,7 +373,7 @@ static int bridge_remove_handle(int id)
 static struct bridge_timeout *timeout_find(int id)
 {
         for (struct bridge_timeout *t = timeouts; t; t = t->next)
-                if (t->id == id)
+                if (t->id == id && !t->deleted)
                         return t;
         return NULL;
 }
@@ -273,78 +405,181 @@ static int timeout_arm(struct bridge_timeout *t)
 static int timeout_dispatch(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct bridge_timeout *t = userdata;
+        virEventTimeoutCallback cb;
+        void *opaque;
+        int id;
 
+        pthread_mutex_lock(&bridge_lock);
+        if (t->deleted || t->interval_ms < 0) {
+                pthread_mutex_unlock(&bridge_lock);
+                return 0;
+        }
         /* Re-arm before the callback so that an update from inside it wins. */
         if (t->interval_ms > 0)
                 (void) timeout_arm(t);
-        t->cb(t->id, t->opaque);
+        cb = t->cb, opaque = t->opaque, id = t->id;
+        pthread_mutex_unlock(&bridge_lock);
+        cb(id, opaque);
         return 0;
+}
+
+static int timeout_attach(struct bridge_timeout *t)
+{
+        /* 1 ms accuracy: the default (250 ms) would delay keepalives and
+         * libvirt's own retries noticeably. */
+        int r = sd_event_add_time(bridge_event, &t->source, CLOCK_MONOTONIC, TIME_DUE_ALWAYS, 1000,
+                                  timeout_dispatch, t);
+        if (r >= 0)
+                r = timeout_arm(t);
+        if (r < 0) {
+                t->source = sd_event_source_unref(t->source);
+                return r;
+        }
+        (void) sd_event_source_set_description(t->source, "libvirt-timeout");
+        return 0;
+}
+
+static void timeout_release(struct bridge_timeout *t)
+{
+        struct bridge_timeout **p;
+
+        for (p = &timeouts; *p && *p != t; p = &(*p)->next)
+                ;
+        if (*p)
+                *p = t->next;
+        t->source = sd_event_source_unref(t->source);
+        release_later(t->ff, t->opaque);
+        free(t);
+}
+
+static void timeout_sync(struct bridge_timeout *t)
+{
+        int r;
+
+        t->dirty = false;
+        if (t->deleted) {
+                timeout_release(t);
+                return;
+        }
+        r = t->source ? timeout_arm(t) : timeout_attach(t);
+        if (r < 0)
+                log_full_errno(bridge_failure_level(r, LOG_WARNING), r,
+                               "Cannot set libvirt timeout to %d ms: %m", t->interval_ms);
 }
 
 static int bridge_add_timeout(int interval_ms, virEventTimeoutCallback cb, void *opaque,
                               virFreeCallback ff)
 {
         struct bridge_timeout *t;
-        int r;
+        int r = 0, id;
 
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -1;
+        pthread_mutex_lock(&bridge_lock);
         *t = (struct bridge_timeout){ .id = next_timeout_id++, .interval_ms = interval_ms,
                                       .cb = cb, .opaque = opaque, .ff = ff };
-        /* 1 ms accuracy: the default (250 ms) would delay keepalives and
-         * libvirt's own retries noticeably. */
-        r = sd_event_add_time(bridge_event, &t->source, CLOCK_MONOTONIC, TIME_DUE_ALWAYS, 1000,
-                              timeout_dispatch, t);
-        if (r >= 0)
-                r = timeout_arm(t);
+        if (on_loop_thread())
+                r = timeout_attach(t);
         if (r < 0) {
+                pthread_mutex_unlock(&bridge_lock);
                 log_debug_errno(r, "Cannot add libvirt timeout: %m");
-                sd_event_source_unref(t->source);
                 free(t);
                 return -1;
         }
-        (void) sd_event_source_set_description(t->source, "libvirt-timeout");
+        if (!on_loop_thread()) {
+                t->dirty = true;
+                wake_loop();
+        }
         t->next = timeouts;
         timeouts = t;
-        return t->id;
+        id = t->id;
+        pthread_mutex_unlock(&bridge_lock);
+        return id;
 }
 
 static void bridge_update_timeout(int id, int interval_ms)
 {
-        struct bridge_timeout *t = timeout_find(id);
-        int r;
+        struct bridge_timeout *t;
 
-        if (!t)
-                return;
-        t->interval_ms = interval_ms;
-        r = timeout_arm(t);
-        if (r < 0)
-                log_full_errno(bridge_failure_level(r, LOG_WARNING), r, "Cannot update libvirt timeout to %d ms: %m", interval_ms);
+        pthread_mutex_lock(&bridge_lock);
+        t = timeout_find(id);
+        if (t) {
+                t->interval_ms = interval_ms;
+                if (on_loop_thread() && !t->dirty)
+                        timeout_sync(t);
+                else {
+                        t->dirty = true;
+                        wake_loop();
+                }
+        }
+        pthread_mutex_unlock(&bridge_lock);
 }
 
 static int bridge_remove_timeout(int id)
 {
-        struct bridge_timeout **p;
+        struct bridge_timeout *t;
 
-        for (p = &timeouts; *p; p = &(*p)->next)
-                if ((*p)->id == id)
-                        break;
-        if (!*p)
+        pthread_mutex_lock(&bridge_lock);
+        t = timeout_find(id);
+        if (!t) {
+                pthread_mutex_unlock(&bridge_lock);
                 return -1;
+        }
+        t->deleted = true;
+        if (on_loop_thread())
+                timeout_sync(t);
+        else {
+                t->dirty = true;
+                wake_loop();
+        }
+        pthread_mutex_unlock(&bridge_lock);
+        return 0;
+}
 
-        struct bridge_timeout *t = *p;
-        *p = t->next;
-        t->source = sd_event_source_unref(t->source);
-        release_later(t->ff, t->opaque);
-        free(t);
+/* ---- changes made off the loop thread ---- */
+
+static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        uint64_t n;
+
+        (void) !read(wake_fd, &n, sizeof(n));
+        pthread_mutex_lock(&bridge_lock);
+        wake_pending = false;
+        for (struct bridge_handle *h = handles, *next; h; h = next) {
+                next = h->next;
+                if (h->dirty)
+                        handle_sync(h);
+        }
+        for (struct bridge_timeout *t = timeouts, *next; t; t = next) {
+                next = t->next;
+                if (t->dirty)
+                        timeout_sync(t);
+        }
+        pthread_mutex_unlock(&bridge_lock);
         return 0;
 }
 
 int lv_event_bridge_register(sd_event *e)
 {
+        int r;
+
         if (bridge_event)
                 return bridge_event == e ? 0 : -EBUSY;
+        wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake_fd < 0)
+                return -errno;
+        r = sd_event_add_io(e, &wake_source, wake_fd, EPOLLIN, on_wake, NULL);
+        if (r < 0) {
+                close(wake_fd);
+                wake_fd = -1;
+                return r;
+        }
+        /* Before libvirt's own sources: a watch switched off by the worker
+         * must be off before its fd is dispatched again. */
+        (void) sd_event_source_set_priority(wake_source, SD_EVENT_PRIORITY_IMPORTANT);
+        (void) sd_event_source_set_description(wake_source, "libvirt-bridge-wake");
+        loop_thread = pthread_self();
         bridge_event = sd_event_ref(e);
         virEventRegisterImpl(bridge_add_handle, bridge_update_handle, bridge_remove_handle,
                              bridge_add_timeout, bridge_update_timeout, bridge_remove_timeout);

@@ -159,8 +159,7 @@ static json_object *control_status(struct manager *m)
 
         json_object_object_add(d, "version", json_object_new_string(PACKAGE_VERSION));
         json_object_object_add(d, "pid", json_object_new_int((int)getpid()));
-        json_object_object_add(d, "libvirt", json_object_new_string(m->lv && lv_conn_is_alive(m->lv) ? "connected"
-                                                                                                      : "disconnected"));
+        json_object_object_add(d, "libvirt", json_object_new_string(m->lv ? lv_conn_state_text(m->lv) : "connecting"));
         json_object_object_add(d, "dry_run", json_object_new_boolean(m->settings.dry_run));
         json_object_object_add(d, "moves", json_object_new_int64((int64_t)m->n_moves));
         /* A client (or a test) waits for these rather than for time to pass. */

@@ -49,6 +49,8 @@ void guest_free(struct managed_guest *g)
                 hwloc_bitmap_free(g->restriction);
         if (g->xml_restriction)
                 hwloc_bitmap_free(g->xml_restriction);
+        if (g->cgroup_allowed)
+                hwloc_bitmap_free(g->cgroup_allowed);
         free(g->xml_pinned);
         free(g->runtime_pinned);
         vcpus_free(g->vcpus, g->n_vcpus);
@@ -102,10 +104,12 @@ void guest_apply_config(struct manager *m, struct managed_guest *g, bool created
         if (g->restriction)
                 hwloc_bitmap_free(g->restriction);
         g->restriction = NULL;
-        if (g->xml_restriction || (match && match->cpus)) {
+        if (g->xml_restriction || (match && match->cpus) || g->cgroup_allowed) {
                 g->restriction = hwloc_bitmap_alloc_full();
                 if (g->restriction && g->xml_restriction)
                         hwloc_bitmap_and(g->restriction, g->restriction, g->xml_restriction);
+                if (g->restriction && g->cgroup_allowed)
+                        hwloc_bitmap_and(g->restriction, g->restriction, g->cgroup_allowed);
                 if (g->restriction && match && match->cpus)
                         hwloc_bitmap_and(g->restriction, g->restriction, match->cpus);
         }
@@ -222,7 +226,8 @@ int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 struct managed_vcpu *old = NULL;
 
                 for (size_t j = 0; j < g->n_vcpus; j++)
-                        if (g->vcpus[j].vcpu == t.threads[i].vcpu && g->vcpus[j].tid == t.threads[i].tid)
+                        if (g->vcpus[j].vcpu == t.threads[i].vcpu && g->vcpus[j].tid == t.threads[i].tid &&
+                            g->vcpus[j].start_time == t.threads[i].start_time)
                                 old = &g->vcpus[j];
                 if (old) {
                         *nv = *old;
@@ -231,6 +236,7 @@ int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 } else {
                         nv->vcpu = t.threads[i].vcpu;
                         nv->tid = t.threads[i].tid;
+                        nv->start_time = t.threads[i].start_time;
                         nv->boot = g->is_new;   /* unsampled: the engine assumes its load */
                         nv->is_new = !g->is_new;
                 }
@@ -257,6 +263,8 @@ int guest_refresh_threads(struct manager *m, struct managed_guest *g)
         vcpus_free(g->vcpus, g->n_vcpus);
         g->vcpus = vcpus;
         g->n_vcpus = t.n;
+        if (guest_read_cgroup_allowed(m, g) > 0)
+                guest_apply_config(m, g, false);
         g->qemu_pid = t.qemu_pid;
         vcpu_threads_done(&t);
         return 0;

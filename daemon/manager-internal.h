@@ -27,8 +27,18 @@ void manager_update_status(struct manager *m);
 
 /* manager-discovery.c: resync, libvirt's callbacks, status files */
 extern const struct lv_callbacks manager_lv_callbacks;
+/* Ask libvirt for every running domain; the resync itself runs when the
+ * answer comes.  0, or -ENOTCONN / -EBUSY (one is pending already: it is
+ * repeated when that one is done). */
 int manager_resync(struct manager *m);
 void manager_watch_status_files(struct manager *m);
+/* The host's online CPUs changed (or may have): reload the topology,
+ * re-plan, say so.  manager.c */
+void manager_check_cpus(struct manager *m);
+/* Read what the cpuset above @g's vCPU cgroups allows into g->cgroup_allowed
+ * (NULL when it allows every usable CPU).  1 when that changed, else 0.
+ * manager-cpus.c */
+int guest_read_cgroup_allowed(struct manager *m, struct managed_guest *g);
 
 /* manager-sample.c */
 int manager_start_sampling(struct manager *m);

@@ -105,7 +105,12 @@ void manager_update_status(struct manager *m)
                         managed++;
                         vcpus += m->guests[i]->n_vcpus;
                 }
-        sd_notifyf(false, "STATUS=%zu guest%s (%zu managed, %zu vCPUs), %llu move%s%s%s", m->n_guests,
+        const char *lv = m->lv ? lv_conn_state_text(m->lv) : "connecting";
+        char lv_note[96] = "";
+        if (strcmp(lv, "connected") != 0)
+                snprintf(lv_note, sizeof(lv_note), "libvirt %s%s; ", lv,
+                         strcmp(lv, "unresponsive") == 0 ? ", keeping the current placement" : "");
+        sd_notifyf(false, "STATUS=%s%zu guest%s (%zu managed, %zu vCPUs), %llu move%s%s%s", lv_note, m->n_guests,
                    m->n_guests == 1 ? "" : "s", managed, vcpus, (unsigned long long)m->n_moves,
                    m->n_moves == 1 ? "" : "s", m->last_change[0] ? "; last: " : "", m->last_change);
 }
@@ -146,7 +151,10 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                         return 0;
                 snprintf(v->dry_run_target, sizeof(v->dry_run_target), "%s", to_s);
         } else {
-                r = vcpu_apply(&m->apply_env, v->tid, to, err, sizeof(err));
+                /* Bound to the thread discovery found: pid, tid and start time,
+                 * checked again before each of the two writes. */
+                struct vcpu_task task = { .pid = g->qemu_pid, .tid = v->tid, .start_time = v->start_time };
+                r = vcpu_apply_task(&m->apply_env, &task, to, err, sizeof(err));
                 if (r == -ESRCH) {
                         log_debug("%s vcpu%u (tid %d): thread vanished while applying", g->name, v->vcpu,
                                   (int)v->tid);
@@ -183,7 +191,11 @@ static void log_placement_latency(struct manager *m, const struct plan_inputs *i
                 struct managed_guest *g = in->owner[i];
                 if (!g->start_event_usec || failed[i] || g->state != GUEST_MANAGED)
                         continue;
-                uint64_t us = now - g->start_event_usec;
+                /* Until now, the moves applied: not the iteration's start. */
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t end = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+                uint64_t us = end > g->start_event_usec ? end - g->start_event_usec : 0;
                 char f_lat[64];
                 snprintf(f_lat, sizeof(f_lat), "VCPUSPREAD_LATENCY_US=%llu", (unsigned long long)us);
                 const char *fields[] = { f_lat, NULL };

@@ -52,6 +52,8 @@ static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata)
         double window_s = (double)m->config.load_window_usec / 1e6;
 
         sd_event_source_set_time(s, usec + m->config.sample_interval_usec);
+        /* CPU hotplug: one small read of sysfs per tick. */
+        manager_check_cpus(m);
         host_sample(m, window_s);
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];

@@ -97,6 +97,7 @@ static int on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
         struct manager *m = userdata;
         uint64_t next = m->settings.resync_usec;
 
+        manager_check_cpus(m);
         if (lv_conn_is_alive(m->lv))
                 manager_resync(m);
         if (m->resync_failed)
@@ -219,6 +220,8 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
                         return r;  /* logged */
         }
 
+        /* A test seam: the status directory elsewhere (it need not exist). */
+        m->threads_src.status_dir = secure_getenv("VCPUSPREAD_STATUS_DIR");
         manager_watch_status_files(m);
 
         *out = TAKE_PTR(m);
@@ -244,6 +247,9 @@ void manager_free(struct manager *m)
         sd_event_source_unref(m->resync_timer);
         sd_event_source_unref(m->retry_timer);
         sd_event_source_unref(m->inotify_source);
+        sd_event_source_unref(m->statusdir_wait);
+        status_index_free(m->status_index);
+        free(m->cpus_online);
         sd_event_source_unref(m->statusfile_debounce);
         sd_event_unref(m->event);
         topology_free(m->topo);
@@ -257,11 +263,14 @@ static int manager_run_once(struct manager *m)
 {
         int r;
 
-        if (!lv_conn_is_alive(m->lv))
+        /* The connected callback starts the resync; wait for it to finish. */
+        if (!lv_conn_wait_connected(m->lv, 30 * 1000000ULL))
                 return log_error_errno(-ENOTCONN, "cannot connect to libvirt at %s; is libvirtd running?",
                                        manager_uri(m)),
                        1;
-        r = manager_resync(m);
+        for (unsigned i = 0; i < 600 && (m->resync_pending || !m->n_resyncs); i++)
+                sd_event_run(m->event, 100 * 1000);
+        r = m->n_resyncs ? 0 : -ETIMEDOUT;
         /* Give threads of guests that are just starting a moment to appear;
          * the retry timer re-plans when they do. */
         for (unsigned i = 0; r >= 0 && i < THREAD_RETRY_MAX; i++) {
@@ -298,10 +307,10 @@ int manager_run(struct manager *m)
         if (r < 0)
                 return 1;
 
-        if (!lv_conn_is_alive(m->lv))
-                /* Not fatal: a host boots libvirtd after us sometimes. */
-                manager_ready(m, "waiting for libvirt");
-
+        /* Ready comes with the first placement, or when the first attempt
+         * to connect fails or hangs (on_lv_disconnected, on_lv_state_changed):
+         * never later than LV_UNRESPONSIVE_USEC. */
+        manager_check_cpus(m);
         r = sd_event_loop(m->event);
         if (r < 0)
                 return log_error_errno(r, "event loop failed: %m"), 1;

@@ -61,6 +61,7 @@ struct vcpu_auto {
 struct managed_vcpu {
         unsigned vcpu;
         pid_t tid;
+        unsigned long long start_time;  /* of the thread found (stat field 22): binds tid to it */
         hwloc_bitmap_t current;         /* affinity as last read or written; owned */
         bool operator_pinned;           /* pinned by the operator while we ran */
         bool is_new;                    /* appeared since the last plan (hotplug) */
@@ -116,6 +117,10 @@ struct managed_guest {
         bool override;                  /* [Domain] Override=yes: operator pins don't stop us */
         hwloc_bitmap_t restriction;     /* <vcpu cpuset=...> ∩ [Domain] CPUs=; owned, may be NULL */
         hwloc_bitmap_t xml_restriction; /* <vcpu cpuset=...> alone; owned, may be NULL */
+        /* What the cpuset above its vCPUs' cgroups allows, when that is less
+         * than the usable CPUs (cgroup v1 after a CPU went offline); owned,
+         * may be NULL. */
+        hwloc_bitmap_t cgroup_allowed;
         char *xml_pinned;               /* why its live XML says the operator pinned it; owned */
         char *runtime_pinned;           /* operator pinned a vCPU while we ran; owned */
         pid_t qemu_pid;
@@ -123,6 +128,7 @@ struct managed_guest {
         struct managed_vcpu *vcpus;     /* owned, sorted by vcpu */
         bool is_new;                    /* not planned yet */
         bool seen;                      /* mark for resync */
+        bool status_changed;            /* its status file changed: re-discover after the burst */
         unsigned thread_retries;        /* vCPU threads looked for but not found */
         bool name_fallback_logged;      /* said once that the status file failed us */
         uint64_t start_event_usec;      /* CLOCK_MONOTONIC of its start event, until placed */
@@ -154,7 +160,14 @@ struct manager {
         sd_event_source *resync_timer;
         sd_event_source *retry_timer;           /* threads not found yet */
         sd_event_source *inotify_source;        /* status files (hotplug) */
+        sd_event_source *statusdir_wait;        /* nearest ancestor, until the directory appears */
         sd_event_source *statusfile_debounce;
+        struct status_index *status_index;      /* UUID -> status file; rebuilt per resync */
+        bool resync_pending;                    /* a listing is on its way */
+        bool statusdir_said;                    /* "does not exist yet" logged */
+        unsigned statusdir_tries;
+        bool resync_again;                      /* asked for while one was pending */
+        char *cpus_online;                      /* /sys/devices/system/cpu/online as last read */
 
         bool ready;                             /* READY=1 sent */
         bool resync_failed;                     /* last resync hit an error: retry soon */

@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -140,7 +141,8 @@ static int cmdline_has_uuid(const char *proc, pid_t pid, const char *uuid)
         return 0;
 }
 
-static int threads_append(struct vcpu_threads *t, size_t *cap, unsigned vcpu, pid_t tid)
+static int threads_append(struct vcpu_threads *t, size_t *cap, unsigned vcpu, pid_t tid,
+                          unsigned long long start_time)
 {
         if (t->n == *cap) {
                 size_t c = *cap ? *cap * 2 : 8;
@@ -150,7 +152,7 @@ static int threads_append(struct vcpu_threads *t, size_t *cap, unsigned vcpu, pi
                 t->threads = bigger;
                 *cap = c;
         }
-        t->threads[t->n++] = (struct vcpu_thread){ .vcpu = vcpu, .tid = tid };
+        t->threads[t->n++] = (struct vcpu_thread){ .vcpu = vcpu, .tid = tid, .start_time = start_time };
         return 0;
 }
 
@@ -207,10 +209,13 @@ static int threads_from_names(const char *proc, pid_t pid, struct vcpu_threads *
 
                 if (parse_pid(de->d_name, &tid) < 0)
                         continue;
+                unsigned long long start;
+
                 /* A task that exits between readdir and read is simply not ours. */
-                if (read_thread_comm(proc, pid, tid, comm) < 0 || !parse_vcpu_comm(comm, &vcpu))
+                if (read_thread_comm(proc, pid, tid, comm) < 0 || !parse_vcpu_comm(comm, &vcpu) ||
+                    vcpu_thread_start_time(proc, pid, tid, &start) < 0)
                         continue;
-                int r = threads_append(t, &cap, vcpu, tid);
+                int r = threads_append(t, &cap, vcpu, tid, start);
                 if (r < 0)
                         return r;
         }
@@ -228,14 +233,6 @@ struct status_info {
         size_t n;
         struct vcpu_thread *vcpus;      /* as listed, unchecked */
 };
-
-static bool uuid_text_equal(const xmlChar *text, const char *uuid)
-{
-        size_t n;
-        const char *s = strip_view((const char *)text, &n);
-
-        return n == strlen(uuid) && strncasecmp(s, uuid, n) == 0;
-}
 
 static int status_read_vcpus(xmlNode *vcpus, struct status_info *info)
 {
@@ -265,13 +262,13 @@ static int status_read_vcpus(xmlNode *vcpus, struct status_info *info)
         return 0;
 }
 
-/* Parse one status file: 1 when it is @uuid's (and @info is filled), 0 when
- * it belongs to another domain, negative errno when it is not a usable
- * status file. */
-static int status_parse(const char *buf, size_t len, const char *uuid, struct status_info *info)
+/* Parse one status file: 0 and its domain's UUID (lower case) in @uuid_out
+ * and @info filled, or negative errno when it is not a usable status file. */
+static int status_parse_any(const char *buf, size_t len, char uuid_out[static 37], struct status_info *info)
 {
         _cleanup_xml_doc_ xmlDoc *doc = NULL;
         xmlNode *root, *domain, *uuid_node;
+        size_t n;
 
         if (len > INT_MAX)
                 return -EFBIG;
@@ -287,8 +284,14 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
         if (!uuid_node)
                 return -EBADMSG;
         _cleanup_xml_ xmlChar *text = xmlNodeGetContent(uuid_node);
-        if (!text || !uuid_text_equal(text, uuid))
-                return 0;
+        const char *u = text ? strip_view((const char *)text, &n) : NULL;
+        if (!u || n != 36)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++)
+                uuid_out[i] = (char)tolower((unsigned char)u[i]);
+        uuid_out[n] = '\0';
+        if (!uuid_is_dashed(uuid_out))
+                return -EBADMSG;
 
         _cleanup_xml_ xmlChar *pid = xmlGetProp(root, BAD_CAST "pid");
         if (parse_pid((const char *)pid, &info->pid) < 0)
@@ -299,6 +302,24 @@ static int status_parse(const char *buf, size_t len, const char *uuid, struct st
                 int r = status_read_vcpus(vcpus, info);
                 if (r < 0)
                         return r;
+        }
+        return 0;
+}
+
+/* Parse one status file: 1 when it is @uuid's (and @info is filled), 0 when
+ * it belongs to another domain, negative errno when it is not a usable
+ * status file. */
+static int status_parse(const char *buf, size_t len, const char *uuid, struct status_info *info)
+{
+        char found[37];
+        int r = status_parse_any(buf, len, found, info);
+
+        if (r < 0)
+                return r;
+        if (strcasecmp(found, uuid) != 0) {
+                free(info->vcpus);
+                *info = (struct status_info){};
+                return 0;
         }
         return 1;
 }
@@ -346,6 +367,314 @@ static int status_find(const char *dir, const char *uuid, struct status_info *in
         return -ENOENT;
 }
 
+/* ---- the status index ---- */
+
+#define INDEX_BUCKETS 4096u
+
+struct status_entry {
+        char *name;                     /* entry of the directory */
+        char uuid[37];                  /* lower case */
+        struct status_info info;
+        struct status_entry *next_name, *next_uuid;
+};
+
+struct status_index {
+        char *dir;
+        size_t n;
+        bool valid;
+        struct status_entry *by_name[INDEX_BUCKETS];
+        struct status_entry *by_uuid[INDEX_BUCKETS];
+};
+
+static unsigned hash_str(const char *p, bool fold)
+{
+        uint32_t h = 2166136261u;      /* FNV-1a */
+
+        for (; *p; p++) {
+                h ^= (uint32_t)(unsigned char)(fold ? tolower((unsigned char)*p) : *p);
+                h *= 16777619u;
+        }
+        return h % INDEX_BUCKETS;
+}
+
+int status_index_new(const struct vcpu_threads_source *src, struct status_index **out)
+{
+        struct status_index *ix = calloc(1, sizeof(*ix));
+
+        if (!ix)
+                return -ENOMEM;
+        ix->dir = strdup(vcpu_threads_status_dir(src));
+        if (!ix->dir) {
+                free(ix);
+                return -ENOMEM;
+        }
+        *out = ix;
+        return 0;
+}
+
+static void entry_free(struct status_entry *e)
+{
+        free(e->name);
+        free(e->info.vcpus);
+        free(e);
+}
+
+static struct status_entry *index_by_name(const struct status_index *ix, const char *name,
+                                          struct status_entry ***slot)
+{
+        struct status_entry **p = (struct status_entry **)&ix->by_name[hash_str(name, false)];
+
+        for (; *p; p = &(*p)->next_name)
+                if (strcmp((*p)->name, name) == 0)
+                        break;
+        if (slot)
+                *slot = p;
+        return *p;
+}
+
+static const struct status_entry *index_by_uuid(const struct status_index *ix, const char *uuid)
+{
+        for (const struct status_entry *e = ix->by_uuid[hash_str(uuid, true)]; e; e = e->next_uuid)
+                if (strcasecmp(e->uuid, uuid) == 0)
+                        return e;
+        return NULL;
+}
+
+static void index_unlink(struct status_index *ix, struct status_entry *e)
+{
+        struct status_entry **p;
+
+        for (p = &ix->by_name[hash_str(e->name, false)]; *p; p = &(*p)->next_name)
+                if (*p == e) {
+                        *p = e->next_name;
+                        break;
+                }
+        for (p = &ix->by_uuid[hash_str(e->uuid, true)]; *p; p = &(*p)->next_uuid)
+                if (*p == e) {
+                        *p = e->next_uuid;
+                        break;
+                }
+        ix->n--;
+}
+
+static void index_clear(struct status_index *ix)
+{
+        for (unsigned b = 0; b < INDEX_BUCKETS; b++) {
+                for (struct status_entry *e = ix->by_name[b], *next; e; e = next) {
+                        next = e->next_name;
+                        entry_free(e);
+                }
+                ix->by_name[b] = ix->by_uuid[b] = NULL;
+        }
+        ix->n = 0;
+}
+
+void status_index_free(struct status_index *ix)
+{
+        if (!ix)
+                return;
+        index_clear(ix);
+        free(ix->dir);
+        free(ix);
+}
+
+size_t status_index_size(const struct status_index *ix)
+{
+        return ix ? ix->n : 0;
+}
+
+bool status_index_valid(const struct status_index *ix)
+{
+        return ix && ix->valid;
+}
+
+void status_index_invalidate(struct status_index *ix)
+{
+        index_clear(ix);
+        ix->valid = false;
+}
+
+/* Read and parse @name of @dirfd into a new entry; -ENOENT when it is gone,
+ * other negative errno when it is no usable status file. */
+static int entry_read(int dirfd, const char *name, struct status_entry **out)
+{
+        _cleanup_free_ char *buf = NULL;
+        struct status_entry *e;
+        size_t len;
+        int fd, r;
+
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = read_fd_full(fd, STATUS_FILE_MAX, &buf, &len);
+        close(fd);
+        if (r < 0)
+                return r;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        r = status_parse_any(buf, len, e->uuid, &e->info);
+        if (r >= 0 && !(e->name = strdup(name)))
+                r = -ENOMEM;
+        if (r < 0) {
+                entry_free(e);
+                return r;
+        }
+        *out = e;
+        return 0;
+}
+
+/* Takes @e over.  A second file claiming a UUID already indexed: the last
+ * one read wins (libvirt keeps one file per domain; a rename settles). */
+static void index_insert(struct status_index *ix, struct status_entry *e)
+{
+        unsigned bn = hash_str(e->name, false), bu = hash_str(e->uuid, true);
+
+        e->next_name = ix->by_name[bn];
+        ix->by_name[bn] = e;
+        e->next_uuid = ix->by_uuid[bu];
+        ix->by_uuid[bu] = e;
+        ix->n++;
+}
+
+int status_index_rebuild(struct status_index *ix)
+{
+        _cleanup_closedir_ DIR *d = NULL;
+        struct dirent *de;
+
+        index_clear(ix);
+        ix->valid = false;
+        d = opendir(ix->dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                struct status_entry *e;
+                int r;
+
+                if (!vcpu_threads_is_status_file(de->d_name))
+                        continue;
+                r = entry_read(dirfd(d), de->d_name, &e);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        if (r != -ENOENT)
+                                log_debug("%s/%s: not a usable libvirt status file", ix->dir, de->d_name);
+                        continue;
+                }
+                index_insert(ix, e);
+        }
+        ix->valid = true;
+        return (int)(ix->n > INT_MAX ? INT_MAX : ix->n);
+}
+
+static bool info_equal(const struct status_info *a, const struct status_info *b)
+{
+        return a->pid == b->pid && a->has_vcpus == b->has_vcpus && a->n == b->n &&
+               (a->n == 0 || memcmp(a->vcpus, b->vcpus, a->n * sizeof(*a->vcpus)) == 0);
+}
+
+int status_index_update(struct status_index *ix, const char *name, char old_uuid[static 37],
+                        char new_uuid[static 37])
+{
+        struct status_entry **slot, *old, *e = NULL;
+        int dfd, r;
+
+        old_uuid[0] = new_uuid[0] = '\0';
+        if (!vcpu_threads_is_status_file(name) || strchr(name, '/'))
+                return 0;
+        dfd = open(ix->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        r = entry_read(dfd, name, &e);
+        close(dfd);
+        if (r == -ENOMEM)
+                return r;
+        old = index_by_name(ix, name, &slot);
+        if (old)
+                snprintf(old_uuid, 37, "%s", old->uuid);
+        if (r < 0) {
+                /* Gone, or half written: what it said no longer holds. */
+                if (!old)
+                        return 0;
+                index_unlink(ix, old);
+                entry_free(old);
+                return 1;
+        }
+        snprintf(new_uuid, 37, "%s", e->uuid);
+        bool same = old && strcmp(old->uuid, e->uuid) == 0 && info_equal(&old->info, &e->info);
+        if (old) {
+                index_unlink(ix, old);
+                entry_free(old);
+        }
+        index_insert(ix, e);
+        return same ? 0 : 1;
+}
+
+/* @uuid's entry of the index as a status_info of its own and the path. */
+static int status_from_index(const struct status_index *ix, const char *uuid, struct status_info *info,
+                             char **path_out)
+{
+        const struct status_entry *e = index_by_uuid(ix, uuid);
+
+        if (!e)
+                return -ENOENT;
+        *info = e->info;
+        info->vcpus = NULL;
+        if (e->info.n) {
+                info->vcpus = malloc(e->info.n * sizeof(*info->vcpus));
+                if (!info->vcpus)
+                        return -ENOMEM;
+                memcpy(info->vcpus, e->info.vcpus, e->info.n * sizeof(*info->vcpus));
+        }
+        if (asprintf(path_out, "%s/%s", ix->dir, e->name) < 0) {
+                free(info->vcpus);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* ---- start times ---- */
+
+int vcpu_thread_start_time(const char *proc, pid_t pid, pid_t tid, unsigned long long *out)
+{
+        char path[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        const char *p;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%d/task/%d/stat", proc ? proc : PROC_ROOT_DEFAULT, (int)pid, (int)tid);
+        r = read_file_full(path, 4096, &text, &len);
+        if (r == -ENOENT)
+                return -ESRCH;
+        if (r < 0)
+                return r;
+        /* "TID (comm) S ppid ...": comm may hold blanks and ')'; fields
+         * count from the last ')'.  Field 3 is the state, 22 the start. */
+        p = strrchr(text, ')');
+        if (!p)
+                return -EBADMSG;
+        p++;
+        for (int field = 3; field <= 22; field++) {
+                while (*p == ' ')
+                        p++;
+                if (!*p)
+                        return -EBADMSG;
+                if (field == 22) {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(p, &end, 10);
+                        if (errno || end == p || (*end && *end != ' ' && *end != '\n'))
+                                return -EBADMSG;
+                        *out = v;
+                        return 0;
+                }
+                while (*p && *p != ' ')
+                        p++;
+        }
+        return -EBADMSG;
+}
+
 /* Keep the status file's threads that really are vCPU @vcpu of info->pid. */
 static int threads_from_status(const char *proc, const struct status_info *info,
                                struct vcpu_threads *t)
@@ -356,8 +685,13 @@ static int threads_from_status(const char *proc, const struct status_info *info,
                 const struct vcpu_thread *v = &info->vcpus[i];
                 char comm[32];
                 unsigned named;
+                unsigned long long start = 0;
                 int r = read_thread_comm(proc, info->pid, v->tid, comm);
 
+                /* The start time read after the name: a thread that the
+                 * name check saw and that then exits has no stat either. */
+                if (r >= 0)
+                        r = vcpu_thread_start_time(proc, info->pid, v->tid, &start);
                 if (r < 0 || !parse_vcpu_comm(comm, &named) || named != v->vcpu) {
                         log_debug("status file lists tid %d as vCPU %u of pid %d, but %s%s%s: ignoring it",
                                   (int)v->tid, v->vcpu, (int)info->pid,
@@ -366,7 +700,7 @@ static int threads_from_status(const char *proc, const struct status_info *info,
                         t->n_rejected++;
                         continue;
                 }
-                r = threads_append(t, &cap, v->vcpu, v->tid);
+                r = threads_append(t, &cap, v->vcpu, v->tid, start);
                 if (r < 0)
                         return r;
         }
@@ -387,7 +721,10 @@ static int find_by_status(const struct vcpu_threads_source *src, const char *uui
         _cleanup_free_ char *path = NULL;
         int r;
 
-        r = status_find(vcpu_threads_status_dir(src), uuid, &info, &path);
+        if (src && src->index && status_index_valid(src->index))
+                r = status_from_index(src->index, uuid, &info, &path);
+        else
+                r = status_find(vcpu_threads_status_dir(src), uuid, &info, &path);
         if (r < 0)
                 return r;
         /* A stale file (libvirtd died with the guest) may name a reused pid:

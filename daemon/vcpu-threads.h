@@ -15,9 +15,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct status_index;
+
 struct vcpu_threads_source {
         const char *status_dir;         /* NULL: /run/libvirt/qemu */
         const char *proc_root;          /* NULL: /proc */
+        /* When set, status files are looked up here (UUID -> file) instead
+         * of reading the whole directory on every lookup. */
+        const struct status_index *index;
 };
 
 /* The directory of libvirt's status files that @src names (NULL or no
@@ -30,6 +35,9 @@ bool vcpu_threads_is_status_file(const char *name);
 struct vcpu_thread {
         unsigned vcpu;
         pid_t tid;
+        /* Field 22 of /proc/PID/task/TID/stat when found: with pid and tid
+         * it names this thread and no later one that reuses the tid. */
+        unsigned long long start_time;
 };
 
 enum vcpu_threads_origin {
@@ -58,6 +66,33 @@ int vcpu_threads_find(const struct vcpu_threads_source *src, const char *uuid,
                       struct vcpu_threads *out);
 
 void vcpu_threads_done(struct vcpu_threads *t);
+
+/* The start time (clock ticks since boot, stat field 22) of thread @tid of
+ * process @pid, read from /proc/PID/task/TID/stat.  -ESRCH when gone. */
+int vcpu_thread_start_time(const char *proc_root, pid_t pid, pid_t tid, unsigned long long *out);
+
+/*
+ * The status directory read once: which file holds which domain, and what
+ * each says (QEMU pid, vCPU threads).  Built whole per resync (one read of
+ * every file) and kept current one file at a time from inotify events, so a
+ * lookup or an event costs one file, not the directory.
+ */
+int status_index_new(const struct vcpu_threads_source *src, struct status_index **out);
+void status_index_free(struct status_index *ix);
+/* Re-read every status file: O(files).  Returns the number indexed, or
+ * negative errno when the directory cannot be read (the index is then
+ * empty, and lookups fall back to reading the directory). */
+int status_index_rebuild(struct status_index *ix);
+/* Re-read the one file @name of the directory (gone: drop it).  The
+ * UUID the file named before and after, if any, go to @old_uuid and
+ * @new_uuid (37 bytes each, "" for none).  Returns 1 when what it says
+ * changed, 0 when not, negative errno. */
+int status_index_update(struct status_index *ix, const char *name, char old_uuid[static 37],
+                        char new_uuid[static 37]);
+size_t status_index_size(const struct status_index *ix);
+/* Whether rebuild has succeeded since the directory last went away. */
+bool status_index_valid(const struct status_index *ix);
+void status_index_invalidate(struct status_index *ix);
 
 /* Is @tid a vCPU thread ("CPU N/KVM" or "CPU N/TCG") of process @pid?
  * Stores N in @vcpu.  Used again right before every write, since thread ids

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -320,6 +321,112 @@ static void test_timeout_self_removal(void)
         CHECK(freed == 1, "free callback ran %d times", freed);
 }
 
+/* libvirt calls the bridge from its worker thread too: the changes take
+ * effect on the loop, callbacks and free callbacks run on the loop thread. */
+struct thread_op {
+        int op;                         /* 0 add, 1 update, 2 remove, 3 add timeout */
+        int fd, id, events;
+        void *rec;
+        int result;
+};
+
+static pthread_t loop_thread_id;
+static bool callback_off_loop;
+
+static void on_watch_thread_check(int id, int fd, int events, void *opaque)
+{
+        if (!pthread_equal(pthread_self(), loop_thread_id))
+                callback_off_loop = true;
+        on_watch(id, fd, events, opaque);
+}
+
+static void on_free_thread_check(void *opaque)
+{
+        if (!pthread_equal(pthread_self(), loop_thread_id))
+                callback_off_loop = true;
+        freed++;
+}
+
+static int timer_calls;
+static void on_timer_thread_check(int id, void *opaque)
+{
+        if (!pthread_equal(pthread_self(), loop_thread_id))
+                callback_off_loop = true;
+        timer_calls++;
+}
+
+static void *thread_op_main(void *userdata)
+{
+        struct thread_op *op = userdata;
+
+        switch (op->op) {
+        case 0:
+                op->result = virEventAddHandle(op->fd, op->events, on_watch_thread_check, op->rec, on_free_thread_check);
+                break;
+        case 1:
+                virEventUpdateHandle(op->id, op->events);
+                break;
+        case 2:
+                op->result = virEventRemoveHandle(op->id);
+                break;
+        case 3:
+                op->result = virEventAddTimeout(10, on_timer_thread_check, NULL, on_free_thread_check);
+                break;
+        case 4:
+                op->result = virEventRemoveTimeout(op->id);
+                break;
+        }
+        return NULL;
+}
+
+static int in_thread(struct thread_op op)
+{
+        pthread_t t;
+
+        pthread_create(&t, NULL, thread_op_main, &op);
+        pthread_join(t, NULL);
+        return op.result;
+}
+
+static void test_from_another_thread(void)
+{
+        struct watch_rec w = { 0 };
+        int p[2], id, tid;
+
+        loop_thread_id = pthread_self();
+        CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe");
+        id = in_thread((struct thread_op){ .op = 0, .fd = p[0], .events = VIR_EVENT_HANDLE_READABLE, .rec = &w });
+        CHECK(id > 0, "add handle from a thread returned %d", id);
+        CHECK(write(p[1], "x", 1) == 1, "write");
+        CHECK(RUN_UNTIL(w.calls > 0, PATIENCE_MS), "watch added from a thread never reported");
+
+        in_thread((struct thread_op){ .op = 1, .id = id, .events = 0 });
+        run_for(20);            /* the loop applies the change */
+        CHECK(write(p[1], "y", 1) == 1, "write");
+        w.calls = 0;
+        run_for(50);
+        CHECK(w.calls == 0, "watch switched off from a thread reported %d times", w.calls);
+
+        in_thread((struct thread_op){ .op = 1, .id = id, .events = VIR_EVENT_HANDLE_READABLE });
+        CHECK(RUN_UNTIL(w.calls > 0, PATIENCE_MS), "watch switched on again from a thread never reported");
+
+        freed = 0;
+        CHECK(in_thread((struct thread_op){ .op = 2, .id = id }) == 0, "remove from a thread");
+        CHECK(freed == 0, "free callback ran before the loop did");
+        CHECK(RUN_UNTIL(freed == 1, PATIENCE_MS), "free callback of a watch removed from a thread: %d", freed);
+
+        timer_calls = 0;
+        tid = in_thread((struct thread_op){ .op = 3 });
+        CHECK(tid > 0, "add timeout from a thread returned %d", tid);
+        CHECK(RUN_UNTIL(timer_calls >= 2, PATIENCE_MS), "timeout added from a thread fired %d times", timer_calls);
+        freed = 0;
+        CHECK(in_thread((struct thread_op){ .op = 4, .id = tid }) == 0, "remove timeout from a thread");
+        CHECK(RUN_UNTIL(freed == 1, PATIENCE_MS), "free callback of a timeout removed from a thread: %d", freed);
+        CHECK(!callback_off_loop, "a callback ran off the loop thread");
+        close(p[0]);
+        close(p[1]);
+}
+
 int main(void)
 {
         CHECK(sd_event_new(&loop) >= 0, "sd_event_new");
@@ -333,5 +440,6 @@ int main(void)
         test_timeouts();
         test_zero_timeout_is_fair();
         test_timeout_self_removal();
+        test_from_another_thread();
         return test_result();
 }

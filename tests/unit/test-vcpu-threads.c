@@ -70,8 +70,14 @@ static void fake_process(int pid, const char *cmdline, size_t cmdline_len, ...)
         while ((task = va_arg(ap, const char *))) {
                 char comm[64];
                 int tid = atoi(task);
+                char stat[256];
                 snprintf(comm, sizeof(comm), "%s\n", strchr(task, ':') + 1);
                 put(comm, strlen(comm), "%s/%d/task/%d/comm", proc, pid, tid);
+                /* The start time (field 22) is tid * 10; the comm in
+                 * parentheses may hold blanks and ')' as a real one can. */
+                snprintf(stat, sizeof(stat), "%d (%s) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0\n", tid,
+                         strchr(task, ':') + 1, tid * 10);
+                put(stat, strlen(stat), "%s/%d/task/%d/stat", proc, pid, tid);
         }
         va_end(ap);
 }
@@ -260,6 +266,44 @@ static void verify(const struct vcpu_threads_source *src)
         CHECK(!vcpu_thread_verify(src, 9700, 9706, &vcpu), "absurd vcpu number rejected");
 }
 
+/* Threads carry their start time; the index finds what the directory scan
+ * finds, and an event re-reads one file. */
+static void start_times_and_index(const struct vcpu_threads_source *src)
+{
+        struct vcpu_threads_source isrc = *src;
+        struct status_index *ix = NULL;
+        struct vcpu_threads t = {};
+        unsigned long long st = 0;
+        char before[37], after[37];
+        int r;
+
+        CHECK(vcpu_thread_start_time(proc, 31877, 31891, &st) == 0 && st == 318910, "start time %llu", st);
+        CHECK(vcpu_thread_start_time(proc, 31877, 31899, &st) == -ESRCH, "start time of a missing thread");
+        r = vcpu_threads_find(src, UUID_ACC, &t);
+        CHECK(r == 0 && t.n == 3 && t.threads[0].start_time == 318900, "discovery records start times");
+        vcpu_threads_done(&t);
+
+        CHECK(status_index_new(src, &ix) == 0, "index");
+        r = status_index_rebuild(ix);
+        CHECK(r > 0 && status_index_valid(ix), "rebuild: %d", r);
+        isrc.index = ix;
+        r = vcpu_threads_find(&isrc, UUID_ACC, &t);
+        CHECK(r == 0 && t.origin == VCPU_THREADS_STATUS_FILE && t.n == 3, "indexed find: %d", r);
+        CHECK(strcmp(tail(t.status_file), "acc b 'q' x.xml") == 0, "indexed status file %s", tail(t.status_file));
+        vcpu_threads_done(&t);
+        r = vcpu_threads_find(&isrc, "8F4C2A51-3D1E-4B7A-9C60-1E2D3F4A5B6C", &t);
+        CHECK(r == 0 && t.n == 3, "indexed find, upper case: %d", r);
+        vcpu_threads_done(&t);
+        r = status_index_update(ix, "acc b 'q' x.xml", before, after);
+        CHECK(r == 0 && strcmp(before, after) == 0 && strcasecmp(after, UUID_ACC) == 0,
+              "unchanged file: %d %s %s", r, before, after);
+        r = status_index_update(ix, "no-such-file.xml", before, after);
+        CHECK(r == 0 && !before[0] && !after[0], "missing file: %d", r);
+        r = status_index_update(ix, "x.pid", before, after);
+        CHECK(r == 0, "not a status file: %d", r);
+        status_index_free(ix);
+}
+
 static int rm_rf(const char *path)
 {
         char cmd[PATH_MAX + 16];
@@ -292,6 +336,7 @@ int main(int argc, char **argv)
         missing_status_dir();
         not_found(&src);
         verify(&src);
+        start_times_and_index(&src);
 
         rm_rf(proc);
         return test_result();

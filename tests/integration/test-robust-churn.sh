@@ -1,0 +1,118 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Guest churn while the daemon runs: $CHURN_TOTAL (200) guest lifecycles in
+# $CHURN_WORKERS (5) parallel streams, no OS, of four kinds in turn:
+#   long  lives >= 2 s, then must be placed correctly (its vCPUs on pairwise
+#         disjoint CPUs, each thread's cpuset cgroup equal to its affinity);
+#   hot   starts with 1 of 4 vCPUs, gets a second hot-plugged, lives >= 2 s,
+#         then must be placed correctly;
+#   flash destroyed at once, within a second of its start;
+#   short destroyed half a second after its start.
+# Afterwards: the daemon runs, logged no error (priority err or worse; a
+# warning about a move cut short by a guest that vanished is an expected
+# race), and its RSS and open descriptors are within a small bound of what
+# they were after warm-up (both printed).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/env.sh"
+env_init
+source "$here/daemon.sh"
+
+TOTAL=${CHURN_TOTAL:-200}
+WORKERS=${CHURN_WORKERS:-5}
+RSS_SLACK_KB=${CHURN_RSS_SLACK_KB:-4096}
+FD_SLACK=${CHURN_FD_SLACK:-2}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
+fd_count() { ls "/proc/$DAEMON_PID/fd" | wc -l; }
+
+daemon_start
+# Warm-up: one lifecycle of each kind, so allocations made once (libvirt's
+# connection, the index, caches) are in "before".
+guest_start warm 4 1
+vsh setvcpus "$(guest_name warm)" 2 --live >/dev/null
+wait_until 5000 _guest_has_vcpu_threads warm 2 || fail "warm-up hotplug failed"
+wait_until 3000 guest_is_spread warm || fail "warm-up guest not spread: $(guest_affinities warm)"
+guest_destroy warm
+sleep 1
+rss_before=$(rss_kb) fds_before=$(fd_count)
+cursor=$(journal_cursor)
+
+# one_lifecycle I: the I-th lifecycle; prints "I KIND ok|FAIL(why) LIVED_MS".
+one_lifecycle() {
+        local i=$1 kind name file t0 lived verdict=ok
+        case $((i % 4)) in
+        0) kind=long ;; 1) kind=hot ;; 2) kind=flash ;; 3) kind=short ;;
+        esac
+        name=churn$i
+        file=$VST_TMPDIR/churn-$i.xml
+        if [[ $kind == hot ]]; then guest_xml "$name" 4 1 > "$file"; else guest_xml "$name" 2 > "$file"; fi
+        _now_ms; t0=$REPLY
+        if ! vsh create "$file" >/dev/null 2>"$file.err"; then
+                printf '%s %s FAIL(create:%s) 0\n' "$i" "$kind" "$(head -c 80 "$file.err" | tr ' \n' '__')"
+                return
+        fi
+        case $kind in
+        flash) ;;
+        short) sleep 0.5 ;;
+        long|hot)
+                if [[ $kind == hot ]]; then
+                        wait_until 10000 _guest_has_vcpu_threads "$name" 1 || verdict="FAIL(no-thread)"
+                        sleep 0.3
+                        vsh setvcpus "$(guest_name "$name")" 2 --live >/dev/null 2>&1 || verdict="FAIL(setvcpus)"
+                        wait_until 10000 _guest_has_vcpu_threads "$name" 2 || verdict="FAIL(no-hotplug-thread)"
+                else
+                        wait_until 10000 _guest_has_vcpu_threads "$name" 2 || verdict="FAIL(no-threads)"
+                fi
+                while _now_ms; (( REPLY - t0 < 2000 )); do sleep 0.1; done
+                # Lived >= 2 s: placed correctly now (a second's grace for
+                # a hotplug that came late).
+                if [[ $verdict == ok ]] && ! wait_until 1000 guest_is_spread "$name"; then
+                        verdict="FAIL(not-placed:$(guest_affinities "$name" | tr ' ' ','))"
+                fi
+                ;;
+        esac
+        vsh destroy "$(guest_name "$name")" >/dev/null 2>&1 || true
+        _now_ms; lived=$((REPLY - t0))
+        printf '%s %s %s %s\n' "$i" "$kind" "$verdict" "$lived"
+}
+
+_now_ms; start=$REPLY
+workers=()
+for ((w = 0; w < WORKERS; w++)); do
+        (
+                for ((i = w; i < TOTAL; i += WORKERS)); do one_lifecycle "$i"; done
+        ) > "$VST_TMPDIR/worker-$w.out" 2>&1 &
+        workers+=("$!")
+done
+# The workers only: a bare `wait` would wait for the daemon too.
+wait "${workers[@]}"
+_now_ms; elapsed=$(( (REPLY - start) / 1000 ))
+cat "$VST_TMPDIR"/worker-*.out | grep -E '^[0-9]+ ' > "$VST_TMPDIR/results" || true
+done_n=$(wc -l < "$VST_TMPDIR/results")
+failed=$(grep -c ' FAIL' "$VST_TMPDIR/results") || true
+checked=$(awk '$2 == "long" || $2 == "hot"' "$VST_TMPDIR/results" | wc -l)
+note "$done_n lifecycles in ${elapsed} s ($WORKERS at once): $checked checked after >= 2 s, $failed failed"
+grep ' FAIL' "$VST_TMPDIR/results" | head -10 >&2 || true
+(( done_n == TOTAL )) || fail "only $done_n of $TOTAL lifecycles ran: $(cat "$VST_TMPDIR"/worker-*.out | grep -v '^[0-9]' | head -5)"
+(( failed == 0 )) || fail "$failed lifecycles failed"
+
+daemon_alive || fail "daemon died during the churn: $(cat "$VST_TMPDIR/daemon.out")"
+wait_until 10000 eval '[[ -z $(env_prefixed_guests | grep churn) ]]' || note "some churn guests are still being destroyed"
+sleep 2
+rss_after=$(rss_kb) fds_after=$(fd_count)
+note "RSS ${rss_before} kB -> ${rss_after} kB, open fds ${fds_before} -> ${fds_after}"
+(( rss_after - rss_before <= RSS_SLACK_KB )) || fail "RSS grew by $((rss_after - rss_before)) kB (bound $RSS_SLACK_KB)"
+(( fds_after - fds_before <= FD_SLACK )) || fail "open fds grew from $fds_before to $fds_after"
+
+errors=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- PRIORITY MESSAGE |
+         awk -F'\t' '$1 <= 3' ) || true
+[[ -z $errors ]] || fail "the daemon logged errors during the churn: $(head -5 <<< "$errors")"
+warnings=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- PRIORITY MESSAGE |
+           awk -F'\t' '$1 == 4 { sub(/^[^:]*: /, "", $2); print $2 }' | sed 's/[0-9]\+/N/g' | sort | uniq -c) || true
+[[ -z $warnings ]] || note "warnings (expected races): $(tr '\n' ';' <<< "$warnings")"
+status=$("$VST_CTL" status --json --socket "$(daemon_socket)" | jq -r '[.guests[].name] | join(",")')
+[[ ! $status =~ churn ]] || fail "destroyed guests still listed: $status"
+daemon_stop
+note "ok"

@@ -1,0 +1,63 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The status directory appears after the daemon started: the daemon watches
+# for it, starts watching it when it appears, and a vCPU hot-plugged after
+# that is placed within 1 s (only the watch can tell: the periodic resync is
+# 30 s away).  Removed and created again: the same once more.
+#
+# The daemon is pointed at a directory of this test's own
+# (VCPUSPREAD_STATUS_DIR), which the test fills with copies of libvirt's
+# real status files: libvirt's /run/libvirt/qemu is libvirtd's and stays.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/env.sh"
+env_init
+source "$here/daemon.sh"
+
+_env_tmpdir
+dir=$VST_TMPDIR/late/qemu
+export VCPUSPREAD_STATUS_DIR=$dir
+daemon_start
+wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "does not exist yet; watching for it to appear"' ||
+        fail "the daemon did not say it waits for $dir"
+
+# copy_status NAME: libvirt's status file of guest NAME into the test's
+# directory, written elsewhere and renamed in, as libvirt does.
+copy_status() {
+        local src
+        src=/run/libvirt/qemu/$(guest_name "$1").xml
+        cp "$src" "$dir/.tmp" && mv "$dir/.tmp" "$dir/$(guest_name "$1").xml"
+}
+
+hotplug_placed_within_1s() {
+        local name=$1 n=$2
+        vsh setvcpus "$(guest_name "$name")" "$n" --live >/dev/null
+        wait_until 5000 _guest_has_vcpu_threads "$name" "$n" || fail "hotplug: no vCPU thread $n"
+        wait_until 2000 eval '[[ $(grep -c "<vcpu id=" "/run/libvirt/qemu/$(guest_name "$name").xml") -ge '"$n"' ]]' || true
+        copy_status "$name"
+        wait_until 1000 guest_is_spread "$name" ||
+                fail "hot-plugged vCPU $n of $name not placed within 1 s of its status file: $(guest_affinities "$name")"
+}
+
+note "the directory appears"
+mkdir -p "$dir"
+wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "is there now; watching it"' ||
+        fail "the daemon did not notice $dir appear"
+guest_start hot 4 1
+copy_status hot
+hotplug_placed_within_1s hot 2
+
+note "the directory goes and comes back"
+rm -rf "$dir"
+wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "watching for it to come back"' ||
+        fail "the daemon did not notice $dir go"
+mkdir -p "$dir"
+wait_until 3000 eval '[[ $(daemon_fields -- MESSAGE | grep -c "is there now; watching it") -ge 2 ]]' ||
+        fail "the daemon did not notice $dir come back"
+# Two CPUs here: a second guest, not a third vCPU, to be spread.
+guest_start hot2 4 1
+copy_status hot2
+hotplug_placed_within_1s hot2 2
+daemon_stop
+note "ok"
