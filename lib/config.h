@@ -55,6 +55,8 @@ struct config {
         bool task_delay_accounting;     /* TaskDelayAccounting=: may set kernel.task_delayacct=1 */
         uint64_t starvation_wait_usec;  /* StarvationWaitSec=: run-queue wait per second of
                                          * wall time above which a vCPU starves; 0 = off */
+        bool observe;                   /* Mode=observe: decide, log and export; change nothing */
+        char *metrics_file;             /* MetricsFile=: absolute path, NULL = none */
 
         /* [Domain] sections in match order: later files' before earlier
          * files', within a file top to bottom.  The first match wins. */
