@@ -316,15 +316,20 @@ static bool jknown(json_object *o, const char *key)
         return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null);
 }
 
+static void format_seconds(char *buf, size_t len, double s)
+{
+        if (s >= 3600)
+                snprintf(buf, len, "%.1fh", s / 3600);
+        else if (s >= 60)
+                snprintf(buf, len, "%.0fmin", s / 60);
+        else
+                snprintf(buf, len, "%.0fs", s);
+}
+
 static void print_seconds(double s)
 {
         char buf[32];
-        if (s >= 3600)
-                snprintf(buf, sizeof(buf), "%.1fh", s / 3600);
-        else if (s >= 60)
-                snprintf(buf, sizeof(buf), "%.0fmin", s / 60);
-        else
-                snprintf(buf, sizeof(buf), "%.0fs", s);
+        format_seconds(buf, sizeof(buf), s);
         printf(" %7s", buf);
 }
 
@@ -335,9 +340,10 @@ static int render_report(json_object *reply)
         json_object *guests = jarr(reply, "guests");
         size_t n = guests ? json_object_array_length(guests) : 0;
 
-        printf("Over %s", lifetime ? "the daemon's lifetime (" : "the last ");
-        print_seconds(jdouble(reply, "window_sec"));
-        printf("%s%s\n", lifetime ? ")" : "", observe ? "; OBSERVING: nothing was changed, WOULD counts what would have been" : "");
+        char span[32];
+        format_seconds(span, sizeof(span), jdouble(reply, "window_sec"));
+        printf("Over %s%s%s%s\n", lifetime ? "the daemon's lifetime (" : "the last ", span, lifetime ? ")" : "",
+               observe ? "; OBSERVING: nothing was changed, WOULD counts what would have been" : "");
         printf("STACKED: runnable vCPU samples with a runnable sibling on the same host CPU; CHANCE: what an\n"
                "even random spread gives; BUSY, WAIT: per vCPU, running or waiting / waiting for a CPU;\n"
                "VOL/S: voluntary switches per vCPU-second; KERNEL/SPREAD/COSCHED: time in each mode.\n\n");
@@ -345,16 +351,23 @@ static int render_report(json_object *reply)
                 printf("no guests seen\n");
                 return CTL_EXIT_OK;
         }
-        printf("%-20s %5s %7s %7s %7s %7s %7s %7s %-8s %7s %7s %7s %6s %6s %6s\n", "GUEST", "VCPUS", "SEEN",
+        int w = 5;
+        for (size_t i = 0; i < n; i++) {
+                json_object *g = json_object_array_get_idx(guests, i);
+                int l = (int)strlen(jstr(g, "name") ?: "?") + 7;
+                if (l > w)
+                        w = l < 48 ? l : 48;
+        }
+        printf("%-*s %5s %7s %7s %7s %7s %7s %7s %-8s %7s %7s %7s %6s %6s %6s\n", w, "GUEST", "VCPUS", "SEEN",
                "STACKED", "CHANCE", "BUSY", "WAIT", "VOL/S", "MODE", "KERNEL", "SPREAD", "COSCHED", "MOVES", "WOULD",
                "ERRORS");
         for (size_t i = 0; i < n; i++) {
                 json_object *g = json_object_array_get_idx(guests, i);
                 json_object *modes = NULL;
                 bool running = json_object_get_boolean(json_object_object_get(g, "running"));
-                char name[64];
+                char name[300];
                 snprintf(name, sizeof(name), "%s%s", jstr(g, "name") ?: "?", running ? "" : " (gone)");
-                printf("%-20s %5d", name, jint(g, "vcpus"));
+                printf("%-*s %5d", w, name, jint(g, "vcpus"));
                 print_seconds(jdouble(g, "seconds"));
                 print_share(jdouble(g, "stacked_share"), jknown(g, "stacked_share"));
                 print_share(jdouble(g, "stacked_chance"), jknown(g, "stacked_chance"));
