@@ -288,7 +288,7 @@ static struct history_moves *moves_slot(struct history_vcpu *v, const char *reas
                 if (strcmp(v->moves[i].reason, reason) == 0)
                         return &v->moves[i];
         /* The vocabulary is small (VCPUSPREAD_REASON); the last slot catches the rest. */
-        if (v->n_reasons == HISTORY_REASONS - 1 && strcmp(reason, "other") != 0)
+        if (v->n_reasons >= HISTORY_REASONS - 1 && strcmp(reason, "other") != 0)
                 return moves_slot(v, "other");
         struct history_moves *m = &v->moves[v->n_reasons++];
         snap(m->reason, sizeof(m->reason), reason);

@@ -301,8 +301,9 @@ static struct reason_count *reason_slot(struct manager_metrics *mm, const char *
         for (size_t i = 0; i < mm->n_reasons; i++)
                 if (strcmp(mm->reasons[i].reason, reason) == 0)
                         return &mm->reasons[i];
-        if (mm->n_reasons == MOVE_REASONS_MAX)
-                return reason_slot(mm, "other") ?: &mm->reasons[MOVE_REASONS_MAX - 1];
+        /* The vocabulary is small; the last slot catches the rest. */
+        if (mm->n_reasons >= MOVE_REASONS_MAX - 1 && strcmp(reason, "other") != 0)
+                return reason_slot(mm, "other");
         struct reason_count *c = &mm->reasons[mm->n_reasons++];
         snprintf(c->reason, sizeof(c->reason), "%s", reason);
         return c;
