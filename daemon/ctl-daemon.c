@@ -232,6 +232,15 @@ static void print_guest(json_object *g)
         printf("%s  (%s, %s%s%s%s%s)\n", jstr(g, "name"), jstr(g, "policy"), jstr(g, "state"),
                reason ? ": " : "", reason ? reason : "", restriction ? ", CPUs " : "",
                restriction ? restriction : "");
+        json_object *a = NULL;
+        if (json_object_object_get_ex(g, "auto", &a) && a) {
+                const char *since = jstr(a, "since");
+                printf("  mode %s (%s%s%s), %s%s\n", jstr(a, "mode") ?: "?", jstr(a, "reason") ?: "?",
+                       since ? " since " : "", since ? since : "", jstr(a, "phase") ?: "?",
+                       json_object_get_boolean(json_object_object_get(a, "cosched")) ? ", co-scheduled" : "");
+                if (jstr(a, "text"))
+                        printf("    %s\n", jstr(a, "text"));
+        }
         json_object *vcpus = jarr(g, "vcpus");
         for (size_t k = 0; vcpus && k < json_object_array_length(vcpus); k++) {
                 json_object *v = json_object_array_get_idx(vcpus, k);

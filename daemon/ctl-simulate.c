@@ -10,17 +10,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adaptive.h"
+#include "config-value.h"
 #include "cpulist.h"
+#include "defaults.h"
 #include "ctl.h"
 #include "macro.h"
 #include "placement.h"
 #include "plan-json.h"
 #include "topology.h"
 
+/* --guest: the signals of a steady window, per vCPU (lib/adaptive.h). */
+struct sim_signals {
+        bool given;             /* a --guest guest: Policy=auto, judged by adaptive_step() */
+        double load, wait;      /* CPU use and run-queue wait per vCPU */
+        double stacked;         /* stacked / runnable samples */
+        double runnable;        /* runnable / all samples */
+        double voluntary, involuntary;  /* switches per vCPU-second */
+        /* The outcome. */
+        struct adaptive_decision decision;
+        bool decided;
+};
+
 /* Guests from the command line; owns names, vCPU arrays. */
 struct sim_guests {
         size_t n;
         struct guest_input *guests;
+        struct sim_signals *signals;    /* parallel to guests */
 };
 
 static void sim_guests_done(struct sim_guests *s)
@@ -30,6 +46,21 @@ static void sim_guests_done(struct sim_guests *s)
                 free((struct vcpu_input *)s->guests[i].vcpus);
         }
         free(s->guests);
+        free(s->signals);
+}
+
+static int sim_guests_grow(struct sim_guests *s)
+{
+        struct guest_input *n = realloc(s->guests, (s->n + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        s->guests = n;
+        struct sim_signals *g = realloc(s->signals, (s->n + 1) * sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        s->signals = g;
+        s->signals[s->n] = (struct sim_signals){};
+        return 0;
 }
 
 /* Simulated guests of more vCPUs than this are certainly a typo. */
@@ -85,21 +116,233 @@ static int parse_domains(const char *spec, enum placement_policy policy, struct 
         if (!copy)
                 return -ENOMEM;
         for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-                struct guest_input *n = realloc(out->guests, (out->n + 1) * sizeof(*n));
-                if (!n)
+                if (sim_guests_grow(out) < 0)
                         return -ENOMEM;
-                out->guests = n;
                 r = parse_one_guest(item, policy, &out->guests[out->n], err, errlen);
                 if (r < 0)
                         return r;
                 out->guests[out->n].id = (unsigned)out->n;
                 out->n++;
         }
-        if (out->n == 0) {
+        if (out->n == 0 && policy != POLICY_AUTO) {
                 snprintf(err, errlen, "--domains lists no guest: expected e.g. 'web1:4,web2:4,db:8@0.9'");
                 return -EINVAL;
         }
         return 0;
+}
+
+static int parse_share(const char *key, const char *v, double max, double *out, char *err, size_t errlen)
+{
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= 0 && x <= max)) {
+                snprintf(err, errlen, "%s=%s: expected a number from 0 to %g", key, v, max);
+                return -EINVAL;
+        }
+        *out = x;
+        return 0;
+}
+
+/* --guest NAME:VCPUS[@LOAD][,stacked=S,vol=V,invol=I,runnable=R,wait=W] */
+static int parse_signal_guest(const char *spec, struct sim_guests *out, char *err, size_t errlen)
+{
+        _cleanup_free_ char *copy = strdup(spec);
+        char *save = NULL;
+        int r;
+
+        if (!copy)
+                return -ENOMEM;
+        char *head = strtok_r(copy, ",", &save);
+        if (!head) {
+                snprintf(err, errlen, "--guest '%s': expected NAME:VCPUS[@LOAD][,stacked=S,...]", spec);
+                return -EINVAL;
+        }
+        if (sim_guests_grow(out) < 0)
+                return -ENOMEM;
+        r = parse_one_guest(head, POLICY_AUTO, &out->guests[out->n], err, errlen);
+        if (r < 0)
+                return r;
+        out->guests[out->n].id = (unsigned)out->n;
+        struct sim_signals *s = &out->signals[out->n];
+        out->n++;
+        s->given = true;
+        s->load = out->guests[out->n - 1].vcpus[0].load;
+        s->wait = 1 - s->load;  /* runnable all the time: running or waiting */
+        s->runnable = 1;
+        for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+                char *eq = strchr(kv, '=');
+                if (!eq) {
+                        snprintf(err, errlen, "--guest '%s': '%s' is not KEY=VALUE", spec, kv);
+                        return -EINVAL;
+                }
+                *eq = '\0';
+                const char *v = eq + 1;
+                if (strcmp(kv, "stacked") == 0)
+                        r = parse_share(kv, v, 1, &s->stacked, err, errlen);
+                else if (strcmp(kv, "runnable") == 0)
+                        r = parse_share(kv, v, 1, &s->runnable, err, errlen);
+                else if (strcmp(kv, "wait") == 0)
+                        r = parse_share(kv, v, 1, &s->wait, err, errlen);
+                else if (strcmp(kv, "vol") == 0)
+                        r = parse_share(kv, v, 1e7, &s->voluntary, err, errlen);
+                else if (strcmp(kv, "invol") == 0)
+                        r = parse_share(kv, v, 1e7, &s->involuntary, err, errlen);
+                else {
+                        snprintf(err, errlen, "--guest '%s': unknown key '%s' (stacked, vol, invol, runnable, wait)",
+                                 spec, kv);
+                        return -EINVAL;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (s->load + s->wait > 1 + 1e-9) {
+                snprintf(err, errlen, "--guest '%s': LOAD + wait exceed 1", spec);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static bool sim_busy(const struct sim_signals *s, const struct adaptive_params *p)
+{
+        return s->load + s->wait >= p->busy_min && s->wait >= p->wait_min;
+}
+
+/*
+ * Policy=auto on the --guest guests: each one's signals as a steady window
+ * of 1-second intervals fed to adaptive_step() until the window closes, so
+ * the mode is the daemon's decision for a guest that has looked like this
+ * for AutoWindowSec=.  Co-scheduling is there when another busy guest of 2+
+ * vCPUs could take turns with it (the daemon's rule).
+ */
+static int sim_decide(struct sim_guests *sim, hwloc_const_bitmap_t usable, double window_s)
+{
+        struct adaptive_params params;
+        double host_runnable = 0;
+        int n_cpus = hwloc_bitmap_weight(usable);
+
+        adaptive_params_default(&params);
+        adaptive_params_set_window(&params, window_s);
+        for (size_t i = 0; i < sim->n; i++) {
+                const struct sim_signals *s = &sim->signals[i];
+                host_runnable += (double)sim->guests[i].n_vcpus * (s->given ? s->runnable : sim->guests[i].vcpus[0].load);
+        }
+        for (size_t i = 0; i < sim->n; i++) {
+                struct sim_signals *s = &sim->signals[i];
+                struct guest_input *g = &sim->guests[i];
+                if (!s->given)
+                        continue;
+                struct adaptive_params p = params;
+                for (size_t k = 0; k < sim->n; k++)
+                        if (k != i && sim->signals[k].given && sim->guests[k].n_vcpus >= 2 &&
+                            sim_busy(&sim->signals[k], &params))
+                                p.cosched_available = true;
+                p.cosched_available = p.cosched_available && g->n_vcpus >= 2;
+                struct adaptive_guest ag;
+                adaptive_guest_init(&ag);
+                _cleanup_free_ struct adaptive_vcpu_sample *vs = calloc(g->n_vcpus, sizeof(*vs));
+                if (!vs)
+                        return -ENOMEM;
+                for (size_t k = 0; k < g->n_vcpus; k++)
+                        vs[k] = (struct adaptive_vcpu_sample){ .util = s->load, .wait = s->wait,
+                                                               .voluntary_hz = s->voluntary,
+                                                               .involuntary_hz = s->involuntary };
+                unsigned samples = (unsigned)g->n_vcpus * 10;   /* 10 Hz ticks */
+                unsigned runnable = (unsigned)lround(samples * s->runnable);
+                unsigned stacked = (unsigned)lround(runnable * s->stacked);
+                unsigned steps = (unsigned)ceil(window_s) + 1;
+                for (unsigned t = 1; t <= steps && !s->decided; t++) {
+                        struct adaptive_guest_sample gs = {
+                                .now_ns = (uint64_t)t * 1000000000ULL, .dt_s = 1, .vcpus = vs,
+                                .n_vcpus = g->n_vcpus, .samples = samples, .runnable_samples = runnable,
+                                .stacked_samples = stacked, .host_runnable = host_runnable, .allowed = usable,
+                        };
+                        struct adaptive_input in;
+                        int r = adaptive_input_build(&gs, &p, &in);
+                        if (r < 0)
+                                return r;
+                        r = adaptive_step(&ag, &p, &in, &s->decision);
+                        if (r < 0)
+                                return r;
+                        s->decided = s->decision.event != ADAPTIVE_EVENT_NONE;
+                }
+                g->auto_mode = ag.mode;
+        }
+        (void)n_cpus;
+        return 0;
+}
+
+/* Why a --guest guest stays in kernel mode: the first rule it fails. */
+static void sim_why_not(const struct sim_signals *s, const struct guest_input *g, const struct adaptive_params *p,
+                        char *buf, size_t len)
+{
+        if (g->n_vcpus < 2)
+                snprintf(buf, len, "one vCPU: no siblings to stack");
+        else if (s->load + s->wait < p->busy_min)
+                snprintf(buf, len, "not busy: cpu + wait %.2f < %.2f", s->load + s->wait, p->busy_min);
+        else if (s->wait < p->wait_min)
+                snprintf(buf, len, "not waiting: wait %.2f < %.2f", s->wait, p->wait_min);
+        else if (s->voluntary > p->voluntary_max)
+                snprintf(buf, len, "blocks by itself: voluntary %.0f/s > %.0f/s", s->voluntary, p->voluntary_max);
+        else if (p->involuntary_max > 0 && s->involuntary > p->involuntary_max)
+                snprintf(buf, len, "involuntary %.0f/s > %.0f/s", s->involuntary, p->involuntary_max);
+        else if (s->runnable < p->runnable_min)
+                snprintf(buf, len, "not always runnable: %.2f < %.2f", s->runnable, p->runnable_min);
+        else
+                snprintf(buf, len, "not stacked beyond chance: stacked %.2f (needs >= %.2f and chance + %.2f)",
+                         s->stacked, p->stacked_min, p->stacked_margin);
+}
+
+static void sim_print_modes(FILE *f, const struct sim_guests *sim, double window_s)
+{
+        struct adaptive_params p;
+
+        adaptive_params_default(&p);
+        adaptive_params_set_window(&p, window_s);
+        fprintf(f, "Policy=auto over a steady %.0f s window:\n", window_s);
+        for (size_t i = 0; i < sim->n; i++) {
+                const struct sim_signals *s = &sim->signals[i];
+                const struct guest_input *g = &sim->guests[i];
+                if (!s->given)
+                        continue;
+                if (s->decided && s->decision.event == ADAPTIVE_EVENT_INTERVENE) {
+                        fprintf(f, "  %s: mode %s (%s%s)\n    %s\n", g->name, adaptive_mode_to_string(g->auto_mode),
+                                s->decision.reason,
+                                g->auto_mode == ADAPTIVE_SPREAD ? "; no other busy guest to co-schedule with" : "",
+                                s->decision.text);
+                } else {
+                        char why[160];
+                        sim_why_not(s, g, &p, why, sizeof(why));
+                        fprintf(f, "  %s: mode %s (%s)\n", g->name, adaptive_mode_to_string(g->auto_mode), why);
+                }
+        }
+        fputc('\n', f);
+}
+
+static json_object *sim_modes_json(const struct sim_guests *sim)
+{
+        json_object *a = json_object_new_array();
+
+        for (size_t i = 0; i < sim->n; i++) {
+                const struct sim_signals *s = &sim->signals[i];
+                if (!s->given)
+                        continue;
+                struct adaptive_params p;
+                adaptive_params_default(&p);
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "name", json_object_new_string(sim->guests[i].name));
+                json_object_object_add(o, "mode", json_object_new_string(adaptive_mode_to_string(sim->guests[i].auto_mode)));
+                if (s->decided && s->decision.event == ADAPTIVE_EVENT_INTERVENE) {
+                        json_object_object_add(o, "reason", json_object_new_string(s->decision.reason));
+                        json_object_object_add(o, "text", json_object_new_string(s->decision.text));
+                } else {
+                        char why[160];
+                        sim_why_not(s, &sim->guests[i], &p, why, sizeof(why));
+                        json_object_object_add(o, "reason", json_object_new_string(why));
+                }
+                json_object_array_add(a, o);
+        }
+        return a;
 }
 
 /* --inputs: the engine's inputs as the daemon's `plan --json` shows them. */
@@ -126,12 +369,18 @@ static void simulate_help(void)
                "Run the placement engine on a topology and made-up guests; change nothing.\n"
                "\n"
                "  --domains LIST     guests as NAME:VCPUS[@LOAD],... (LOAD per vCPU in [0,1], default 1)\n"
+               "  --guest SPEC       a Policy=auto guest with its signals (repeatable):\n"
+               "                     NAME:VCPUS[@LOAD][,stacked=S][,vol=V][,invol=I][,runnable=R][,wait=W]\n"
+               "                     (per vCPU: stacked share of runnable samples, voluntary and\n"
+               "                     involuntary switches/s, runnable share, wait share, default 1-LOAD);\n"
+               "                     prints the mode Policy=auto decides after a steady window\n"
+               "  --window SECONDS   Policy=auto's window for --guest (default AutoWindowSec=, " DEFAULT_AUTO_WINDOW ")\n"
                "  --inputs FILE      guests, usable CPUs and parameters as the daemon's\n"
                "                     'vcpuspreadctl plan --json' shows them (- for stdin)\n"
                "  --topology SPEC    host (default), FILE.xml (lstopo export) or an hwloc\n"
                "                     synthetic description such as 'pack:2 numa:2 l3:2 core:8 pu:2'\n"
                "  --reserved LIST    host CPUs never given to vCPUs, e.g. 0-1\n"
-               "  --policy POLICY    spread (default) or spread-cores\n"
+               "  --policy POLICY    spread (default), spread-cores or auto (guests of --domains)\n"
                "  --lane-width N     CPUs per vCPU mask: auto (default) or a number (1 = pin to one CPU)\n"
                "  --json             print one JSON object\n"
                "  --map              draw the plan as vcpuspreadctl map does\n"
@@ -142,9 +391,11 @@ static void simulate_help(void)
 
 int ctl_simulate(int argc, char **argv)
 {
-        enum { ARG_DOMAINS = 0x100, ARG_INPUTS, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE, ARG_MAP };
+        enum { ARG_DOMAINS = 0x100, ARG_GUEST, ARG_WINDOW, ARG_INPUTS, ARG_TOPOLOGY, ARG_RESERVED, ARG_POLICY, ARG_JSON, ARG_LANE, ARG_MAP };
         static const struct option options[] = {
                 { "domains", required_argument, NULL, ARG_DOMAINS },
+                { "guest", required_argument, NULL, ARG_GUEST },
+                { "window", required_argument, NULL, ARG_WINDOW },
                 { "inputs", required_argument, NULL, ARG_INPUTS },
                 { "topology", required_argument, NULL, ARG_TOPOLOGY },
                 { "reserved", required_argument, NULL, ARG_RESERVED },
@@ -161,12 +412,30 @@ int ctl_simulate(int argc, char **argv)
         struct plan_params params;
         char err[512];
         int c, r;
+        const char *guest_specs[256];
+        size_t n_guest_specs = 0;
+        uint64_t window_usec = 10 * 1000000ULL;
+        (void)config_parse_duration(DEFAULT_AUTO_WINDOW, &window_usec);
+        double window_s = (double)window_usec / 1e6;
 
         plan_params_default(&params);
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_DOMAINS: domains = optarg; break;
+                case ARG_GUEST:
+                        if (n_guest_specs >= ELEMENTSOF(guest_specs))
+                                return ctl_usage_error("--guest: at most %zu", ELEMENTSOF(guest_specs));
+                        guest_specs[n_guest_specs++] = optarg;
+                        break;
+                case ARG_WINDOW: {
+                        char *end;
+                        errno = 0;
+                        window_s = strtod(optarg, &end);
+                        if (errno || end == optarg || (*end && strcmp(end, "s") != 0) || !(window_s >= 1 && window_s <= 3600))
+                                return ctl_usage_error("--window %s: expected seconds from 1 to 3600", optarg);
+                        break;
+                }
                 case ARG_INPUTS: inputs = optarg; break;
                 case ARG_TOPOLOGY: topo_spec = optarg; break;
                 case ARG_RESERVED: reserved_spec = optarg; break;
@@ -175,7 +444,7 @@ int ctl_simulate(int argc, char **argv)
                 case ARG_POLICY:
                         r = placement_policy_from_string(optarg);
                         if (r < 0 || r == POLICY_IGNORE)
-                                return ctl_usage_error("--policy %s: expected spread or spread-cores", optarg);
+                                return ctl_usage_error("--policy %s: expected spread, spread-cores or auto", optarg);
                         policy = (enum placement_policy)r;
                         break;
                 case ARG_LANE:
@@ -197,10 +466,10 @@ int ctl_simulate(int argc, char **argv)
         }
         if (optind < argc)
                 return ctl_usage_error("simulate: unexpected argument '%s'", argv[optind]);
-        if (inputs && (domains || reserved_spec || lane_given || policy != POLICY_SPREAD))
+        if (inputs && (domains || n_guest_specs || reserved_spec || lane_given || policy != POLICY_SPREAD))
                 return ctl_usage_error("simulate: --inputs carries the guests and parameters; "
                                        "--domains, --reserved, --policy and --lane-width do not go with it");
-        if (!domains && !inputs)
+        if (!domains && !inputs && !n_guest_specs)
                 return ctl_usage_error("simulate: --domains is required, e.g. --domains 'web1:4,web2:4'");
 
         _cleanup_bitmap_ hwloc_bitmap_t reserved = hwloc_bitmap_alloc();
@@ -212,11 +481,19 @@ int ctl_simulate(int argc, char **argv)
 
         _cleanup_(sim_guests_done) struct sim_guests sim = {};
         _cleanup_(plan_input_set_done) struct plan_input_set set = {};
-        r = inputs ? read_inputs(inputs, &set, err, sizeof(err)) : parse_domains(domains, policy, &sim, err, sizeof(err));
+        r = inputs ? read_inputs(inputs, &set, err, sizeof(err))
+            : domains ? parse_domains(domains, policy, &sim, err, sizeof(err)) : 0;
         if (r == -ENOMEM)
                 return ctl_error(r, "out of memory");
         if (r < 0)
                 return ctl_usage_error("%s: %s", inputs ? "--inputs" : "--domains", err);
+        for (size_t i = 0; i < n_guest_specs; i++) {
+                r = parse_signal_guest(guest_specs[i], &sim, err, sizeof(err));
+                if (r == -ENOMEM)
+                        return ctl_error(r, "out of memory");
+                if (r < 0)
+                        return ctl_usage_error("--guest: %s", err);
+        }
         const struct guest_input *guests = inputs ? set.guests : sim.guests;
         size_t n_guests = inputs ? set.n_guests : sim.n;
         if (inputs)
@@ -230,6 +507,11 @@ int ctl_simulate(int argc, char **argv)
                 return ctl_usage_error("--reserved %s leaves no usable CPU", reserved_spec);
         if (set.usable)
                 hwloc_bitmap_copy(usable, set.usable);
+        if (n_guest_specs) {
+                r = sim_decide(&sim, usable, window_s);
+                if (r < 0)
+                        return ctl_error(r, "Policy=auto on the --guest guests failed: %s", strerror(-r));
+        }
 
         struct plan plan;
         r = placement_plan(topo, usable, guests, n_guests, &params, &plan);
@@ -244,6 +526,8 @@ int ctl_simulate(int argc, char **argv)
                 json_object *o = plan_to_json(topo, usable, guests, n_guests, &plan, &checks);
                 if (o)
                         json_object_object_add(o, "inputs", plan_inputs_to_json(usable, guests, n_guests, &params));
+                if (o && n_guest_specs)
+                        json_object_object_add(o, "auto", sim_modes_json(&sim));
                 if (!o) {
                         plan_done(&plan);
                         return ctl_error(-ENOMEM, "out of memory");
@@ -254,6 +538,8 @@ int ctl_simulate(int argc, char **argv)
                         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         } else {
+                if (n_guest_specs)
+                        sim_print_modes(stdout, &sim, window_s);
                 plan_print_text(stdout, topo, usable, guests, n_guests, &plan, &checks);
         }
         plan_done(&plan);

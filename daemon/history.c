@@ -413,6 +413,8 @@ static json_object *guest_report(const struct history *h, const struct history_g
         json_object_object_add(o, "mode", json_object_new_string(adaptive_mode_to_string(g->mode)));
         if (g->mode_reason[0])
                 json_object_object_add(o, "mode_reason", json_object_new_string(g->mode_reason));
+        if (g->adaptive)
+                json_object_object_add(o, "auto_phase", json_object_new_string(adaptive_phase_to_string(g->phase)));
         json_object_object_add(o, "mode_changes", json_object_new_int64((int64_t)a.mode_changes));
         json_object_object_add(o, "moves", json_object_new_int64((int64_t)a.moves));
         json_object_object_add(o, "observed_moves", json_object_new_int64((int64_t)a.observed_moves));

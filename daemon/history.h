@@ -96,6 +96,7 @@ struct history_guest {
         bool adaptive;
         enum adaptive_phase phase;
         struct adaptive_figures figures;
+        uint64_t ext_seq;               /* the glue's: Policy=auto's interval whose ticks were taken */
 
         struct history_acc total;
         struct history_bucket *buckets; /* HISTORY_BUCKETS, owned */

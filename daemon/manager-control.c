@@ -56,6 +56,42 @@ static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
         return o;
 }
 
+/* Policy=auto: the mode, why, and the last interval's figures (struct guest_auto). */
+static json_object *auto_status(const struct managed_guest *g)
+{
+        const struct guest_auto *a = &g->auto_state;
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "mode", json_object_new_string(adaptive_mode_to_string(a->mode)));
+        json_object_object_add(o, "phase", json_object_new_string(adaptive_phase_to_string(a->ag.phase)));
+        json_object_object_add(o, "active", json_object_new_boolean(a->active));
+        json_object_object_add(o, "cosched", json_object_new_boolean(a->cosched));
+        json_object_object_add(o, "ticked", json_object_new_boolean(a->ticked));
+        json_object_object_add(o, "changes", json_object_new_int((int)a->ag.changes));
+        json_object_object_add(o, "reason", json_object_new_string(a->reason[0] ? a->reason : "initial"));
+        if (a->last_event != ADAPTIVE_EVENT_NONE)
+                json_object_object_add(o, "event", json_object_new_string(adaptive_event_to_string(a->last_event)));
+        if (a->text[0])
+                json_object_object_add(o, "text", json_object_new_string(a->text));
+        if (a->since)
+                json_object_object_add(o, "since", json_time(a->since));
+        if (a->have_last) {
+                json_object *l = json_object_new_object();
+                json_object_object_add(l, "cpu_share", json_object_new_double(a->last.cpu_share));
+                json_object_object_add(l, "busy", json_object_new_double(a->last.busy));
+                json_object_object_add(l, "wait", json_object_new_double(a->last.wait));
+                json_object_object_add(l, "samples", json_object_new_int((int)a->last.samples));
+                json_object_object_add(l, "runnable_samples", json_object_new_int((int)a->last.runnable_samples));
+                json_object_object_add(l, "stacked_samples", json_object_new_int((int)a->last.stacked_samples));
+                json_object_object_add(l, "stacked_chance", json_object_new_double(a->last.stacked_chance));
+                json_object_object_add(l, "voluntary_hz", json_object_new_double(a->last.voluntary_hz));
+                json_object_object_add(l, "involuntary_hz", json_object_new_double(a->last.involuntary_hz));
+                json_object_object_add(l, "idle_forbidden", json_object_new_double(a->last.idle_forbidden));
+                json_object_object_add(o, "last_interval", l);
+        }
+        return o;
+}
+
 static json_object *guest_status(struct manager *m, const struct managed_guest *g)
 {
         json_object *o = json_object_new_object();
@@ -72,6 +108,8 @@ static json_object *guest_status(struct manager *m, const struct managed_guest *
         if (g->restriction)
                 json_object_object_add(o, "restriction", json_cpulist(g->restriction));
         json_object_object_add(o, "qemu_pid", json_object_new_int((int)g->qemu_pid));
+        if (g->policy == POLICY_AUTO)
+                json_object_object_add(o, "auto", auto_status(g));
         for (size_t k = 0; k < g->n_vcpus; k++)
                 json_object_array_add(vcpus, vcpu_status(m, &g->vcpus[k]));
         json_object_object_add(o, "vcpus", vcpus);

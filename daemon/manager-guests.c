@@ -31,9 +31,11 @@ struct log_domain guest_log(const struct managed_guest *g)
 
 static void vcpus_free(struct managed_vcpu *v, size_t n)
 {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 if (v[i].current)
                         hwloc_bitmap_free(v[i].current);
+                vcpu_auto_done(&v[i].auto_state);
+        }
         free(v);
 }
 
@@ -50,6 +52,7 @@ void guest_free(struct managed_guest *g)
         free(g->xml_pinned);
         free(g->runtime_pinned);
         vcpus_free(g->vcpus, g->n_vcpus);
+        guest_auto_done(&g->auto_state);
         free(g);
 }
 
@@ -225,6 +228,7 @@ int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 if (old) {
                         *nv = *old;
                         old->current = NULL;    /* moved into nv */
+                        old->auto_state.st.tid = 0;     /* its open files too */
                 } else {
                         nv->vcpu = t.threads[i].vcpu;
                         nv->tid = t.threads[i].tid;

@@ -34,5 +34,15 @@ void manager_watch_status_files(struct manager *m);
 /* manager-sample.c */
 int manager_start_sampling(struct manager *m);
 
+/* manager-auto.c: Policy=auto */
+int manager_auto_start(struct manager *m);
+void manager_auto_free(struct manager *m);
+void manager_auto_reload(struct manager *m);
+void manager_auto_interval(struct manager *m);
+void manager_auto_after_plan(struct manager *m);
+void manager_auto_guest_input(const struct managed_guest *g, struct guest_input *gi, struct vcpu_input *v);
+void vcpu_auto_done(struct vcpu_auto *a);
+void guest_auto_done(struct guest_auto *a);
+
 /* manager.c */
 void manager_ready(struct manager *m, const char *why);

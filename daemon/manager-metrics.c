@@ -99,8 +99,8 @@ void manager_metrics_free(struct manager *m)
 
 /*
  * The mode a guest is in, or (observing) would be in.  Policy=auto's own
- * decision when it runs (hook: the auto branch's per-guest state), else what
- * its policy means: spread and spread-cores keep siblings apart, a guest the
+ * decision when it runs (manager-auto.c's struct guest_auto), else what its
+ * policy means: spread and spread-cores keep siblings apart, a guest the
  * daemon does not place is left to the kernel.
  */
 static enum adaptive_mode guest_mode(const struct managed_guest *g, const char **reason)
@@ -108,16 +108,47 @@ static enum adaptive_mode guest_mode(const struct managed_guest *g, const char *
         *reason = NULL;
         if (g->state != GUEST_MANAGED)
                 return ADAPTIVE_KERNEL;
+        if (g->auto_state.active) {
+                *reason = g->auto_state.reason[0] ? g->auto_state.reason : NULL;
+                return g->auto_state.mode;
+        }
         return g->policy == POLICY_IGNORE ? ADAPTIVE_KERNEL : ADAPTIVE_SPREAD;
 }
 
-/* Policy=auto's figures of its last window (hook: filled once the auto
- * branch's per-guest state is there); false: the guest has none. */
+/* Policy=auto's figures of the last interval its state machine was fed;
+ * false: the guest has none. */
 static bool guest_adaptive_figures(const struct managed_guest *g, enum adaptive_phase *phase,
                                    struct adaptive_figures *out)
 {
-        (void)g, (void)phase, (void)out;
-        return false;
+        const struct guest_auto *ga = &g->auto_state;
+        if (!ga->active || !ga->have_last || g->state != GUEST_MANAGED)
+                return false;
+        const struct adaptive_input *in = &ga->last;
+        double stacked = in->runnable_samples ? (double)in->stacked_samples / in->runnable_samples : 0;
+        *phase = ga->ag.phase;
+        *out = (struct adaptive_figures){
+                .seconds = in->dt_s, .cpu_share = in->cpu_share, .busy = in->busy, .wait = in->wait,
+                .stacked = stacked, .stacked_chance = in->stacked_chance, .voluntary_hz = in->voluntary_hz,
+                .involuntary_hz = in->involuntary_hz, .idle_forbidden = in->idle_forbidden,
+                /* adaptive_harm() with the default yield_weight of 0 */
+                .harm = in->wait * stacked, .runnable_samples = in->runnable_samples,
+        };
+        return true;
+}
+
+/* This interval's ticks from Policy=auto when it ticked the guest (up to
+ * 10 Hz): then the vCPUs are not read a second time. */
+static bool guest_auto_tally(const struct managed_guest *g, struct history_guest *hg, struct signals_tally *t,
+                             double *chance)
+{
+        const struct guest_auto *ga = &g->auto_state;
+        if (!ga->active || !ga->have_last || ga->intervals == hg->ext_seq || ga->last.samples == 0)
+                return false;
+        hg->ext_seq = ga->intervals;
+        *t = (struct signals_tally){ .ticks = 1, .samples = ga->last.samples, .runnable = ga->last.runnable_samples,
+                                     .stacked = ga->last.stacked_samples };
+        *chance = ga->last.stacked_chance;
+        return true;
 }
 
 /* Host CPUs the guest may use: what an even random spread is spread over. */
@@ -180,7 +211,9 @@ static void guest_interval(struct manager *m, struct manager_metrics *mm, struct
                 .now_ns = now, .wall = time(NULL), .dt_s = dt_s, .vcpus = vs, .n_vcpus = n,
                 .policy = placement_policy_to_string(g->policy), .state = guest_state_to_string(g->state),
         };
-        if (mm->signals && nt >= 2) {
+        if (guest_auto_tally(g, hg, &s.tally, &s.stacked_chance))
+                ;
+        else if (mm->signals && nt >= 2) {
                 signals_sample_guest(mm->signals, threads, nt, scratch, &s.tally);
                 s.stacked_chance = adaptive_stacked_chance(host_runnable, guest_cpus(m, g), (unsigned)nt);
         }

@@ -78,6 +78,7 @@ static int plan_inputs_build(struct manager *m, struct plan_inputs *in)
                         .n_vcpus = g->n_vcpus,
                         .vcpus = v,
                 };
+                manager_auto_guest_input(g, &in->guests[in->n], v);
                 in->owner[in->n++] = g;
         }
         return 0;
@@ -301,6 +302,7 @@ int manager_plan_and_apply(struct manager *m)
                         g->vcpus[k].is_new = false;
         }
         plan_done(&plan);
+        manager_auto_after_plan(m);
         m->n_passes++;
         manager_update_status(m);
         if (resync)

@@ -58,6 +58,8 @@ static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata)
                 for (size_t k = 0; k < g->n_vcpus; k++)
                         vcpu_sample(m, g, &g->vcpus[k], window_s);
         }
+        /* Policy=auto: the guests' modes from this interval's figures. */
+        manager_auto_interval(m);
         /* Re-plan with the new loads: the engine only moves what clears the
          * hysteresis, and at most MovesPerInterval= vCPUs. */
         if (lv_conn_is_alive(m->lv))
@@ -86,6 +88,9 @@ int manager_start_sampling(struct manager *m)
                    NULL, NULL, "load sampling: %s", sampler_description(m->sampler));
         if (sampler_source(m->sampler) == SAMPLER_NONE)
                 return 0;  /* placement still works, with every vCPU counted as busy */
+        r = manager_auto_start(m);
+        if (r < 0)
+                return r;
         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         r = sd_event_add_time(m->event, &m->sample_timer, CLOCK_MONOTONIC, now + m->config.sample_interval_usec,
                               0, on_sample_timer, m);

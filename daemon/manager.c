@@ -166,6 +166,7 @@ int manager_reload(struct manager *m, char *err, size_t errlen)
 
         for (size_t i = 0; i < m->n_guests; i++)
                 guest_apply_config(m, m->guests[i], false);
+        manager_auto_reload(m);
         log_struct(LOG_INFO, 0, MSGID_CONFIG, NULL, NULL, "configuration reloaded (%zu file%s); re-planning",
                    m->config.n_files, m->config.n_files == 1 ? "" : "s");
         manager_schedule_plan(m);
@@ -244,6 +245,7 @@ void manager_free(struct manager *m)
         manager_metrics_free(m);
         control_server_free(m->control);
         sd_event_source_unref(m->replan_source);
+        manager_auto_free(m);
         sd_event_source_unref(m->sample_timer);
         sampler_free(m->sampler);
         free(m->host_load);

@@ -16,12 +16,14 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "adaptive.h"
 #include "apply.h"
 #include "lib/config.h"
 #include "control.h"
 #include "libvirt.h"
 #include "placement.h"
 #include "sample.h"
+#include "signals.h"
 #include "topology.h"
 #include "vcpu-threads.h"
 
@@ -45,6 +47,17 @@ enum guest_state {
 
 const char *guest_state_to_string(enum guest_state s);
 
+/* Policy=auto, per vCPU: the signal sampler's files and switch rates
+ * (manager-auto.c). */
+struct vcpu_auto {
+        struct signals_thread st;       /* /proc/PID/task/TID/{stat,status}, kept open */
+        bool ctxt_known;                /* last_ctxt holds a reading */
+        bool rate_known;                /* voluntary_hz, involuntary_hz are from two readings */
+        struct thread_ctxt last_ctxt;
+        uint64_t last_ctxt_ns;
+        double voluntary_hz, involuntary_hz;    /* last rate measured (status read every Nth interval) */
+};
+
 struct managed_vcpu {
         unsigned vcpu;
         pid_t tid;
@@ -62,6 +75,34 @@ struct managed_vcpu {
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
+        struct vcpu_auto auto_state;    /* Policy=auto's signals of this thread */
+};
+
+/*
+ * Policy=auto, per guest (manager-auto.c; lib/adaptive.h has the rules).
+ * Read by status, metrics and report: @active says whether the rest means
+ * anything; @mode is what the engine is told (guest_input.auto_mode).
+ */
+struct guest_auto {
+        bool active;                    /* the guest's policy is auto and it is managed */
+        enum adaptive_mode mode;        /* = ag.mode: KERNEL, SPREAD or COSCHED */
+        struct adaptive_guest ag;       /* the state machine */
+        char reason[48];                /* last event's reason ("stacked-nonblocking", ...); "" none yet */
+        enum adaptive_event last_event; /* last event other than NONE */
+        char text[512];                 /* last event's one line with the figures */
+        time_t since;                   /* wall clock of the last mode change (0: never changed) */
+        struct adaptive_input last;     /* the last interval fed to adaptive_step() */
+        bool have_last;
+        struct signals_tally tally;     /* ticks of the current interval */
+        double host_running_sum;        /* /proc/loadavg runnable, summed over the ticks */
+        unsigned host_running_ticks;
+        bool ticked;                    /* its vCPUs are ticked this interval */
+        uint64_t intervals;             /* sampling intervals fed so far */
+        uint64_t last_step_ns;          /* now_ns of the last adaptive_step() */
+        bool cosched;                   /* handed to daemon/cosched as a gang now */
+        char *cgroup;                   /* the guest's directory in the cpu hierarchy; owned, may be NULL */
+        hwloc_bitmap_t allowed;         /* restriction ∩ usable, as of the last interval; owned, may be NULL */
+        uint64_t threads_sig;           /* its vCPU threads when the state machine started */
 };
 
 struct managed_guest {
@@ -84,6 +125,7 @@ struct managed_guest {
         unsigned thread_retries;        /* vCPU threads looked for but not found */
         bool name_fallback_logged;      /* said once that the status file failed us */
         uint64_t start_event_usec;      /* CLOCK_MONOTONIC of its start event, until placed */
+        struct guest_auto auto_state;   /* Policy=auto: mode, why, signals (manager-auto.c) */
 };
 
 struct manager {
@@ -107,6 +149,7 @@ struct manager {
         /* Busy and steal per host CPU, by dense topology index. */
         struct host_cpu_load *host_load;
         struct host_cpu_counters *host_counters;        /* scratch, n_pus entries */
+        struct manager_auto *autom;             /* Policy=auto: signals, co-scheduler (manager-auto.c) */
         sd_event_source *resync_timer;
         sd_event_source *retry_timer;           /* threads not found yet */
         sd_event_source *inotify_source;        /* status files (hotplug) */

@@ -19,4 +19,8 @@
 #define MSGID_THREADS_BY_NAME   "d54279ab5c0b416bb6fe9a13c69499e4" /* threads found by name, no status file */
 #define MSGID_VCPU_COUNT        "61b87ae80b4e4ffba1fdf0477106e552" /* a guest's vCPU count changed */
 #define MSGID_THREADS_NOT_FOUND "ceed148838e24b18a575b00f51682aca" /* a guest's vCPU threads not found */
+#define MSGID_AUTO_MODE         "2faf7187840a4e5dae3f7c7748d582e2" /* Policy=auto: a guest's mode changed */
+#define MSGID_AUTO_TRIAL_KEPT   "df944897cd754e7da167b212516b27b7" /* Policy=auto: a trial kept the new mode */
+#define MSGID_AUTO_TRIAL_REVERTED "6fe13ab4587f43438550ebe2b516107d" /* Policy=auto: a trial failed, back to kernel */
+#define MSGID_AUTO_RELEASED     "70d9107c4e8d44029f56f8bcecc18d70" /* Policy=auto: released for work conservation */
 #define MSGID_NO_USABLE_CPUS    "b4876768d59c46c88c767469c14a6ac1" /* a guest's allowed CPUs leave none */

@@ -188,14 +188,14 @@ enum adaptive_figure { A_HARM, A_STACKED, A_BUSY, A_WAIT, A_VOLUNTARY, A_INVOLUN
 static const struct {
         const char *name, *help;
 } adaptive_families[_A_MAX] = {
-        [A_HARM] = { "vcpuspread_guest_adaptive_harm_ratio", "Policy=auto: wait x stacked of its last window (harm)." },
-        [A_STACKED] = { "vcpuspread_guest_adaptive_stacked_ratio", "Policy=auto: stacked share of its last window." },
-        [A_BUSY] = { "vcpuspread_guest_adaptive_busy_ratio", "Policy=auto: busy share of its last window." },
-        [A_WAIT] = { "vcpuspread_guest_adaptive_wait_ratio", "Policy=auto: run-queue wait share of its last window." },
+        [A_HARM] = { "vcpuspread_guest_adaptive_harm_ratio", "Policy=auto: wait x stacked of the last interval its state machine was fed (harm)." },
+        [A_STACKED] = { "vcpuspread_guest_adaptive_stacked_ratio", "Policy=auto: stacked share of the last interval its state machine was fed." },
+        [A_BUSY] = { "vcpuspread_guest_adaptive_busy_ratio", "Policy=auto: busy share of the last interval its state machine was fed." },
+        [A_WAIT] = { "vcpuspread_guest_adaptive_wait_ratio", "Policy=auto: run-queue wait share of the last interval its state machine was fed." },
         [A_VOLUNTARY] = { "vcpuspread_guest_adaptive_voluntary_switches_per_second",
-                          "Policy=auto: voluntary switches per vCPU-second of its last window." },
+                          "Policy=auto: voluntary switches per vCPU-second it was fed last." },
         [A_INVOLUNTARY] = { "vcpuspread_guest_adaptive_involuntary_switches_per_second",
-                            "Policy=auto: involuntary switches per vCPU-second of its last window." },
+                            "Policy=auto: involuntary switches per vCPU-second it was fed last." },
 };
 
 static double adaptive_figure(const struct adaptive_figures *a, enum adaptive_figure k)

@@ -33,6 +33,8 @@ static json_object *guest_to_json(const struct guest_input *g, const struct gues
 
         json_object_object_add(o, "name", json_object_new_string(g->name ? g->name : ""));
         json_object_object_add(o, "policy", json_object_new_string(placement_policy_to_string(g->policy)));
+        if (g->policy == POLICY_AUTO)
+                json_object_object_add(o, "auto_mode", json_object_new_string(adaptive_mode_to_string(g->auto_mode)));
         if (g->restriction)
                 json_object_object_add(o, "restriction", json_cpulist(g->restriction));
         json_object_object_add(o, "overcommitted", json_object_new_boolean(gp->overcommitted));
@@ -128,8 +130,9 @@ void plan_print_text(FILE *f, const struct topology *topo, hwloc_const_bitmap_t 
                 const struct guest_input *g = &guests[i];
                 const struct guest_plan *gp = &plan->guests[i];
 
-                fprintf(f, "%s (%s, %zu vCPU%s)%s%s\n", g->name, placement_policy_to_string(g->policy),
-                        g->n_vcpus, g->n_vcpus == 1 ? "" : "s",
+                fprintf(f, "%s (%s%s%s, %zu vCPU%s)%s%s\n", g->name, placement_policy_to_string(g->policy),
+                        g->policy == POLICY_AUTO ? ": " : "",
+                        g->policy == POLICY_AUTO ? adaptive_mode_to_string(g->auto_mode) : "", g->n_vcpus, g->n_vcpus == 1 ? "" : "s",
                         gp->overcommitted ? ": more vCPUs than CPUs, shared" : "",
                         gp->error ? ": ERROR no usable CPU in its restriction" : "");
                 for (size_t v = 0; v < g->n_vcpus; v++) {
@@ -236,6 +239,9 @@ json_object *plan_inputs_to_json(hwloc_const_bitmap_t usable, const struct guest
                 json_object *jv = json_object_new_array();
                 json_object_object_add(jg, "name", json_object_new_string(g->name ? g->name : ""));
                 json_object_object_add(jg, "policy", json_object_new_string(placement_policy_to_string(g->policy)));
+                if (g->policy == POLICY_AUTO)
+                        json_object_object_add(jg, "auto_mode",
+                                               json_object_new_string(adaptive_mode_to_string(g->auto_mode)));
                 json_object_object_add(jg, "restriction", json_cpulist(g->restriction));
                 for (size_t v = 0; v < g->n_vcpus; v++)
                         json_object_array_add(jv, rows_to_json(vcpu_rows, &g->vcpus[v]));
@@ -334,6 +340,19 @@ static int read_guest(struct reader *rd, json_object *o, struct guest_input *g)
                 return -EINVAL;
         }
         g->policy = (enum placement_policy)p;
+        json_object *mode = NULL;
+        if (json_object_object_get_ex(o, "auto_mode", &mode) && mode) {
+                const char *ms = json_object_get_string(mode);
+                int found = -1;
+                for (int k = 0; k < _ADAPTIVE_MODE_MAX; k++)
+                        if (ms && strcmp(ms, adaptive_mode_to_string((enum adaptive_mode)k)) == 0)
+                                found = k;
+                if (found < 0) {
+                        snprintf(rd->err, rd->errlen, "guest %s: unknown auto_mode", g->name);
+                        return -EINVAL;
+                }
+                g->auto_mode = (enum adaptive_mode)found;
+        }
         g->restriction = read_cpus(rd, o, "restriction");
         size_t n = vcpus ? json_object_array_length(vcpus) : 0;
         struct vcpu_input *v = calloc(n ?: 1, sizeof(*v));

@@ -132,6 +132,13 @@ void adaptive_params_default(struct adaptive_params *p)
         };
 }
 
+void adaptive_params_set_window(struct adaptive_params *p, double window_s)
+{
+        p->window_s = window_s;
+        p->trial_s = window_s;
+        p->settle_s = fmin(5, fmax(1, window_s / 5));
+}
+
 void adaptive_guest_init(struct adaptive_guest *g)
 {
         *g = (struct adaptive_guest) { .mode = ADAPTIVE_KERNEL, .phase = ADAPTIVE_WATCH };
@@ -514,6 +521,13 @@ int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
                 on_trial_window(g, p, in, &f, out);
                 return 0;
         case ADAPTIVE_WATCH:
+                /* An idle or unhurried interval: no candidate window holds
+                 * it, so the next one starts after it (rule 1). */
+                if (in->busy < p->busy_min || in->wait < p->wait_min) {
+                        start_window(g, ADAPTIVE_WATCH);
+                        return 0;
+                }
+                __attribute__((fallthrough));
         case ADAPTIVE_STEADY:
                 if (g->acc.seconds < p->window_s)
                         return 0;

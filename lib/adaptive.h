@@ -20,8 +20,10 @@
  * window is a candidate.
  *
  * The rules, each in one place in adaptive.c:
- *  1. candidate: over one window (WindowSec, default 30 s) of the guest in
- *     KERNEL mode, busy >= busy_min, wait >= wait_min, voluntary switches
+ *  1. candidate: over one window (window_s; the daemon's AutoWindowSec=,
+ *     default 10 s) of the guest in KERNEL mode; an interval that is not
+ *     busy and waiting (busy_min, wait_min) restarts the window, so a
+ *     window covers the load from its start, busy >= busy_min, wait >= wait_min, voluntary switches
  *     per vCPU-second <= voluntary_max (and involuntary ones <=
  *     involuntary_max), runnable at >= runnable_min of
  *     the ticks (when there were ticks), stacked >= stacked_min and
@@ -121,6 +123,13 @@ struct adaptive_params {
 };
 
 void adaptive_params_default(struct adaptive_params *p);
+
+/* The daemon's judgement timings from one figure, AutoWindowSec= (default
+ * 10 s, lib/defaults.h): window_s = trial_s = @window_s, settle_s = a fifth
+ * of it within [1, 5] s.  With 1 s sampling a guest that starts spinning is
+ * taken in about window + 2 s later (the window restarts at every interval
+ * that is not busy and waiting, rule 1).  holdoff and min_dwell stay 10 min. */
+void adaptive_params_set_window(struct adaptive_params *p, double window_s);
 
 /*
  * One sampling interval of one guest, filled by the manager from the load

@@ -346,6 +346,8 @@ const struct config_key config_daemon_keys[] = {
         DAEMON_KEY("StarvationWaitSec", DEFAULT_STARVATION_WAIT, duration_key, starvation_wait_usec,
                    .max = USEC_PER_SEC - 1,
                    .hint = "expected a wait per second below 1s, such as 100ms, or 0 to disable"),
+        DAEMON_KEY("AutoWindowSec", DEFAULT_AUTO_WINDOW, duration_key, auto_window_usec,
+                   .min = 2 * USEC_PER_SEC, .max = 3600 * USEC_PER_SEC),
         DAEMON_KEY("TaskDelayAccounting", DEFAULT_TASK_DELAY_ACCOUNTING, bool, task_delay_accounting),
         DAEMON_KEY("ControlSocket", DEFAULT_CONTROL_SOCKET, socket_path, control_socket),
         DAEMON_KEY("ControlSocketGroup", DEFAULT_CONTROL_SOCKET_GROUP, group, control_socket_group,

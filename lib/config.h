@@ -53,6 +53,7 @@ struct config {
         uint64_t load_window_usec;      /* LoadWindowSec=: EWMA time constant; 0 = none */
         uint64_t min_dwell_usec;        /* MinDwellSec=: per-vCPU minimum time between moves */
         bool task_delay_accounting;     /* TaskDelayAccounting=: may set kernel.task_delayacct=1 */
+        uint64_t auto_window_usec;      /* AutoWindowSec=: Policy=auto's evaluation window and trial */
         uint64_t starvation_wait_usec;  /* StarvationWaitSec=: run-queue wait per second of
                                          * wall time above which a vCPU starves; 0 = off */
         bool observe;                   /* Mode=observe: decide, log and export; change nothing */

@@ -17,12 +17,13 @@
 #define DEFAULT_CONNECT                 "qemu:///system"                 /* Connect= */
 #define DEFAULT_SAMPLE_INTERVAL         "1s"                             /* SampleIntervalSec= */
 #define DEFAULT_RESERVED_CPUS           ""                               /* ReservedCPUs= */
-#define DEFAULT_POLICY                  "spread"                         /* DefaultPolicy= */
+#define DEFAULT_POLICY                  "auto"                           /* DefaultPolicy= */
 #define DEFAULT_MOVES_PER_INTERVAL      "4"                              /* MovesPerInterval= */
 #define DEFAULT_HYSTERESIS              "0.1"                            /* Hysteresis= */
 #define DEFAULT_LANE_WIDTH              "auto"                           /* LaneWidth= */
 #define DEFAULT_LOAD_WINDOW             "5s"                             /* LoadWindowSec= */
 #define DEFAULT_MIN_DWELL               "10s"                            /* MinDwellSec= */
+#define DEFAULT_AUTO_WINDOW             "10s"                            /* AutoWindowSec= */
 #define DEFAULT_STARVATION_WAIT         "100ms"                          /* StarvationWaitSec= */
 #define DEFAULT_TASK_DELAY_ACCOUNTING   "no"                             /* TaskDelayAccounting= */
 #define DEFAULT_CONTROL_SOCKET          "/run/vcpuspreadd/control.sock"  /* ControlSocket= */

@@ -146,6 +146,24 @@ static void check_guest(struct checker *c, const struct guest_input *g, const st
         guest_facts_done(&f);
 }
 
+/* A whole guest (Policy=auto, KERNEL or COSCHED): every vCPU but one that
+ * holds after a refused move has exactly the allowed set. */
+static void check_whole(struct checker *c, const struct guest_input *g, const struct guest_plan *gp,
+                        struct plan_checks *out)
+{
+        struct guest_facts f;
+
+        if (guest_facts_init(&f, c->topo, &c->d, c->usable_set, g) < 0) {
+                out->bounds = false;
+                return;
+        }
+        hwloc_const_bitmap_t allowed = f.allowed ? f.allowed : c->usable_set;
+        for (size_t j = 0; j < g->n_vcpus; j++)
+                if (!gp->vcpus[j].holding && !hwloc_bitmap_isequal(gp->vcpus[j].target, allowed))
+                        out->bounds = false;
+        guest_facts_done(&f);
+}
+
 void placement_check(const struct topology *topo, hwloc_const_bitmap_t usable,
                      const struct guest_input *guests, size_t n_guests,
                      const struct plan *plan, struct plan_checks *out)
@@ -164,6 +182,10 @@ void placement_check(const struct topology *topo, hwloc_const_bitmap_t usable,
         for (size_t i = 0; i < n_guests; i++) {
                 if (guests[i].policy == POLICY_IGNORE || plan->guests[i].error)
                         continue;
+                if (guest_input_whole(&guests[i])) {
+                        check_whole(&c, &guests[i], &plan->guests[i], out);
+                        continue;
+                }
                 check_guest(&c, &guests[i], &plan->guests[i], (unsigned)i + 1, out);
         }
         checker_done(&c);

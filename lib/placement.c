@@ -58,6 +58,7 @@ static const char *const policy_names[_POLICY_MAX] = {
         [POLICY_SPREAD] = "spread",
         [POLICY_SPREAD_CORES] = "spread-cores",
         [POLICY_IGNORE] = "ignore",
+        [POLICY_AUTO] = "auto",
 };
 
 const char *placement_policy_to_string(enum placement_policy p)
@@ -81,6 +82,7 @@ static const char *const reason_names[_PLACE_REASON_MAX] = {
         [PLACE_OUT_OF_BOUNDS] = "out-of-bounds",
         [PLACE_LOCALITY] = "locality",
         [PLACE_REBALANCE] = "rebalance",
+        [PLACE_RELEASE] = "release",
 };
 
 const char *place_reason_to_string(enum place_reason r)
@@ -93,6 +95,11 @@ static const char *const scope_names[_SCOPE_MAX] = {
         [SCOPE_NUMA] = "numa",
         [SCOPE_ANY] = "any",
 };
+
+bool guest_input_whole(const struct guest_input *g)
+{
+        return g->policy == POLICY_AUTO && g->auto_mode != ADAPTIVE_SPREAD;
+}
 
 const char *plan_scope_to_string(enum plan_scope s)
 {
@@ -241,6 +248,7 @@ struct gstate {
         unsigned n;
         double load;
         bool managed;
+        bool whole;                     /* guest_input_whole(): every vCPU gets the allowed set */
         int error;
         enum plan_scope scope;
         unsigned domain;                /* run index at @scope */
@@ -724,7 +732,10 @@ static int setup_guest(struct engine *e, size_t i)
                         g->error = r;
                 else if (r < 0)
                         return r;
-                g->managed = r == 0;
+                /* A whole guest is not placed: its vCPUs are fixed at the
+                 * allowed set (target_of, emit_guest). */
+                g->whole = r == 0 && guest_input_whole(in);
+                g->managed = r == 0 && !g->whole;
         }
         /* A vCPU backing off after a refused move stays where it is, and its
          * siblings are placed around it. */
@@ -838,9 +849,14 @@ static int classify_guest(struct engine *e, struct gstate *g)
 
 /* ---- 2. Account ---- */
 
+static hwloc_const_bitmap_t allowed_set(const struct engine *e, const struct gstate *g);
+
 static int account_fixed(struct engine *e, struct vstate *v)
 {
-        hwloc_const_bitmap_t cur = v->in->current;
+        const struct gstate *g = &e->gs[v->guest];
+        /* A whole guest's vCPUs end up on the allowed set, backing-off ones where they are. */
+        hwloc_const_bitmap_t cur = g->whole && !vcpu_backing_off(v->in, &e->params) ? allowed_set(e, g)
+                                                                                      : v->in->current;
 
         if (!cur || hwloc_bitmap_isincluded(e->usable_set, cur)) {
                 e->base_load += v->load / e->d.n_usable;
@@ -1446,10 +1462,18 @@ static hwloc_bitmap_t lane_bitmap(const struct engine *e, const struct vstate *v
         return b;
 }
 
+/* A whole guest's vCPU is released to the allowed set unless it backs off. */
+static bool released(const struct engine *e, const struct vstate *v)
+{
+        return e->gs[v->guest].whole && !vcpu_backing_off(v->in, &e->params);
+}
+
 static hwloc_bitmap_t target_of(const struct engine *e, const struct vstate *v)
 {
         if (!v->fixed)
                 return lane_bitmap(e, v);
+        if (released(e, v))
+                return hwloc_bitmap_dup(allowed_set(e, &e->gs[v->guest]));
         return v->in->current ? hwloc_bitmap_dup(v->in->current) : hwloc_bitmap_alloc_full();
 }
 
@@ -1474,8 +1498,15 @@ static int emit_guest(const struct engine *e, size_t gi, struct guest_plan *gp)
                 if (!vp->target)
                         return -ENOMEM;
                 vp->load = v->load;
-                vp->holding = g->managed && v->fixed;
-                if (v->fixed || (v->in->current && hwloc_bitmap_isequal(vp->target, v->in->current)))
+                vp->holding = (g->managed || g->whole) && v->fixed && !released(e, v);
+                if (released(e, v))
+                        /* Unknown (NULL) counts as every CPU: written only when the
+                         * allowed set is narrower than the host. */
+                        vp->reason = (v->in->current ? hwloc_bitmap_isequal(vp->target, v->in->current)
+                                                     : hwloc_bitmap_isincluded(e->usable_set, vp->target))
+                                             ? PLACE_NONE
+                                             : PLACE_RELEASE;
+                else if (v->fixed || (v->in->current && hwloc_bitmap_isequal(vp->target, v->in->current)))
                         vp->reason = PLACE_NONE;
                 else
                         vp->reason = v->reason != PLACE_NONE ? v->reason : PLACE_REBALANCE;
@@ -1753,7 +1784,9 @@ static int emit_guest_moves(struct plan *out, size_t gi, const struct engine *e)
                 else
                         partial[m++] = (unsigned)j;
         }
-        if (m > 1 && !gp->overcommitted)
+        /* Widening to the allowed set never stacks siblings that were apart
+         * by our doing: a whole guest's vCPUs may share CPUs. */
+        if (m > 1 && !gp->overcommitted && !e->gs[gi].whole)
                 return order_partial_moves(out, gi, partial, m, e);
         for (size_t i = 0; i < m; i++)
                 append_move(out, gi, partial[i], e, NULL);
@@ -1808,7 +1841,8 @@ static int validate(const struct guest_input *guests, size_t n_guests, const str
         if (n_guests > 0 && !guests)
                 return -EINVAL;
         for (size_t i = 0; i < n_guests; i++) {
-                if ((unsigned)guests[i].policy >= _POLICY_MAX || (guests[i].n_vcpus > 0 && !guests[i].vcpus))
+                if ((unsigned)guests[i].policy >= _POLICY_MAX || (unsigned)guests[i].auto_mode >= _ADAPTIVE_MODE_MAX ||
+                    (guests[i].n_vcpus > 0 && !guests[i].vcpus))
                         return -EINVAL;
                 if (guests[i].n_vcpus > UINT_MAX / 2)
                         return -EINVAL;

@@ -16,12 +16,15 @@
 #include <stdint.h>
 #include <hwloc.h>
 
+#include "adaptive.h"
 #include "topology.h"
 
 enum placement_policy {
         POLICY_SPREAD,          /* siblings on pairwise disjoint CPUs */
         POLICY_SPREAD_CORES,    /* ... and on distinct physical cores */
         POLICY_IGNORE,          /* never moved, but its load counts */
+        POLICY_AUTO,            /* per guest, guest_input.auto_mode: KERNEL and COSCHED get the
+                                 * full allowed set, SPREAD is as POLICY_SPREAD (lib/adaptive.h) */
         _POLICY_MAX,
 };
 
@@ -39,6 +42,7 @@ enum place_reason {
         PLACE_OUT_OF_BOUNDS,    /* mask left the usable / restricted CPUs */
         PLACE_LOCALITY,         /* guest fits one NUMA node / L3 group but was split */
         PLACE_REBALANCE,        /* load moved elsewhere */
+        PLACE_RELEASE,          /* Policy=auto, KERNEL or COSCHED mode: back to the full allowed set */
         _PLACE_REASON_MAX,
 };
 
@@ -78,6 +82,13 @@ struct guest_input {
         unsigned id;                    /* caller's id; carried through, unused */
         const char *name;               /* for messages only */
         enum placement_policy policy;
+        /* POLICY_AUTO only: the mode the daemon decided (lib/adaptive.h).
+         * ADAPTIVE_KERNEL (0, the zero value) and ADAPTIVE_COSCHED: every
+         * vCPU's target is the guest's full allowed set (restriction ∩
+         * usable), a move (PLACE_RELEASE) only where its mask differs, and
+         * its load counts spread over that set; ADAPTIVE_SPREAD: as
+         * POLICY_SPREAD. */
+        enum adaptive_mode auto_mode;
         hwloc_const_bitmap_t restriction; /* CPUs the guest may use; NULL = all usable */
         size_t n_vcpus;
         const struct vcpu_input *vcpus;
@@ -111,6 +122,10 @@ struct plan_params {
         double unsampled_load;
         double boot_load;
 };
+
+/* Whether the engine gives @g's vCPUs the full allowed set rather than
+ * disjoint ones: POLICY_AUTO in KERNEL or COSCHED mode. */
+bool guest_input_whole(const struct guest_input *g);
 
 /* The daemon's defaults; `simulate` and the daemon both start from them. */
 void plan_params_default(struct plan_params *p);

@@ -26,6 +26,31 @@ cores=$(jq -r "$expand"' [.guests[0].vcpus[].cpus | expand | map(. / 2 | floor) 
 # Text output has pass lines.
 "$ctl" simulate --topology 'pu:2' --domains 'a:2' | grep -q '^  pass anti-affinity' || fail "text output"
 
+# Policy=auto: --guest carries a guest's signals; simulate prints the mode
+# adaptive_step() decides over a steady window, and the engine places by it.
+json=$("$ctl" simulate --topology pu:2 --json \
+        --guest 'spin1:2@0.5,stacked=0.7,vol=5,invol=300,runnable=0.98' \
+        --guest 'spin2:2@0.5,stacked=0.8,vol=10' \
+        --guest 'hb:2@0.5,stacked=0.8,vol=60' \
+        --guest 'idle:2@0.05,wait=0.01,vol=900')
+modes=$(jq -r '[.auto[] | "\(.name)=\(.mode)"] | join(" ")' <<< "$json")
+[[ $modes == "spin1=cosched spin2=cosched hb=kernel idle=kernel" ]] || fail "auto modes: $modes"
+[[ $(jq -r '.auto[0].reason' <<< "$json") == stacked-nonblocking ]] || fail "spin1 reason: $(jq -c '.auto[0]' <<< "$json")"
+[[ $(jq -r '.auto[2].reason' <<< "$json") == *"voluntary 60/s > 35/s"* ]] || fail "hb reason: $(jq -c '.auto[2]' <<< "$json")"
+[[ $(jq -r '[.guests[] | .auto_mode] | join(",")' <<< "$json") == cosched,cosched,kernel,kernel ]] || fail "plan auto_mode"
+# kernel and cosched guests keep the full set.
+[[ $(jq -r '[.guests[].vcpus[].cpus] | unique | join(" ")' <<< "$json") == 0-1 ]] ||
+        fail "auto guests not on their full set: $(jq -c '[.guests[].vcpus[].cpus]' <<< "$json")"
+# A lone spinner has nobody to take turns with: spread, on disjoint CPUs.
+json=$("$ctl" simulate --topology pu:2 --json --guest 'lone:2@0.5,stacked=0.9,vol=5' --domains 'web:2@0.2')
+[[ $(jq -r '.auto[0].mode' <<< "$json") == spread ]] || fail "lone spinner: $(jq -c .auto <<< "$json")"
+[[ $(jq -r '[.guests[] | select(.name == "lone") | .vcpus[].cpus] | sort | join(" ")' <<< "$json") == "0 1" ]] ||
+        fail "lone spinner not spread: $(jq -c .guests <<< "$json")"
+# The text output names each guest's mode and why.
+text=$("$ctl" simulate --topology pu:2 --guest 'a:2@0.5,stacked=0.7,vol=5' --guest 'b:2@0.5,stacked=0.2,vol=5')
+grep -q '^  a: mode cosched (stacked-nonblocking' <<< "$text" || fail "text mode line: $text"
+grep -q '^  b: mode kernel (not stacked beyond chance' <<< "$text" || fail "text reason line: $text"
+
 # --inputs reads back what --json wrote (the daemon's `plan --json` has the same "inputs"):
 # the same plan, key for key.
 json=$("$ctl" simulate --topology 'core:4 pu:2' --domains 'a:3@0.4,b:2' --lane-width 1 --json)
@@ -65,5 +90,9 @@ bad --domains 'a:2' --lane-width 0
 bad --inputs /nonexistent.json
 bad --inputs /dev/null
 bad --inputs /dev/null --domains 'a:2'
+bad --guest 'a:2,stacked=2'
+bad --guest 'a:2,bogus=1'
+bad --guest 'a:2@0.8,wait=0.5'
+bad --guest 'a:2' --window 0
 bad
 echo ok

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Build the benchmark guest: Debian's linux-image-amd64 kernel plus a busybox
-# initramfs holding hackbench (rt-tests), futexpp (futexpp.c, static) and
+# initramfs holding hackbench (rt-tests), futexpp (futexpp.c, static),
+# spinlock (spinlock.c, static) and
 # guest-init.sh as /init.
 #
 #   build-image.sh [OUTDIR]      (default: $BENCH_OUT/image, BENCH_OUT=bench/out/effectiveness)
@@ -35,7 +36,7 @@ kernel_ver=$(apt-cache policy "$kernel_pkg" | awk '/Candidate:/ { print $2 }')
 stamp="kernel=$kernel_pkg=$kernel_ver
 busybox=$(dpkg-query -W -f '${Version}' busybox-static)
 rt-tests=$(dpkg-query -W -f '${Version}' rt-tests)
-inputs=$(cat "$here/build-image.sh" "$here/guest-init.sh" "$here/futexpp.c" | sha256sum | cut -d' ' -f1)"
+inputs=$(cat "$here/build-image.sh" "$here/guest-init.sh" "$here/futexpp.c" "$here/spinlock.c" | sha256sum | cut -d' ' -f1)"
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] &&
    [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ]; then
         log "up to date: $out ($kernel_pkg $kernel_ver)"
@@ -75,6 +76,7 @@ while read -r lib; do
 done
 
 gcc -O2 -static -pthread -Wall -Wextra -Werror -o "$root/usr/bin/futexpp" "$here/futexpp.c"
+gcc -O2 -static -pthread -Wall -Wextra -Werror -o "$root/usr/bin/spinlock" "$here/spinlock.c"
 
 install -m 0755 "$here/guest-init.sh" "$root/init"
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true

@@ -2,7 +2,8 @@
 # /init of the benchmark guest (busybox initramfs).
 #
 # Kernel command line parameters (all optional):
-#   bench.workload=hackbench|futex|idle   what to run (default hackbench)
+#   bench.workload=hackbench|futex|spin|spin-pause|idle   what to run (default hackbench)
+#   bench.spin_cs=N bench.spin_out=N     spinlock critical section / private work steps
 #   bench.warmup=S bench.window=S bench.cooldown=S   phases in guest seconds
 #   bench.hb_groups=N bench.hb_loops=N    hackbench -g N -l N -T per iteration
 #   bench.sync=1   print READY, then wait for a line on /dev/ttyS1 before the
@@ -21,7 +22,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 
-workload=hackbench warmup=5 window=20 cooldown=3 hb_groups=2 hb_loops=20 sync=0
+workload=hackbench warmup=5 window=20 cooldown=3 hb_groups=2 hb_loops=20 sync=0 spin_cs=2000 spin_out=2000
 for arg in $(cat /proc/cmdline); do
         case "$arg" in
         bench.workload=*) workload=${arg#*=} ;;
@@ -31,6 +32,8 @@ for arg in $(cat /proc/cmdline); do
         bench.hb_groups=*) hb_groups=${arg#*=} ;;
         bench.hb_loops=*) hb_loops=${arg#*=} ;;
         bench.sync=*) sync=${arg#*=} ;;
+        bench.spin_cs=*) spin_cs=${arg#*=} ;;
+        bench.spin_out=*) spin_out=${arg#*=} ;;
         esac
 done
 
@@ -76,6 +79,16 @@ futex)
         futexpp "$warmup" "$window" "$cooldown" | while read -r line; do
                 ops=${line#ops=}
                 result "${ops%% *}"
+        done
+        ;;
+spin|spin-pause)
+        # One op = one acquisition of a user-space spinlock shared by one
+        # thread per vCPU; spin waits with a plain load loop, spin-pause with PAUSE.
+        kind=plain; [ "$workload" = spin-pause ] && kind=pause
+        spinlock "$kind" "$warmup" "$window" "$cooldown" "$spin_cs" "$spin_out" | while read -r line; do
+                ops=${line#ops=}
+                result "${ops%% *}"
+                echo "BENCH spinlock $line"
         done
         ;;
 idle)

@@ -39,7 +39,7 @@ line=$(grep -n '^Policy=sprad' "$(daemon_conf)" | cut -d: -f1)
 status=0
 err=$(ctl reload 2>&1) || status=$?
 assert_eq "$status" 1 "exit status of reload with a broken file"
-assert_eq "$err" "vcpuspreadctl: reload: $(daemon_conf):$line: Policy=sprad: expected spread, spread-cores or ignore" "reload error"
+assert_eq "$err" "vcpuspreadctl: reload: $(daemon_conf):$line: Policy=sprad: expected spread, spread-cores, ignore or auto" "reload error"
 status=0
 "$VST_DAEMON" --check-config --config "$(daemon_conf)" >/dev/null 2>"$VST_TMPDIR/check.err" || status=$?
 assert_eq "$status" 1 "--check-config on a broken file"

@@ -506,6 +506,49 @@ static void test_input_build(void)
         hwloc_bitmap_free(cpu1);
 }
 
+/* The daemon's timings (AutoWindowSec=10s): a guest idle for a while that
+ * starts spinning is taken in within window + 2 s, the window restarting at
+ * every idle interval; the steady hour that follows has at most one
+ * intervention per 10 minutes. */
+static void test_daemon_window(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input idle = spinner_stacked();
+
+        setup(&g);
+        adaptive_params_set_window(&P, 10);
+        CHECK(P.window_s == 10 && P.trial_s == 10 && P.settle_s == 2, "set_window: %g %g %g", P.window_s,
+              P.trial_s, P.settle_s);
+        CHECK(P.holdoff_ns == 600 * SEC && P.min_dwell_ns == 600 * SEC, "hold-off and dwell stay 10 min");
+        P.cosched_available = true;
+        idle.busy = 0.05;
+        idle.wait = 0.01;
+        idle.cpu_share = 0.1;
+        idle.runnable_samples = idle.stacked_samples = 0;
+        feed(&g, idle, 17, &r);         /* not a multiple of the window: the load starts mid-window */
+        uint64_t start = now;
+        CHECK(r.changes == 0, "idle: no change");
+        unsigned t = 0;
+        while (g.mode == ADAPTIVE_KERNEL && t < 60) {
+                feed(&g, spinner_stacked(), 1, &r);
+                t++;
+        }
+        CHECK(g.mode == ADAPTIVE_COSCHED && t <= 12, "spinner taken in after %u s (mode %s)", t,
+              adaptive_mode_to_string(g.mode));
+        CHECK(r.last_change_at[0] - start <= 12 * SEC, "within 12 s of its load");
+        /* An hour of the same, trial failing (harm not lowered): at most one
+         * intervention per 10 minutes. */
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 3600, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_INTERVENE] <= 6, "%u interventions in an hour",
+              r.events[ADAPTIVE_EVENT_INTERVENE]);
+        for (unsigned i = 2; i < r.changes && i < 64; i += 2)
+                CHECK(r.last_change_at[i] - r.last_change_at[i - 2] >= 600 * SEC,
+                      "interventions %u and %u %llus apart", i - 2, i,
+                      (unsigned long long)((r.last_change_at[i] - r.last_change_at[i - 2]) / SEC));
+}
+
 int main(void)
 {
         test_defaults();
@@ -523,5 +566,6 @@ int main(void)
         test_kvm_harm();
         test_input_build();
         test_chance();
+        test_daemon_window();
         return test_result();
 }

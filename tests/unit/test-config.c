@@ -66,7 +66,8 @@ static void test_defaults(void)
         CHECK(c.sample_interval_usec == USEC_PER_SEC, "SampleIntervalSec %llu",
               (unsigned long long)c.sample_interval_usec);
         CHECK(hwloc_bitmap_iszero(c.reserved_cpus), "ReservedCPUs not empty");
-        CHECK(c.default_policy == POLICY_SPREAD, "DefaultPolicy %d", c.default_policy);
+        CHECK(c.default_policy == POLICY_AUTO, "DefaultPolicy %d", c.default_policy);
+        CHECK(c.auto_window_usec == 10 * USEC_PER_SEC, "AutoWindowSec");
         CHECK(c.moves_per_interval == 4, "MovesPerInterval %u", c.moves_per_interval);
         CHECK(c.hysteresis == 0.1, "Hysteresis %g", c.hysteresis);
         CHECK(c.lane_width == 0, "LaneWidth %u", c.lane_width);
@@ -273,7 +274,7 @@ static void test_value_errors(void)
                      "vcpuspreadd.conf:2: ReservedCPUs=5-2: expected a CPU list such as 0-3,8,10-11 "
                      "(range 5-2 is reversed)");
         expect_error("[Daemon]\nDefaultPolicy=pack\n",
-                     "vcpuspreadd.conf:2: DefaultPolicy=pack: expected spread, spread-cores or ignore");
+                     "vcpuspreadd.conf:2: DefaultPolicy=pack: expected spread, spread-cores, ignore or auto");
         expect_error("[Daemon]\nMovesPerInterval=0\n",
                      "vcpuspreadd.conf:2: MovesPerInterval=0: expected a number of moves from 1 to 1000000, "
                      "or infinity");
@@ -322,7 +323,7 @@ static void test_value_errors(void)
         expect_error("[Daemon]\nLogLevel=verbose\n",
                      "vcpuspreadd.conf:2: LogLevel=verbose: expected debug, info, notice, warning or err");
         expect_error("[Domain]\nName=x\nPolicy=sprad\n",
-                     "vcpuspreadd.conf:3: Policy=sprad: expected spread, spread-cores or ignore");
+                     "vcpuspreadd.conf:3: Policy=sprad: expected spread, spread-cores, ignore or auto");
         expect_error("[Domain]\nName=x\nCPUs=0-3,,5\n",
                      "vcpuspreadd.conf:3: CPUs=0-3,,5: expected a CPU list such as 0-3,8,10-11 "
                      "(expected a CPU number at \",5\")");
@@ -340,10 +341,10 @@ static void test_value_errors(void)
         struct config_error e;
         int r = parse(&c, "\n\n\n\n\n\n\n\n\n\n\n[Domain]\nName=db\nPolicy=sprad\n", &e);
         CHECK(r == -EINVAL, "accepted");
-        CHECK(strcmp(e.text, "vcpuspreadd.conf:14: Policy=sprad: expected spread, spread-cores or ignore") == 0,
+        CHECK(strcmp(e.text, "vcpuspreadd.conf:14: Policy=sprad: expected spread, spread-cores, ignore or auto") == 0,
               "%s", e.text);
         CHECK(strcmp(e.file, "vcpuspreadd.conf") == 0 && e.line == 14 &&
-              strcmp(e.message, "Policy=sprad: expected spread, spread-cores or ignore") == 0,
+              strcmp(e.message, "Policy=sprad: expected spread, spread-cores, ignore or auto") == 0,
               "parts: %s / %u / %s", e.file, e.line, e.message);
         config_done(&c);
 }

@@ -1211,6 +1211,84 @@ static void test_large(struct topo_cache *tc)
         scenario_done(&s);
 }
 
+/* Policy=auto: the mode the daemon decided is the engine's input. */
+static void test_auto_modes(struct topo_cache *tc)
+{
+        const char *topo = "pack:1 l3:2 core:4 pu:2";   /* 16 PUs */
+        struct scenario s;
+        struct plan p;
+
+        if (scenario_init(&s, tc, topo) < 0)
+                return;
+        /* KERNEL, never confined (current = every CPU): target = the full set, no move. */
+        size_t k = add_guest(&s, POLICY_AUTO, 4, 1);
+        for (size_t j = 0; j < 4; j++)
+                set_current(&s, k, j, "0-15");
+        /* KERNEL, confined before (one CPU each): released to the full set. */
+        size_t kc = add_guest(&s, POLICY_AUTO, 2, 1);
+        set_current(&s, kc, 0, "3");
+        set_current(&s, kc, 1, "4");
+        /* COSCHED with a restriction: the restriction, whole. */
+        size_t c = add_guest(&s, POLICY_AUTO, 2, 1);
+        s.guests[c].auto_mode = ADAPTIVE_COSCHED;
+        s.guests[c].restriction = parse("8-11");
+        set_current(&s, c, 0, "8");
+        set_current(&s, c, 1, "9");
+        /* SPREAD: as Policy=spread. */
+        size_t sp = add_guest(&s, POLICY_AUTO, 4, 1);
+        s.guests[sp].auto_mode = ADAPTIVE_SPREAD;
+        /* KERNEL with current unknown (NULL): every CPU, nothing to write. */
+        size_t kn = add_guest(&s, POLICY_AUTO, 2, 0.5);
+
+        CHECK(guest_input_whole(&s.guests[k]) && guest_input_whole(&s.guests[c]) &&
+              !guest_input_whole(&s.guests[sp]), "guest_input_whole");
+        if (plan_checked(&s, &p, "auto modes") == 0) {
+                for (size_t j = 0; j < 4; j++)
+                        CHECK(target_is(&p, k, j, "0-15") && p.guests[k].vcpus[j].reason == PLACE_NONE,
+                              "kernel: vcpu%zu full set, no move", j);
+                CHECK(moves_of_guest(&p, k) == 0, "kernel guest never confined: no move");
+                for (size_t j = 0; j < 2; j++)
+                        CHECK(target_is(&p, kc, j, "0-15") && p.guests[kc].vcpus[j].reason == PLACE_RELEASE,
+                              "kernel, confined before: vcpu%zu released", j);
+                CHECK(moves_of_guest(&p, kc) == 2, "released guest: 2 moves");
+                for (size_t j = 0; j < 2; j++)
+                        CHECK(target_is(&p, c, j, "8-11") && p.guests[c].vcpus[j].reason == PLACE_RELEASE,
+                              "cosched: vcpu%zu gets its whole restriction", j);
+                for (size_t a = 0; a < 4; a++) {
+                        CHECK(weight(p.guests[sp].vcpus[a].target) >= 1 &&
+                              weight(p.guests[sp].vcpus[a].target) < 16, "spread: vcpu%zu a lane", a);
+                        for (size_t b = a + 1; b < 4; b++)
+                                CHECK(!hwloc_bitmap_intersects(p.guests[sp].vcpus[a].target,
+                                                               p.guests[sp].vcpus[b].target),
+                                      "spread: vcpu%zu and vcpu%zu disjoint", a, b);
+                }
+                CHECK(moves_of_guest(&p, kn) == 0 && target_is(&p, kn, 0, "0-15"), "kernel, unknown mask: no move");
+                CHECK(strcmp(place_reason_to_string(PLACE_RELEASE), "release") == 0, "release name");
+                /* A second pass from the plan's targets moves nothing. */
+                adopt(&s, &p);
+                plan_done(&p);
+                if (plan_checked(&s, &p, "auto modes, again") == 0) {
+                        CHECK(moves_of_guest(&p, k) + moves_of_guest(&p, kc) + moves_of_guest(&p, c) == 0,
+                              "whole guests stable");
+                        plan_done(&p);
+                }
+        }
+        /* Back to KERNEL from SPREAD: the spread guest is released. */
+        s.guests[sp].auto_mode = ADAPTIVE_KERNEL;
+        if (plan_checked(&s, &p, "spread -> kernel") == 0) {
+                for (size_t j = 0; j < 4; j++)
+                        CHECK(target_is(&p, sp, j, "0-15") && p.guests[sp].vcpus[j].reason == PLACE_RELEASE,
+                              "spread -> kernel: vcpu%zu released", j);
+                plan_done(&p);
+        }
+        /* A bad mode is refused. */
+        s.guests[sp].auto_mode = _ADAPTIVE_MODE_MAX;
+        CHECK(plan(&s, &p) == -EINVAL, "bad auto_mode refused");
+        scenario_done(&s);
+        CHECK(placement_policy_from_string("auto") == POLICY_AUTO &&
+              strcmp(placement_policy_to_string(POLICY_AUTO), "auto") == 0, "auto policy name");
+}
+
 int main(void)
 {
         struct topo_cache tc = {};
@@ -1235,6 +1313,7 @@ int main(void)
         test_backoff(&tc);
         test_swap_staging(&tc);
         test_large(&tc);
+        test_auto_modes(&tc);
         topo_cache_done(&tc);
         return test_result();
 }
