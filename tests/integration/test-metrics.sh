@@ -12,6 +12,8 @@
 #    the metrics and the report show the stacking the default scheduler
 #    produces (the guests' vCPUs spin: spin_kernel) and what the daemon
 #    would have done;
+#  - a Policy=auto guest whose vCPUs spin stacked is taken in (spread mode)
+#    in the metrics and the report, and still nothing changes;
 #  - switched to Mode=enforce by a reload, the daemon spreads the guests and
 #    their stacked samples stop growing;
 #  - the file is removed when the daemon stops.
@@ -34,6 +36,7 @@ _rm_kernel() { rm -f "$kernel"; }
 env_on_exit _rm_kernel
 guest_start --kernel "$kernel" web 2
 guest_start --kernel "$kernel" "$odd" 2
+guest_start --kernel "$kernel" auto 2
 prom=$VST_TMPDIR/vcpuspreadd.prom
 
 # guest_masks NAME: "vcpuN=AFFINITY/CPUSET" words, read from the kernel.
@@ -46,12 +49,16 @@ guest_masks() {
 }
 before_web=$(guest_masks web)
 before_odd=$(guest_masks "$odd")
-note "before: web $before_web; odd $before_odd"
+before_auto=$(guest_masks auto)
+note "before: web $before_web; odd $before_odd; auto $before_auto"
 
 DAEMON_EXTRA_DAEMON_KEYS="Mode=observe
 MetricsFile=$prom
-SampleIntervalSec=${interval_ms}ms"
-daemon_write_config
+SampleIntervalSec=${interval_ms}ms
+AutoWindowSec=3s"
+daemon_write_config "[Domain]
+Name=$(guest_name auto)
+Policy=auto"
 daemon_start
 
 note "status says prominently that the daemon observes"
@@ -98,6 +105,18 @@ ctl report --since 5min >/dev/null || fail "report --since 5min failed"
 note "report: $(cat "$VST_TMPDIR/report.txt")"
 grep "$uuid_web" "$prom" | grep -E 'stacked|samples|wait_seconds|cpu_seconds' | sed 's/^/# /' >&2
 
+note "Policy=auto takes the spinning, stacked guest in, and observing changes nothing"
+uuid_auto=$(guest_uuid auto)
+_auto_in() { grep -q "^vcpuspread_guest_mode{.*uuid=\"$uuid_auto\",mode=\"\(spread\|cosched\)\"} 1$" "$prom"; }
+wait_until 30000 _auto_in || fail "the auto guest is not in spread or cosched mode after 30 s: $(grep "$uuid_auto" "$prom" | grep -E 'mode|adaptive')"
+grep -q "^vcpuspread_guest_adaptive_stacked_ratio{.*uuid=\"$uuid_auto\"" "$prom" || fail "no Policy=auto figures for the auto guest"
+jq -e --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .mode != "kernel" and (.mode_reason | length > 0)
+        and .mode_changes >= 1' <<< "$(ctl report --json)" >/dev/null ||
+        fail "report of the auto guest: $(ctl report --json | jq -c --arg u "$uuid_auto" '.guests[] | select(.uuid == $u)')"
+sleep 2
+assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset while observing"
+grep "$uuid_auto" "$prom" | grep -E 'mode|adaptive' | sed 's/^/# /' >&2
+
 note "a reader looping over the file never sees a partial one"
 python3 - "$prom" 6 > "$VST_TMPDIR/atomic.out" <<'PY' || fail "atomicity: $(cat "$VST_TMPDIR/atomic.out")"
 import os, sys, time
@@ -134,10 +153,10 @@ jq -e --arg u "$uuid_odd" '.guests[] | select(.uuid == $u) | .running == false' 
 
 note "still nothing changed"
 assert_eq "$(guest_masks web)" "$before_web" "web's affinity/cpuset after observing"
+assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset after observing"
 cp "$prom" "$VST_TMPDIR/observed.prom"
 
 note "Mode=enforce by a reload: the guest is spread and its siblings no longer stack"
-guest_start --kernel "$kernel" third 2        # keeps the host overcommitted: 4 spinning vCPUs on 2 CPUs
 sed -i 's/^Mode=observe$/Mode=enforce/' "$(daemon_conf)"
 ctl reload >/dev/null || fail "reload to Mode=enforce failed"
 wait_until 5000 guest_is_spread web || fail "web not spread after Mode=enforce: $(guest_affinities web)"
