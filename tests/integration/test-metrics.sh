@@ -173,6 +173,8 @@ assert_eq "$s1" "$s0" "web's stacked samples while spread"
 grep -q '^vcpuspread_vcpu_moves_total{.*uuid="'"$uuid_web"'".*reason=' "$prom" || fail "no applied moves counted for web"
 out=$(promtool check metrics < "$prom" 2>&1) || fail "promtool after enforcing: $out"
 cp "$prom" "$VST_TMPDIR/final.prom"
+# VST_KEEP_METRICS=FILE keeps this text, for a look at a real run's metrics.
+[[ -z ${VST_KEEP_METRICS:-} ]] || cp "$prom" "$VST_KEEP_METRICS"
 ctl report > "$VST_TMPDIR/report-final.txt"
 note "report: $(cat "$VST_TMPDIR/report-final.txt")"
 
