@@ -277,8 +277,10 @@ int history_sample_add(struct history *h, struct history_guest *g, const struct 
         g->last_seen = s->wall;
         g->n_vcpus_sampled = counted;
         g->cpu_share = s->dt_s > 0 ? d.cpu_s / s->dt_s : 0;
-        g->busy = d.vcpu_seconds > 0 ? (d.cpu_s + d.wait_s) / d.vcpu_seconds : 0;
-        g->wait = d.vcpu_seconds > 0 ? d.wait_s / d.vcpu_seconds : 0;
+        /* The counters are read a little apart from this clock: a share may
+         * come out a hair above 1. */
+        g->busy = d.vcpu_seconds > 0 ? fmin(1, (d.cpu_s + d.wait_s) / d.vcpu_seconds) : 0;
+        g->wait = d.vcpu_seconds > 0 ? fmin(1, d.wait_s / d.vcpu_seconds) : 0;
         return 0;
 }
 
