@@ -287,11 +287,14 @@ void manager_auto_after_plan(struct manager *m)
         if (!gangs || !tids)
                 return (void)log_error_errno(-ENOMEM, "out of memory");
         size_t k = 0, t = 0;
+        bool left = false;
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];
                 /* Observing (Mode=observe by a reload too): no gang, and the
                  * ones set before are released by the empty set. */
                 bool on = !m->observe && guest_is_auto(g) && g->auto_state.mode == ADAPTIVE_COSCHED;
+                g->auto_state.left_cosched = g->auto_state.cosched && !on;
+                left |= g->auto_state.left_cosched;
                 g->auto_state.cosched = on;
                 if (!on)
                         continue;
@@ -311,6 +314,17 @@ void manager_auto_after_plan(struct manager *m)
                 return;         /* the same set: keep the rotation as it is */
         a->gangs_sig = sig;
         int r = cosched_set_gangs(a->cs, gangs, k);
+        /* A guest that left has its masks back from the co-scheduler: what
+         * the manager last read of them may be an on-duty pin. */
+        for (size_t i = 0; left && i < m->n_guests; i++) {
+                struct managed_guest *g = m->guests[i];
+                if (!g->auto_state.left_cosched)
+                        continue;
+                g->auto_state.left_cosched = false;
+                for (size_t j = 0; j < g->n_vcpus; j++)
+                        if (g->vcpus[j].current)
+                                (void)vcpu_masks_read(&m->apply_env, g->vcpus[j].tid, g->vcpus[j].current, NULL);
+        }
         if (r < 0)
                 log_struct(LOG_WARNING, r, MSGID_DAEMON_STATE, NULL, NULL,
                            "co-scheduler: cannot set %zu gangs: %s", k, strerror(-r));

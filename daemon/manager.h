@@ -100,6 +100,7 @@ struct guest_auto {
         uint64_t intervals;             /* sampling intervals fed so far */
         uint64_t last_step_ns;          /* now_ns of the last adaptive_step() */
         bool cosched;                   /* handed to daemon/cosched as a gang now */
+        bool left_cosched;              /* scratch: left the gangs in this update */
         char *cgroup;                   /* the guest's directory in the cpu hierarchy; owned, may be NULL */
         hwloc_bitmap_t allowed;         /* restriction ∩ usable, as of the last interval; owned, may be NULL */
         uint64_t threads_sig;           /* its vCPU threads when the state machine started */
