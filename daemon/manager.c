@@ -196,6 +196,10 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
         r = manager_take_config(m, config, err, sizeof(err));
         if (r < 0)
                 return log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL, "invalid configuration: %s", err);
+        if (m->observe)
+                log_struct(LOG_NOTICE, 0, MSGID_DAEMON_STATE, NULL, NULL,
+                           "observing (%s): decisions are logged and exported, nothing is changed",
+                           m->settings.observe ? "--observe" : "Mode=observe");
 
         r = sd_event_default(&m->event);
         if (r < 0)
