@@ -15,8 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <math.h>
+
 #include <json-c/json.h>
 
+#include "config-value.h"
 #include "control.h"
 #include "ctl.h"
 #include "cpulist.h"
@@ -26,7 +29,8 @@
 /* The daemon answers at once; this only bounds a wedged daemon. */
 #define CTL_TIMEOUT_MS 10000
 
-static int ctl_request(const char *path, const char *command, json_object **reply)
+/* @since_sec > 0: the request's window ("report --since"). */
+static int ctl_request(const char *path, const char *command, double since_sec, json_object **reply)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int fd, r;
@@ -50,7 +54,8 @@ static int ctl_request(const char *path, const char *command, json_object **repl
         }
 
         char req[256];
-        int len = snprintf(req, sizeof(req), "{\"command\":\"%s\"}\n", command);
+        int len = since_sec > 0 ? snprintf(req, sizeof(req), "{\"command\":\"%s\",\"since_sec\":%.3f}\n", command, since_sec)
+                                : snprintf(req, sizeof(req), "{\"command\":\"%s\"}\n", command);
         if (write(fd, req, (size_t)len) != len) {
                 r = errno;
                 close(fd);
@@ -123,10 +128,11 @@ static json_object *jarr(json_object *o, const char *key)
         return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_array) ? v : NULL;
 }
 
-/* Common option parsing: --socket PATH, --json, --help. */
+/* Common option parsing: --socket PATH, --json, --since DURATION, --help. */
 struct ctl_opts {
         const char *socket;
         bool json;
+        double since_sec;       /* 0: the daemon's lifetime */
 };
 
 /* A subcommand that asks the daemon one thing (the table is at the end). */
@@ -134,27 +140,31 @@ struct ctl_command {
         const char *name;
         const char *request;    /* what is asked of the daemon */
         bool json;              /* --json prints the daemon's reply as it is */
+        bool window;            /* --since DURATION */
         const char *summary;    /* the rest of --help */
         int (*render)(json_object *reply);
 };
 
 static void command_help(const struct ctl_command *c)
 {
-        printf("Usage: vcpuspreadctl %s%s [--socket PATH]\n\n%s\n"
-               "%s"
+        printf("Usage: vcpuspreadctl %s%s%s [--socket PATH]\n\n%s\n"
+               "%s%s"
                "  --socket PATH  the daemon's control socket (default $VCPUSPREAD_SOCKET, or\n"
                "                 " DEFAULT_CONTROL_SOCKET ")\n"
                "  -h, --help     show this help\n",
-               c->name, c->json ? " [--json]" : "", c->summary,
-               c->json ? "  --json         print the daemon's reply as one JSON object\n" : "");
+               c->name, c->window ? " [--since DURATION]" : "", c->json ? " [--json]" : "", c->summary,
+               c->json ? "  --json         print the daemon's reply as one JSON object\n" : "",
+               c->window ? "  --since DURATION  only the last DURATION (such as 30min or 2h; at most 6h,\n"
+                           "                 in steps of 2 min); default: the daemon's lifetime\n" : "");
 }
 
 static int parse_ctl_opts(int argc, char **argv, const struct ctl_command *cmd, struct ctl_opts *o)
 {
-        enum { ARG_SOCKET = 0x100, ARG_JSON };
+        enum { ARG_SOCKET = 0x100, ARG_JSON, ARG_SINCE };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "since", required_argument, NULL, ARG_SINCE },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -162,6 +172,7 @@ static int parse_ctl_opts(int argc, char **argv, const struct ctl_command *cmd, 
 
         o->socket = getenv("VCPUSPREAD_SOCKET") ?: DEFAULT_CONTROL_SOCKET;
         o->json = false;
+        o->since_sec = 0;
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -171,6 +182,16 @@ static int parse_ctl_opts(int argc, char **argv, const struct ctl_command *cmd, 
                                 return -ctl_usage_error("%s: --json is not supported", argv[0]);
                         o->json = true;
                         break;
+                case ARG_SINCE: {
+                        uint64_t usec;
+                        if (!cmd->window)
+                                return -ctl_usage_error("%s: --since is not supported", argv[0]);
+                        if (config_parse_duration(optarg, &usec) < 0 || usec < 1000000)
+                                return -ctl_usage_error("%s: --since %s: expected a duration such as 30min or 2h",
+                                                        argv[0], optarg);
+                        o->since_sec = (double)usec / 1e6;
+                        break;
+                }
                 case 'h':
                         command_help(cmd);
                         return 1;
@@ -192,7 +213,7 @@ static int run_request(int argc, char **argv, const struct ctl_command *cmd, jso
                 return CTL_EXIT_OK;
         if (r < 0)
                 return CTL_EXIT_USAGE;
-        r = ctl_request(o->socket, cmd->request, reply);
+        r = ctl_request(o->socket, cmd->request, o->since_sec, reply);
         if (r != 0)
                 return r;
         json_object *ok;
@@ -245,8 +266,11 @@ static int render_status(json_object *reply)
 {
         json_object *d = NULL;
         json_object_object_get_ex(reply, "daemon", &d);
+        if (json_object_get_boolean(json_object_object_get(d, "observe")))
+                printf("*** OBSERVING (Mode=observe): vcpuspreadd decides and logs, and changes nothing. ***\n"
+                       "*** The last decisions below were not applied; 'vcpuspreadctl report' sums them up. ***\n\n");
         printf("vcpuspreadd %s (pid %d), libvirt %s%s, %d move%s applied%s%s\n", jstr(d, "version"), jint(d, "pid"),
-               jstr(d, "libvirt"), json_object_get_boolean(json_object_object_get(d, "dry_run")) ? ", dry run" : "",
+               jstr(d, "libvirt"), json_object_get_boolean(json_object_object_get(d, "observe")) ? ", observing" : "",
                jint(d, "moves"), jint(d, "moves") == 1 ? "" : "s", jstr(d, "last_change") ? "; last: " : "",
                jstr(d, "last_change") ?: "");
         printf("usable CPUs: %s\n\n", jstr(d, "usable_cpus") ?: "?");
@@ -279,6 +303,116 @@ static int render_plan(json_object *reply)
 static int render_reload(json_object *reply)
 {
         printf("%s\n", jstr(reply, "message") ?: "configuration reloaded");
+        return CTL_EXIT_OK;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+static int render_metrics(json_object *reply)
+{
+        const char *text = jstr(reply, "text");
+        if (!text)
+                return ctl_error(-EBADMSG, "the daemon's reply has no metrics text");
+        fputs(text, stdout);
+        return CTL_EXIT_OK;
+}
+
+/* ---- report ------------------------------------------------------------- */
+
+static void print_share(double v, bool known)
+{
+        if (known)
+                printf(" %6.1f%%", 100 * v);
+        else
+                printf(" %7s", "-");
+}
+
+static bool jknown(json_object *o, const char *key)
+{
+        json_object *v;
+        return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null);
+}
+
+static void format_seconds(char *buf, size_t len, double s)
+{
+        if (s >= 3600)
+                snprintf(buf, len, "%.1fh", s / 3600);
+        else if (s >= 60)
+                snprintf(buf, len, "%.0fmin", s / 60);
+        else
+                snprintf(buf, len, "%.0fs", s);
+}
+
+static void print_seconds(double s)
+{
+        char buf[32];
+        format_seconds(buf, sizeof(buf), s);
+        printf(" %7s", buf);
+}
+
+static int render_report(json_object *reply)
+{
+        bool observe = json_object_get_boolean(json_object_object_get(reply, "observe"));
+        bool lifetime = json_object_get_boolean(json_object_object_get(reply, "lifetime"));
+        json_object *guests = jarr(reply, "guests");
+        size_t n = guests ? json_object_array_length(guests) : 0;
+
+        char span[32];
+        format_seconds(span, sizeof(span), jdouble(reply, "window_sec"));
+        printf("Over %s%s%s%s\n", lifetime ? "the daemon's lifetime (" : "the last ", span, lifetime ? ")" : "",
+               observe ? "; OBSERVING: nothing was changed, WOULD counts what would have been" : "");
+        printf("STACKED: runnable vCPU samples with a runnable sibling on the same host CPU; CHANCE: what an\n"
+               "even random spread gives; BUSY, WAIT: per vCPU, running or waiting / waiting for a CPU;\n"
+               "VOL/S: voluntary switches per vCPU-second; KERNEL/SPREAD/COSCHED: time in each mode.\n\n");
+        if (n == 0) {
+                printf("no guests seen\n");
+                return CTL_EXIT_OK;
+        }
+        int w = 5;
+        for (size_t i = 0; i < n; i++) {
+                json_object *g = json_object_array_get_idx(guests, i);
+                int l = (int)strlen(jstr(g, "name") ?: "?") + 7;
+                if (l > w)
+                        w = l < 48 ? l : 48;
+        }
+        printf("%-*s %5s %7s %7s %7s %7s %7s %7s %-8s %7s %7s %7s %6s %6s %6s\n", w, "GUEST", "VCPUS", "SEEN",
+               "STACKED", "CHANCE", "BUSY", "WAIT", "VOL/S", "MODE", "KERNEL", "SPREAD", "COSCHED", "MOVES", "WOULD",
+               "ERRORS");
+        for (size_t i = 0; i < n; i++) {
+                json_object *g = json_object_array_get_idx(guests, i);
+                json_object *modes = NULL;
+                bool running = json_object_get_boolean(json_object_object_get(g, "running"));
+                char name[300];
+                snprintf(name, sizeof(name), "%s%s", jstr(g, "name") ?: "?", running ? "" : " (gone)");
+                printf("%-*s %5d", w, name, jint(g, "vcpus"));
+                print_seconds(jdouble(g, "seconds"));
+                print_share(jdouble(g, "stacked_share"), jknown(g, "stacked_share"));
+                print_share(jdouble(g, "stacked_chance"), jknown(g, "stacked_chance"));
+                print_share(jdouble(g, "busy"), jknown(g, "busy"));
+                print_share(jdouble(g, "wait"), jknown(g, "wait"));
+                if (jknown(g, "voluntary_hz"))
+                        printf(" %7.1f", jdouble(g, "voluntary_hz"));
+                else
+                        printf(" %7s", "-");
+                printf(" %-8s", jstr(g, "mode") ?: "?");
+                json_object_object_get_ex(g, "mode_seconds", &modes);
+                print_seconds(jdouble(modes, "kernel"));
+                print_seconds(jdouble(modes, "spread"));
+                print_seconds(jdouble(modes, "cosched"));
+                printf(" %6d %6d %6d\n", jint(g, "moves"), jint(g, "observed_moves"), jint(g, "apply_errors"));
+        }
+        putchar('\n');
+        for (size_t i = 0; i < n; i++) {
+                json_object *g = json_object_array_get_idx(guests, i);
+                const char *last = jstr(g, "last_decision");
+                const char *reason = jstr(g, "mode_reason");
+                if (last)
+                        printf("%s: last decision: %s%s\n", jstr(g, "name"), last,
+                               json_object_get_boolean(json_object_object_get(g, "last_decision_applied")) ? ""
+                                                                                                            : " (not applied: observing)");
+                if (reason)
+                        printf("%s: mode %s because %s\n", jstr(g, "name"), jstr(g, "mode"), reason);
+        }
         return CTL_EXIT_OK;
 }
 
@@ -427,22 +561,32 @@ static int render_map(json_object *reply)
 /* ---- the commands -------------------------------------------------------- */
 
 static const struct ctl_command commands[] = {
-        { "status", "status", true,
+        { "status", "status", true, false,
           "Every guest the daemon knows, whether it manages it (and if not, why), and\n"
           "each vCPU's thread, current CPUs, recent load, run-queue wait and last decision.\n",
           render_status },
         /* The map is drawn from the status reply; the daemon has no map of its own. */
-        { "map", "status", false,
+        { "map", "status", false, false,
           "The host topology (packages, NUMA nodes, L3 groups, cores, CPUs) with the guest\n"
           "vCPUs that sit on each CPU; a colour per guest on a terminal.\n",
           render_map },
-        { "plan", "plan", true,
+        { "plan", "plan", true, false,
           "What the daemon would change now and why.  Changes nothing.\n",
           render_plan },
-        { "reload", "reload", false,
+        { "reload", "reload", false, false,
           "Re-read the configuration (as SIGHUP does).  On an error the daemon keeps the\n"
           "old configuration and this prints the error with file and line.\n",
           render_reload },
+        { "metrics", "metrics", false, false,
+          "The daemon's metrics in the Prometheus text format: the same text as the\n"
+          "MetricsFile= it writes every interval (see vcpuspreadd-metrics(7)).\n",
+          render_metrics },
+        { "report", "report", true, true,
+          "Per guest, over the daemon's lifetime or the last --since: how often its vCPUs\n"
+          "were stacked on one host CPU, what the signals said (busy, wait, voluntary\n"
+          "switches), the moves the daemon made (or, observing, would have made), and the\n"
+          "time spent in each mode.  Guests that went away are listed as gone.\n",
+          render_report },
 };
 
 int ctl_daemon_command(int argc, char **argv)

@@ -45,6 +45,8 @@ static void help(void)
                "  map        the host topology with the vCPUs on each CPU\n"
                "  plan       what the daemon would change now, and why (changes nothing)\n"
                "  reload     make the daemon re-read its configuration\n"
+               "  metrics    the daemon's metrics in the Prometheus text format\n"
+               "  report     per guest: stacking, signals, what it did or would have done, modes\n"
                "  simulate   plan made-up guests on a topology, without any VM or daemon\n"
                "\n"
                "  -h, --help     show this help\n"
@@ -61,6 +63,8 @@ static const struct {
         { "map", ctl_daemon_command },
         { "plan", ctl_daemon_command },
         { "reload", ctl_daemon_command },
+        { "metrics", ctl_daemon_command },
+        { "report", ctl_daemon_command },
         { "simulate", ctl_simulate },
 };
 

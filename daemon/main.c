@@ -29,7 +29,7 @@ struct arguments {
         enum log_target log_target;
         int log_level;
         bool once;
-        bool dry_run;
+        bool observe;
         bool check_config;
 };
 
@@ -45,7 +45,9 @@ static void help(void)
                "      --config FILE       configuration file (default " CONFIG_MAIN_PATH_DEFAULT ")\n"
                "      --check-config      validate the configuration, print it, exit 0 or 1\n"
                "      --once              discover, plan, apply once, then exit\n"
-               "  -n, --dry-run           plan and log decisions, change nothing\n"
+               "      --observe           sample, decide, log and export what it would do, change\n"
+               "                          nothing (as Mode=observe)\n"
+               "  -n, --dry-run           the same as --observe\n"
                "      --log-target TARGET auto (default), journal or console\n"
                "  -v, --verbose           log debug messages too\n"
                "  -h, --help              show this help\n"
@@ -69,13 +71,14 @@ static int usage_error(const char *fmt, ...)
 
 static int parse_args(int argc, char **argv, struct arguments *a)
 {
-        enum { ARG_CONFIG = 0x100, ARG_ONCE, ARG_LOG_TARGET, ARG_VERSION, ARG_CHECK_CONFIG };
+        enum { ARG_CONFIG = 0x100, ARG_ONCE, ARG_LOG_TARGET, ARG_VERSION, ARG_CHECK_CONFIG, ARG_OBSERVE };
         static const struct option options[] = {
                 { "connect", required_argument, NULL, 'c' },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "once", no_argument, NULL, ARG_ONCE },
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 { "dry-run", no_argument, NULL, 'n' },
+                { "observe", no_argument, NULL, ARG_OBSERVE },
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
@@ -95,7 +98,8 @@ static int parse_args(int argc, char **argv, struct arguments *a)
                 case ARG_CONFIG: a->config_file = optarg; break;
                 case ARG_ONCE: a->once = true; break;
                 case ARG_CHECK_CONFIG: a->check_config = true; break;
-                case 'n': a->dry_run = true; break;
+                case 'n':
+                case ARG_OBSERVE: a->observe = true; break;
                 case ARG_LOG_TARGET:
                         r = log_target_from_string(optarg);
                         if (r < 0)
@@ -201,7 +205,7 @@ int main(int argc, char **argv)
                 .connect_uri = args.connect_uri,
                 .config_path = args.config_file,
                 .resync_usec = DEFAULT_RESYNC_USEC,
-                .dry_run = args.dry_run,
+                .observe = args.observe,
                 .once = args.once,
                 .verbose = args.log_level == LOG_DEBUG,
         };

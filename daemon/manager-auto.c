@@ -278,7 +278,7 @@ void manager_auto_after_plan(struct manager *m)
         if (!a || !a->cs)
                 return;
         for (size_t i = 0; i < m->n_guests; i++)
-                if (guest_is_auto(m->guests[i]) && m->guests[i]->auto_state.mode == ADAPTIVE_COSCHED) {
+                if (!m->observe && guest_is_auto(m->guests[i]) && m->guests[i]->auto_state.mode == ADAPTIVE_COSCHED) {
                         n++;
                         n_tids += m->guests[i]->n_vcpus;
                 }
@@ -290,7 +290,9 @@ void manager_auto_after_plan(struct manager *m)
         bool left = false;
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];
-                bool on = guest_is_auto(g) && g->auto_state.mode == ADAPTIVE_COSCHED;
+                /* Observing (Mode=observe by a reload too): no gang, and the
+                 * ones set before are released by the empty set. */
+                bool on = !m->observe && guest_is_auto(g) && g->auto_state.mode == ADAPTIVE_COSCHED;
                 g->auto_state.left_cosched = g->auto_state.cosched && !on;
                 left |= g->auto_state.left_cosched;
                 g->auto_state.cosched = on;
@@ -629,7 +631,9 @@ int manager_auto_start(struct manager *m)
         }
         sd_event_source_set_enabled(a->tick_timer, SD_EVENT_OFF);
 
-        if (!m->settings.dry_run) {
+        /* Observing from the start: no co-scheduler at all (a later Mode=enforce
+         * then gives COSCHED candidates spread mode). */
+        if (!m->observe) {
                 struct cosched_params cp = { .turn_us = COSCHED_TURN_US, .lever = COSCHED_LEVER_CGROUP_IDLE,
                                              .pin = true };
                 r = cosched_new(&cp, &a->cs);

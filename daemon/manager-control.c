@@ -10,6 +10,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "manager-metrics.h"
 #include "plan-json.h"
 
 static json_object *json_cpulist(hwloc_const_bitmap_t set)
@@ -160,7 +161,8 @@ static json_object *control_status(struct manager *m)
         json_object_object_add(d, "version", json_object_new_string(PACKAGE_VERSION));
         json_object_object_add(d, "pid", json_object_new_int((int)getpid()));
         json_object_object_add(d, "libvirt", json_object_new_string(m->lv ? lv_conn_state_text(m->lv) : "connecting"));
-        json_object_object_add(d, "dry_run", json_object_new_boolean(m->settings.dry_run));
+        json_object_object_add(d, "observe", json_object_new_boolean(m->observe));
+        json_object_object_add(d, "dry_run", json_object_new_boolean(m->observe));      /* the old name */
         json_object_object_add(d, "moves", json_object_new_int64((int64_t)m->n_moves));
         /* A client (or a test) waits for these rather than for time to pass. */
         json_object_object_add(d, "resyncs", json_object_new_int64((int64_t)m->n_resyncs));
@@ -227,7 +229,11 @@ json_object *manager_control(void *userdata, const char *command, json_object *r
                 json_object_object_add(o, "message", json_object_new_string("configuration reloaded"));
                 return o;
         }
-        char msg[128];
-        snprintf(msg, sizeof(msg), "unknown command '%.64s': expected status, plan or reload", command);
+        json_object *o = manager_metrics_control(m, command, request);
+        if (o)
+                return o;
+        char msg[192];
+        snprintf(msg, sizeof(msg), "unknown command '%.64s': expected status, plan, reload, metrics or report",
+                 command);
         return reply_error(msg);
 }

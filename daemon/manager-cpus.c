@@ -65,7 +65,7 @@ int guest_read_cgroup_allowed(struct manager *m, struct managed_guest *g)
         char *slash;
         int r;
 
-        if (!allowed || g->n_vcpus == 0 || m->settings.dry_run)
+        if (!allowed || g->n_vcpus == 0 || m->observe)
                 return 0;
         r = vcpu_dir(m, g->vcpus[0].tid, &cg);
         if (r < 0)

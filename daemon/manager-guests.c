@@ -75,6 +75,7 @@ void guest_remove(struct manager *m, size_t index, const char *why)
         struct log_domain d = guest_log(g);
 
         log_struct(LOG_INFO, 0, MSGID_DOMAIN_GONE, &d, NULL, "%s: %s, forgetting it", g->name, why);
+        manager_metrics_guest_gone(m, g);
         guest_free(g);
         memmove(&m->guests[index], &m->guests[index + 1], (m->n_guests - index - 1) * sizeof(*m->guests));
         m->n_guests--;

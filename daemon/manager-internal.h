@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "manager-metrics.h"
 
 /* How long to wait for a started guest's vCPU threads to show up, and how often. */
 #define THREAD_RETRY_USEC (100 * 1000ULL)

@@ -116,7 +116,6 @@ void manager_update_status(struct manager *m)
 }
 
 /* Apply one move; returns 0, -ESRCH (thread or guest gone) or another error, logged. */
-/* Apply one move; returns 0, -ESRCH (thread or guest gone) or another error, logged. */
 static int apply_move(struct manager *m, struct managed_guest *g, const struct plan_move *mv, double load,
                       uint64_t now)
 {
@@ -134,7 +133,7 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                 return log_error_errno(-ENOMEM, "out of memory");
         struct vcpu_move_log mv_log = {
                 .domain = d, .vcpu = v->vcpu, .tid = (int)v->tid, .from = from_s, .to = to_s,
-                .reason = reason, .dry_run = m->settings.dry_run, .load = load, .wait_ms = v->wait_ms,
+                .reason = reason, .dry_run = m->observe, .load = load, .wait_ms = v->wait_ms,
                 .note = mv->staging ? "on the way: a sibling still holds its target" : NULL,
         };
 
@@ -145,7 +144,7 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                 return -ESRCH;
         }
 
-        if (m->settings.dry_run) {
+        if (m->observe) {
                 /* Nothing changes in a dry run, so every pass would say it again. */
                 if (strcmp(v->dry_run_target, to_s) == 0)
                         return 0;
@@ -158,6 +157,7 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                 if (r == -ESRCH) {
                         log_debug("%s vcpu%u (tid %d): thread vanished while applying", g->name, v->vcpu,
                                   (int)v->tid);
+                        manager_metrics_move(m, g, v, reason, NULL, r);
                         return r;
                 }
                 if (r < 0) {
@@ -165,13 +165,14 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
                         mv_log.error = r;
                         mv_log.error_text = err;
                         mv_log.retry_sec = (unsigned)(APPLY_RETRY_USEC / 1000000);
+                        manager_metrics_move(m, g, v, reason, NULL, r);
                         return log_vcpu_move(&mv_log);
                 }
         }
 
         log_vcpu_move(&mv_log);
 
-        if (!m->settings.dry_run) {
+        if (!m->observe) {
                 hwloc_bitmap_copy(v->current, to);
                 m->n_moves++;
         }
@@ -180,6 +181,7 @@ static int apply_move(struct manager *m, struct managed_guest *g, const struct p
         v->last_change = time(NULL);
         snprintf(m->last_change, sizeof(m->last_change), "%s vcpu%u %s -> %s (%s)", g->name, v->vcpu, from_s,
                  to_s, reason);
+        manager_metrics_move(m, g, v, reason, m->last_change, 0);
         return 0;
 }
 
@@ -280,9 +282,11 @@ int manager_plan_and_apply(struct manager *m)
         struct plan plan;
         int r;
 
+        uint64_t t0 = metrics_now_usec();
         r = manager_compute_plan(m, &in, &plan);
         if (r < 0)
                 return r;
+        manager_metrics_plan_time(m, metrics_now_usec() - t0);
 
         /* Guests with failed or dropped moves, to say so once per guest. */
         _cleanup_free_ unsigned *failed = calloc(in.n ?: 1, sizeof(unsigned));

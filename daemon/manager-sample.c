@@ -66,6 +66,7 @@ static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata)
          * hysteresis, and at most MovesPerInterval= vCPUs. */
         if (lv_conn_is_alive(m->lv))
                 manager_plan_and_apply(m);
+        manager_metrics_interval(m);
         return 0;
 }
 

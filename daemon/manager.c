@@ -72,6 +72,13 @@ static int manager_take_config(struct manager *m, struct config *c, char *err, s
         m->plan_params.starvation_wait_usec = c->starvation_wait_usec;
         if (!m->settings.verbose)
                 log_set_max_level(c->log_level);
+        bool observe = m->settings.observe || c->observe;
+        if (m->config.n_files && observe != m->observe)
+                log_struct(LOG_NOTICE, 0, MSGID_DAEMON_STATE, NULL, NULL, "%s",
+                           observe ? "Mode=observe: from now on nothing is changed, decisions are only logged and exported"
+                                   : "Mode=enforce: from now on decisions are applied");
+        m->observe = observe;
+        m->apply_env.dry_run = observe;
         config_done(&m->config);
         m->config = *c;
         memset(c, 0, sizeof(*c));
@@ -144,9 +151,11 @@ int manager_reload(struct manager *m, char *err, size_t errlen)
         if (r < 0) {
                 log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL,
                            "configuration not reloaded, the previous one stays in force: %s", err);
+                manager_metrics_config(m, false);
                 sd_notify(false, "READY=1");
                 return r;
         }
+        manager_metrics_config(m, true);
 
         if (old_connect && m->config.connect && strcmp(old_connect, m->config.connect) != 0 && !m->settings.connect_uri)
                 log_struct(LOG_NOTICE, 0, MSGID_CONFIG, NULL, NULL,
@@ -181,7 +190,6 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
         m->usable = hwloc_bitmap_alloc();
         if (!m->usable)
                 return log_error_errno(-ENOMEM, "out of memory");
-        m->apply_env.dry_run = settings->dry_run;
 
         r = topology_load_spec("host", &m->topo, err, sizeof(err));
         if (r < 0)
@@ -189,6 +197,10 @@ int manager_new(const struct manager_settings *settings, struct config *config, 
         r = manager_take_config(m, config, err, sizeof(err));
         if (r < 0)
                 return log_struct(LOG_ERR, r, MSGID_CONFIG, NULL, NULL, "invalid configuration: %s", err);
+        if (m->observe)
+                log_struct(LOG_NOTICE, 0, MSGID_DAEMON_STATE, NULL, NULL,
+                           "observing (%s): decisions are logged and exported, nothing is changed",
+                           m->settings.observe ? "--observe" : "Mode=observe");
 
         r = sd_event_default(&m->event);
         if (r < 0)
@@ -237,6 +249,7 @@ void manager_free(struct manager *m)
         for (size_t i = 0; i < m->n_guests; i++)
                 guest_free(m->guests[i]);
         free(m->guests);
+        manager_metrics_free(m);
         control_server_free(m->control);
         sd_event_source_unref(m->replan_source);
         manager_auto_free(m);

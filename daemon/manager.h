@@ -32,7 +32,7 @@ struct manager_settings {
         const char *connect_uri;        /* --connect; NULL: Connect= */
         const char *config_path;        /* --config; NULL: the default file */
         uint64_t resync_usec;           /* periodic full resync (safety net) */
-        bool dry_run;
+        bool observe;                   /* --observe, --dry-run: as Mode=observe */
         bool once;
         bool verbose;                   /* -v: ignore LogLevel= */
 };
@@ -72,7 +72,7 @@ struct managed_vcpu {
         struct thread_load tl;          /* sampling state of this thread */
         uint64_t last_move_usec;        /* CLOCK_MONOTONIC of our last move, 0 never */
         uint64_t retry_after_usec;      /* a failed move is not retried (nor logged) before this */
-        char dry_run_target[64];        /* --dry-run: the target last logged, to say it once */
+        char dry_run_target[64];        /* observing: the target last logged, to say it once */
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
@@ -176,6 +176,11 @@ struct manager {
         uint64_t n_passes;                      /* planning passes applied */
         char last_change[256];
         int exit_code;
+        /* Mode=observe or --observe: sample, decide, log and export, change
+         * nothing (no affinity, no cgroup, no co-scheduling).  The one flag
+         * every step that would touch the host checks. */
+        bool observe;
+        struct manager_metrics *metrics;        /* manager-metrics.c: history, counters, MetricsFile= */
 };
 
 /* Inputs for the engine; entries point into the manager's guests. */

@@ -290,6 +290,28 @@ static char *format_log_level(const struct config_key *k, const void *base)
         return strdup(known ? log_level_names[level] : DEFAULT_LOG_LEVEL);
 }
 
+/* Mode=: enforce or observe, into a bool. */
+static int parse_mode(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        if (strcmp(v, "enforce") && strcmp(v, "observe"))
+                return reject(k, w, wlen, "expected enforce or observe");
+        *FIELD(base, k, bool) = strcmp(v, "observe") == 0;
+        return 0;
+}
+
+static char *format_mode(const struct config_key *k, const void *base)
+{
+        return strdup(*CFIELD(base, k, bool) ? "observe" : "enforce");
+}
+
+/* MetricsFile=: an absolute file name, or empty for none. */
+static int parse_file_path(const struct config_key *k, void *base, const char *v, char *w, size_t wlen)
+{
+        if (v[0] && (v[0] != '/' || v[strlen(v) - 1] == '/' || strlen(v) >= 4096))
+                return reject(k, w, wlen, "expected an absolute file name, or nothing for none");
+        return parse_string(k, base, v, w, wlen);
+}
+
 #define DAEMON_KEY(key, def, type, field, ...)                                                  \
         { .name = key, .default_value = def, .parse = parse_##type, .format = format_##type,   \
           .offset = offsetof(struct config, field), __VA_ARGS__ }
@@ -302,6 +324,7 @@ static char *format_log_level(const struct config_key *k, const void *base)
 #define format_socket_path format_string
 #define format_group format_string
 #define format_uuid format_string
+#define format_file_path format_string
 
 const struct config_key config_daemon_keys[] = {
         DAEMON_KEY("Connect", DEFAULT_CONNECT, uri, connect),
@@ -330,6 +353,8 @@ const struct config_key config_daemon_keys[] = {
         DAEMON_KEY("ControlSocketGroup", DEFAULT_CONTROL_SOCKET_GROUP, group, control_socket_group,
                    .empty_unsets = true),
         DAEMON_KEY("LogLevel", DEFAULT_LOG_LEVEL, log_level, log_level),
+        DAEMON_KEY("Mode", DEFAULT_MODE, mode, observe),
+        DAEMON_KEY("MetricsFile", DEFAULT_METRICS_FILE, file_path, metrics_file, .empty_unsets = true),
 };
 
 const struct config_key config_domain_keys[] = {

@@ -79,6 +79,7 @@ void config_done(struct config *c)
         free(c->reserved_cpus_origin.file);
         free(c->control_socket);
         free(c->control_socket_group);
+        free(c->metrics_file);
         for (size_t i = 0; i < c->n_domains; i++)
                 domain_done(&c->domains[i]);
         free(c->domains);

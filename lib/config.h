@@ -56,6 +56,8 @@ struct config {
         uint64_t auto_window_usec;      /* AutoWindowSec=: Policy=auto's evaluation window and trial */
         uint64_t starvation_wait_usec;  /* StarvationWaitSec=: run-queue wait per second of
                                          * wall time above which a vCPU starves; 0 = off */
+        bool observe;                   /* Mode=observe: decide, log and export; change nothing */
+        char *metrics_file;             /* MetricsFile=: absolute path, NULL = none */
 
         /* [Domain] sections in match order: later files' before earlier
          * files', within a file top to bottom.  The first match wins. */

@@ -29,6 +29,8 @@
 #define DEFAULT_CONTROL_SOCKET          "/run/vcpuspreadd/control.sock"  /* ControlSocket= */
 #define DEFAULT_CONTROL_SOCKET_GROUP    ""                               /* ControlSocketGroup= */
 #define DEFAULT_LOG_LEVEL               "info"                           /* LogLevel= */
+#define DEFAULT_MODE                    "enforce"                        /* Mode= */
+#define DEFAULT_METRICS_FILE            ""                               /* MetricsFile= */
 
 /* Not configuration keys. */
 

@@ -59,7 +59,8 @@ $catalogdir/vcpuspreadd.catalog
 $sysconfdir/vcpuspreadd/vcpuspreadd.conf
 $mandir/man8/vcpuspreadd.8
 $mandir/man8/vcpuspreadctl.8
-$mandir/man5/vcpuspreadd.conf.5"
+$mandir/man5/vcpuspreadd.conf.5
+$mandir/man7/vcpuspreadd-metrics.7"
 for prog in vcpuspreadd vcpuspreadctl; do
         var=target_$prog
         dir=$bindir; [ $prog = vcpuspreadd ] && dir=$sbindir

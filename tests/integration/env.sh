@@ -310,14 +310,15 @@ _owner_tag() {
         printf 'vst-owner pidns=%s pid=%s start=%s' "$(readlink /proc/self/ns/pid)" "$1" "${fields[19]}"
 }
 
-# guest_xml [--cpuset LIST] NAME VCPUS [CURRENT] [TYPE] [EXTRA_XML]: the
-# domain XML guest_start uses (see there), for tests that need to change it.
+# guest_xml [--cpuset LIST] [--kernel FILE] NAME VCPUS [CURRENT] [TYPE] [EXTRA_XML]:
+# the domain XML guest_start uses (see there), for tests that need to change it.
 guest_xml() {
-        local cpuset=""
+        local cpuset="" kernel=""
         while [[ ${1:-} == --* ]]; do
                 case $1 in
                 --cpuset) cpuset=$2; shift 2 ;;
                 --cpuset=*) cpuset=${1#*=}; shift ;;
+                --kernel) kernel=$2; shift 2 ;;
                 --) shift; break ;;
                 *) fail "guest_xml: unknown option $1" ;;
                 esac
@@ -332,7 +333,7 @@ guest_xml() {
   <title>$(_owner_tag $$)</title>
   <memory unit='MiB'>64</memory>
   <vcpu $vcpu_attrs>$vcpus</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>${kernel:+<kernel>$(_xml_escape "$kernel")</kernel>}</os>
   <features><acpi/></features>
   <on_crash>destroy</on_crash>
   <devices><emulator>$VST_EMULATOR</emulator></devices>
@@ -341,9 +342,10 @@ guest_xml() {
 EOF
 }
 
-# guest_start [--cpuset LIST] NAME VCPUS [CURRENT] [TYPE] [EXTRA_XML]
-# Start a transient guest with no OS: VCPUS maximum vCPUs of which CURRENT
-# (default all) are online, TYPE qemu (TCG, the default) or kvm, 64 MiB, ACPI
+# guest_start [--cpuset LIST] [--kernel FILE] NAME VCPUS [CURRENT] [TYPE] [EXTRA_XML]
+# Start a transient guest with no OS (or --kernel FILE: that multiboot image, such
+# as spin_kernel's, in place of the BIOS's search for a boot disk): VCPUS
+# maximum vCPUs of which CURRENT (default all) are online, TYPE qemu (TCG, the default) or kvm, 64 MiB, ACPI
 # on (hotplug needs it), <vcpu cpuset='LIST'> with --cpuset, and EXTRA_XML
 # (e.g. "<cputune><vcpupin vcpu='0' cpuset='1'/></cputune>") inside <domain>.
 # Returns once the QEMU process and its CURRENT vCPU threads exist.
@@ -377,6 +379,25 @@ guest_start() {
                 fail "guest_start: '$full' has not $current vCPU threads after 10 s (found: $(guest_vcpu_tids "$1" | paste -sd' '))"
         pid=$(guest_qemu_pid "$1") || fail "guest_start: no QEMU process for '$full'"
         note "started guest '$full': ${4:-qemu}, $current of $2 vCPUs${opts[*]:+, ${opts[*]}}, qemu pid $pid, vCPU tids $(guest_vcpu_tids "$1" | paste -sd' ')"
+}
+
+# spin_kernel FILE: write a 8 KiB multiboot image whose every vCPU spins
+# (the boot CPU starts the others with INIT/SIPI; all run "jmp $"), for
+# tests that need busy vCPUs.  FILE must be where QEMU may read it.
+spin_kernel() {
+        python3 - "$1" <<'PY'
+import struct, sys
+magic, flags, base = 0x1BADB002, 0x00010000, 0x100000   # multiboot, a.out kludge: load at 1 MiB
+header = struct.pack('<8I', magic, flags, (-(magic + flags)) & 0xffffffff, base, base, 0, 0, base + 32)
+def store(addr, value): return b'\xc7\x05' + struct.pack('<II', addr, value)   # mov dword [addr], value
+delay = b'\xb9' + struct.pack('<I', 0x200000) + b'\xe2\xfe'                   # mov ecx, n; loop $
+code = (store(0x8000, 0xfeeb)                   # the APs' real-mode entry: jmp $
+        + store(0xfee000f0, 0x1ff)              # local APIC software-enabled
+        + store(0xfee00310, 0) + store(0xfee00300, 0x000c4500) + delay      # INIT to all but self
+        + store(0xfee00300, 0x000c4608) + delay + store(0xfee00300, 0x000c4608)  # SIPI x2, page 8
+        + b'\xeb\xfe')                          # jmp $
+open(sys.argv[1], 'wb').write((header + code).ljust(8192, b'\0'))
+PY
 }
 
 _guest_has_vcpu_threads() {
