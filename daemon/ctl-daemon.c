@@ -308,12 +308,24 @@ static int render_reload(json_object *reply)
 
 /* ---- metrics ------------------------------------------------------------ */
 
+/* The text is already in the exposition format (label values escaped as it
+ * requires), so it is printed line by line: only control characters inside a
+ * line are escaped, the newlines and backslashes of the format are kept. */
 static int render_metrics(json_object *reply)
 {
-        const char *text = jstr(reply, "text");
-        if (!text)
+        json_object *v;
+        if (!json_object_object_get_ex(reply, "text", &v) || !json_object_is_type(v, json_type_string))
                 return ctl_error(-EBADMSG, "the daemon's reply has no metrics text");
-        fputs(text, stdout);
+        const char *text = json_object_get_string(v);
+        while (*text) {
+                size_t n = strcspn(text, "\n");
+                _cleanup_free_ char *line = strndup(text, n);
+                _cleanup_free_ char *safe = line ? escape_text(line, 0) : NULL;
+                if (!safe)
+                        return ctl_error(-ENOMEM, "out of memory");
+                puts(safe);
+                text += n + (text[n] == '\n');
+        }
         return CTL_EXIT_OK;
 }
 
