@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "lib/macro.h"
+#include "plan-json.h"
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -368,15 +369,6 @@ static json_object *json_num(double v)
         return isfinite(v) ? json_object_new_double(round(v * 1e4) / 1e4) : NULL;
 }
 
-static json_object *json_wall(time_t t)
-{
-        char buf[32];
-        struct tm tm;
-        if (!t || !gmtime_r(&t, &tm))
-                return NULL;
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return json_object_new_string(buf);
-}
 
 static json_object *guest_report(const struct history *h, const struct history_guest *g, uint64_t now_ns,
                                  double window_s)
@@ -391,8 +383,8 @@ static json_object *guest_report(const struct history *h, const struct history_g
         json_object_object_add(o, "name", json_object_new_string(g->name));
         json_object_object_add(o, "uuid", json_object_new_string(g->uuid));
         json_object_object_add(o, "running", json_object_new_boolean(g->present));
-        json_object_object_add(o, "first_seen", json_wall(g->first_seen));
-        json_object_object_add(o, "last_seen", json_wall(g->last_seen));
+        json_object_object_add(o, "first_seen", json_utc_time(g->first_seen));
+        json_object_object_add(o, "last_seen", json_utc_time(g->last_seen));
         json_object_object_add(o, "policy", json_object_new_string(g->policy));
         json_object_object_add(o, "state", json_object_new_string(g->state));
         json_object_object_add(o, "vcpus", json_object_new_int((int)g->n_vcpus));

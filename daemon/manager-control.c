@@ -19,15 +19,6 @@ static json_object *json_cpulist(hwloc_const_bitmap_t set)
         return s ? json_object_new_string(s) : NULL;
 }
 
-static json_object *json_time(time_t t)
-{
-        char buf[32];
-        struct tm tm;
-        if (!t || !gmtime_r(&t, &tm))
-                return NULL;
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return json_object_new_string(buf);
-}
 
 static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
 {
@@ -51,7 +42,7 @@ static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
         json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
         if (v->last_reason[0]) {
                 json_object_object_add(o, "last_reason", json_object_new_string(v->last_reason));
-                json_object_object_add(o, "last_change", json_time(v->last_change));
+                json_object_object_add(o, "last_change", json_utc_time(v->last_change));
         }
         return o;
 }
@@ -74,7 +65,7 @@ static json_object *auto_status(const struct managed_guest *g)
         if (a->text[0])
                 json_object_object_add(o, "text", json_object_new_string(a->text));
         if (a->since)
-                json_object_object_add(o, "since", json_time(a->since));
+                json_object_object_add(o, "since", json_utc_time(a->since));
         if (a->have_last) {
                 json_object *l = json_object_new_object();
                 json_object_object_add(l, "cpu_share", json_object_new_double(a->last.cpu_share));

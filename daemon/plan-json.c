@@ -418,3 +418,13 @@ void plan_input_set_done(struct plan_input_set *s)
                 hwloc_bitmap_free(s->usable);
         memset(s, 0, sizeof(*s));
 }
+
+json_object *json_utc_time(time_t t)
+{
+        char buf[32];
+        struct tm tm;
+        if (!t || !gmtime_r(&t, &tm))
+                return NULL;
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return json_object_new_string(buf);
+}

@@ -5,6 +5,7 @@
  * daemon's `plan` reply and the tests, so all show the same thing. */
 
 #include <stdio.h>
+#include <time.h>
 #include <json-c/json.h>
 
 #include "placement.h"
@@ -42,3 +43,6 @@ struct plan_input_set {
 /* Returns 0, -ENOMEM, or -EINVAL with the reason in @err. */
 int plan_inputs_from_json(json_object *o, struct plan_input_set *out, char *err, size_t errlen);
 void plan_input_set_done(struct plan_input_set *s);
+
+/* @t as "2026-12-01T10:51:51Z" (UTC), or NULL (JSON null) when 0. */
+json_object *json_utc_time(time_t t);
