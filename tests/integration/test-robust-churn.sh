@@ -27,7 +27,9 @@ FD_SLACK=${CHURN_FD_SLACK:-2}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
 fd_count() { ls "/proc/$DAEMON_PID/fd" | wc -l; }
 
-daemon_start
+# Debug messages on: a failed lifecycle is then explained by the daemon's
+# own account of that guest (printed below).
+daemon_start --verbose
 # Warm-up: one lifecycle of each kind, so allocations made once (libvirt's
 # connection, the index, caches) are in "before".
 guest_start warm 4 1
@@ -70,6 +72,10 @@ one_lifecycle() {
                 # a hotplug that came late).
                 if [[ $verdict == ok ]] && ! wait_until 1000 guest_is_spread "$name"; then
                         verdict="FAIL(not-placed:$(guest_affinities "$name" | tr ' ' ','))"
+                        "$VST_CTL" status --json --socket "$(daemon_socket)" 2>&1 |
+                                jq -c --arg n "$(guest_name "$name")" '.guests[]? | select(.name == $n)' \
+                                > "$VST_TMPDIR/failed-$i.status" 2>&1 || true
+                        guest_uuid "$name" > "$VST_TMPDIR/failed-$i.uuid" || true
                 fi
                 ;;
         esac
@@ -95,6 +101,14 @@ failed=$(grep -c ' FAIL' "$VST_TMPDIR/results") || true
 checked=$(awk '$2 == "long" || $2 == "hot"' "$VST_TMPDIR/results" | wc -l)
 note "$done_n lifecycles in ${elapsed} s ($WORKERS at once): $checked checked after >= 2 s, $failed failed"
 grep ' FAIL' "$VST_TMPDIR/results" | head -10 >&2 || true
+# The daemon's account of each failed guest: what it saw and when.
+for f in "$VST_TMPDIR"/failed-*.uuid; do
+        [[ -e $f ]] || continue
+        i=${f##*/failed-}; i=${i%.uuid}
+        note "churn$i as the daemon saw it: $(cat "$VST_TMPDIR/failed-$i.status" 2>/dev/null)"
+        journalctl --no-pager -o short-precise _PID="$DAEMON_PID" --after-cursor "$cursor" 2>/dev/null |
+                grep -E "$(guest_name "churn$i")\b|$(cat "$f")|unresponsive|answers again" | tail -40 >&2 || true
+done
 (( done_n == TOTAL )) || fail "only $done_n of $TOTAL lifecycles ran: $(cat "$VST_TMPDIR"/worker-*.out | grep -v '^[0-9]' | head -5)"
 (( failed == 0 )) || fail "$failed lifecycles failed"
 
