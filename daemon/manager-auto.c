@@ -621,6 +621,7 @@ int manager_auto_start(struct manager *m)
         a->budget = (struct signals_budget)SIGNALS_BUDGET_DEFAULT;
         adaptive_params_default(&a->params);
         adaptive_params_set_window(&a->params, (double)m->config.auto_window_usec / 1e6);
+        a->params.observe = m->observe;
         r = signals_new(NULL, &a->signals);
         if (r < 0)
                 return log_error_errno(r, "cannot set up Policy=auto's signals: %m");
@@ -658,8 +659,26 @@ int manager_auto_start(struct manager *m)
 
 void manager_auto_reload(struct manager *m)
 {
-        if (m->autom)
-                adaptive_params_set_window(&m->autom->params, (double)m->config.auto_window_usec / 1e6);
+        struct manager_auto *a = m->autom;
+
+        if (!a)
+                return;
+        adaptive_params_set_window(&a->params, (double)m->config.auto_window_usec / 1e6);
+        if (a->params.observe == m->observe)
+                return;
+        /* Mode= changed: what was decided while observing was never tried,
+         * and what was tried no longer applies.  Every guest starts over
+         * (watching, in KERNEL mode) on its next interval. */
+        a->params.observe = m->observe;
+        for (size_t i = 0; i < m->n_guests; i++) {
+                struct guest_auto *ga = &m->guests[i]->auto_state;
+                ga->active = false;
+                if (ga->mode != ADAPTIVE_KERNEL) {
+                        ga->mode = ADAPTIVE_KERNEL;
+                        snprintf(ga->reason, sizeof(ga->reason), "mode-changed");
+                        ga->since = time(NULL);
+                }
+        }
 }
 
 void manager_auto_free(struct manager *m)

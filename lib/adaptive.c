@@ -434,7 +434,9 @@ static void on_watch_window(struct adaptive_guest *g, const struct adaptive_para
         g->baseline = *f;
         decide(g, in, out, ADAPTIVE_EVENT_INTERVENE, to, "stacked-nonblocking");
         g->exit_streak = 0;
-        start_window(g, ADAPTIVE_SETTLE);
+        /* Observing, the guest is still stacked: a trial would fail it on
+         * the harm it was never spared, and hold off a mode never tried. */
+        start_window(g, p->observe ? ADAPTIVE_STEADY : ADAPTIVE_SETTLE);
 }
 
 static void on_trial_window(struct adaptive_guest *g, const struct adaptive_params *p,

@@ -32,7 +32,8 @@
  *     guest goes to COSCHED when a co-scheduler is there, else SPREAD (of
  *     the two not held off, the one that failed longest ago), unless
  *     min_dwell has not passed since its last change.
- *  2. trial: after the change, settle_s are ignored, then trial_s are
+ *  2. trial (not under observe, where nothing changed that a trial could
+ *     judge): after the change, settle_s are ignored, then trial_s are
  *     measured.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change *and* the guest's CPU
  *     share fell by no more than share_fall_max (relative).  Otherwise the
@@ -120,6 +121,10 @@ struct adaptive_params {
         unsigned conserve_intervals;    /* in a row: 3 */
 
         bool cosched_available;         /* a co-scheduler can run this guest's siblings together */
+        /* Mode=observe: nothing is applied, so there is no effect to try.
+         * An intervention goes straight to STEADY (no settle, no trial) and
+         * says what the daemon would do; rules 1, 3 and 4 hold as usual. */
+        bool observe;
 };
 
 void adaptive_params_default(struct adaptive_params *p);

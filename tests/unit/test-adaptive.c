@@ -246,6 +246,27 @@ static void test_trial_harm_not_lowered(void)
         CHECK(r.changes == 3 && g.mode == ADAPTIVE_SPREAD, "retried after the hold-off: %u", r.changes);
 }
 
+/* Mode=observe: the same still-stacked guest as above is not "tried" (nothing
+ * was applied): it stays in the mode it would be in, with no failed trial
+ * and no hold-off, and leaves it when the load changes (rule 3). */
+static void test_observe_no_trial(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+
+        setup(&g);
+        P.observe = true;
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && r.events[ADAPTIVE_EVENT_INTERVENE] == 1, "would intervene");
+        CHECK(g.phase == ADAPTIVE_STEADY, "no settle or trial: phase %s", adaptive_phase_to_string(g.phase));
+        feed(&g, spinner_stacked(), 3600, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0 && r.changes == 1 && g.mode == ADAPTIVE_SPREAD,
+              "an hour stacked: %u failed trials, %u changes", r.events[ADAPTIVE_EVENT_TRIAL_FAILED], r.changes);
+        CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] == 0, "nothing held off");
+        feed(&g, halter(), 60, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.events[ADAPTIVE_EVENT_LOAD_CHANGED] == 1, "load changed: back");
+}
+
 /* Steady load that never helps: over an hour at most one intervention per 10 min. */
 static void test_steady_failing_hour(void)
 {
@@ -557,6 +578,7 @@ int main(void)
         test_trial_kept_no_flapping();
         test_trial_share_fell();
         test_trial_harm_not_lowered();
+        test_observe_no_trial();
         test_steady_failing_hour();
         test_noisy_steady();
         test_load_changed();
