@@ -200,9 +200,13 @@ static void refresh_masks(struct manager *m)
                         if (vcpu_masks_read(&m->apply_env, v->tid, now, NULL) < 0 || hwloc_bitmap_iszero(now) ||
                             hwloc_bitmap_isequal(now, v->current))
                                 continue;
-                        _cleanup_free_ char *was = cpulist_format(v->current), *is = cpulist_format(now);
-                        log_debug("%s vcpu%u (tid %d): affinity changed outside the daemon: %s -> %s", g->name,
-                                  v->vcpu, (int)v->tid, was ?: "?", is ?: "?");
+                        /* A co-scheduled guest's masks change every turn,
+                         * by the daemon's own co-scheduler: not news. */
+                        if (!g->auto_state.cosched) {
+                                _cleanup_free_ char *was = cpulist_format(v->current), *is = cpulist_format(now);
+                                log_debug("%s vcpu%u (tid %d): affinity changed outside the daemon: %s -> %s",
+                                          g->name, v->vcpu, (int)v->tid, was ?: "?", is ?: "?");
+                        }
                         hwloc_bitmap_copy(v->current, now);
                 }
         }

@@ -66,7 +66,7 @@ DAEMON_MODES = {
     "vcpuspreadd": None,
     "vcpuspreadd-spread": "[Daemon]\nDefaultPolicy=spread\n",
 }
-WORKLOADS = ["hackbench", "futex", "spin", "spin-pause"]
+WORKLOADS = ["hackbench", "futex", "spin", "spin-pause", "spin-ticket"]
 
 
 def scenario_guests(scenario, workload):
@@ -948,9 +948,9 @@ def cmd_report(args):
         lines.append(f"Other guests on the host at start (other work sharing the host, not part of the benchmark): {names}")
     lines.append("")
     lines.append("Columns: aggregate = operations of all busy guests in the window (hackbench: complete "
-                 "`hackbench -g 2 -l 20 -T` runs; futex: futex ping-pong round trips across vCPUs; spin, spin-pause: "
+                 "`hackbench -g 2 -l 20 -T` runs; futex: futex ping-pong round trips across vCPUs; spin, spin-pause, spin-ticket: "
                  "acquisitions of a user-space spinlock shared by one thread per vCPU, waiting with a plain load "
-                 "loop or with PAUSE); "
+                 "loop or with PAUSE, or a fair ticket lock waiting with a plain load loop); "
                  "ratio to default = median over repetitions of (this run's aggregate ops / the default run's of "
                  "the same repetition), with a percentile-bootstrap 95% interval over those paired ratios "
                  f"({BOOTSTRAP_RESAMPLES} resamples, fixed seed; with 3-5 pairs the interval is optimistic, "

@@ -2,7 +2,7 @@
 # /init of the benchmark guest (busybox initramfs).
 #
 # Kernel command line parameters (all optional):
-#   bench.workload=hackbench|futex|spin|spin-pause|idle   what to run (default hackbench)
+#   bench.workload=hackbench|futex|spin|spin-pause|spin-ticket|idle   what to run (default hackbench)
 #   bench.spin_cs=N bench.spin_out=N     spinlock critical section / private work steps
 #   bench.warmup=S bench.window=S bench.cooldown=S   phases in guest seconds
 #   bench.hb_groups=N bench.hb_loops=N    hackbench -g N -l N -T per iteration
@@ -81,10 +81,13 @@ futex)
                 result "${ops%% *}"
         done
         ;;
-spin|spin-pause)
+spin|spin-pause|spin-ticket)
         # One op = one acquisition of a user-space spinlock shared by one
-        # thread per vCPU; spin waits with a plain load loop, spin-pause with PAUSE.
-        kind=plain; [ "$workload" = spin-pause ] && kind=pause
+        # thread per vCPU; spin waits with a plain load loop, spin-pause with
+        # PAUSE, spin-ticket on a fair ticket lock with a plain load loop.
+        kind=plain
+        [ "$workload" = spin-pause ] && kind=pause
+        [ "$workload" = spin-ticket ] && kind=ticket
         spinlock "$kind" "$warmup" "$window" "$cooldown" "$spin_cs" "$spin_out" | while read -r line; do
                 ops=${line#ops=}
                 result "${ops%% *}"

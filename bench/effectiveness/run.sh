@@ -5,7 +5,7 @@
 #
 #   bench/effectiveness/run.sh [--reps N] [--scenarios a,b,c,d,e]
 #                              [--modes default,stacked,static-spread,vcpuspreadd,vcpuspreadd-spread]
-#                              [--workloads hackbench,futex,spin,spin-pause]
+#                              [--workloads hackbench,futex,spin,spin-pause,spin-ticket]
 #                              [--window S] [--warmup S] [--cooldown S]
 #                              [--results DIR] [--append] [--wait-lock]
 #
@@ -59,7 +59,7 @@ while [ $# -gt 0 ]; do
         esac
         case "$1" in
         --results) results=$2 ;;
-        --workloads) list_of "$1" "$2" hackbench futex spin spin-pause; workloads=$2 ;;
+        --workloads) list_of "$1" "$2" hackbench futex spin spin-pause spin-ticket; workloads=$2 ;;
         --scenarios) list_of "$1" "$2" a b c d e; run_args+=("$1" "$2") ;;
         --modes) list_of "$1" "$2" default stacked static-spread vcpuspreadd vcpuspreadd-spread; run_args+=("$1" "$2") ;;
         --reps) [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] || bad "--reps must be a whole number from 1 to 999, not '$2'"

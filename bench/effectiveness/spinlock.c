@@ -8,11 +8,16 @@
  * at the same time, so every preemption inside the critical section costs
  * the waiter the rest of its time slice.
  *
- *   spinlock plain|pause WARMUP_S WINDOW_S COOLDOWN_S [CS_ITERS [OUT_ITERS]]
+ *   spinlock plain|pause|ticket WARMUP_S WINDOW_S COOLDOWN_S [CS_ITERS [OUT_ITERS]]
  *
  * plain: the waiter spins with a plain load loop (no PAUSE instruction);
  * pause: the same loop with PAUSE in it (what every real spinlock does on x86,
- *        and what KVM's pause-loop exiting catches).
+ *        and what KVM's pause-loop exiting catches);
+ * ticket: a fair (FIFO) ticket lock, waiting with a plain load loop: the
+ *        kind of lock a guest kernel takes (ticket and queued spinlocks are
+ *        fair).  A preempted waiter whose turn has come stalls every thread
+ *        behind it, and the holder's successor too, so lock-holder *and*
+ *        lock-waiter preemption cost here, not only the former.
  *
  * One thread per online guest CPU, thread i pinned to guest CPU i.  A thread
  * takes the lock, does CS_ITERS steps of work on shared data (the critical
@@ -40,6 +45,9 @@
 #define SHARED_WORDS 64
 
 static _Alignas(64) atomic_int lock;
+static _Alignas(64) atomic_uint ticket_next;
+static _Alignas(64) atomic_uint ticket_serving;
+static int use_ticket;
 static _Alignas(64) volatile uint64_t shared[SHARED_WORDS];
 static atomic_int stop;
 static int use_pause;
@@ -66,6 +74,12 @@ static unsigned long take(void)
 {
         unsigned long spins = 0;
 
+        if (use_ticket) {
+                unsigned mine = atomic_fetch_add_explicit(&ticket_next, 1, memory_order_relaxed);
+                while (atomic_load_explicit(&ticket_serving, memory_order_acquire) != mine)
+                        spins++;
+                return spins;
+        }
         while (atomic_exchange_explicit(&lock, 1, memory_order_acquire)) {
                 if (use_pause) {
                         while (atomic_load_explicit(&lock, memory_order_relaxed)) {
@@ -82,7 +96,10 @@ static unsigned long take(void)
 
 static void drop(void)
 {
-        atomic_store_explicit(&lock, 0, memory_order_release);
+        if (use_ticket)
+                atomic_fetch_add_explicit(&ticket_serving, 1, memory_order_release);
+        else
+                atomic_store_explicit(&lock, 0, memory_order_release);
 }
 
 static void *work(void *arg)
@@ -124,11 +141,13 @@ static void sleep_s(double s)
 
 int main(int argc, char **argv)
 {
-        if (argc < 5 || argc > 7 || (strcmp(argv[1], "plain") && strcmp(argv[1], "pause"))) {
-                fprintf(stderr, "usage: %s plain|pause WARMUP_S WINDOW_S COOLDOWN_S [CS_ITERS [OUT_ITERS]]\n", argv[0]);
+        if (argc < 5 || argc > 7 || (strcmp(argv[1], "plain") && strcmp(argv[1], "pause") && strcmp(argv[1], "ticket"))) {
+                fprintf(stderr, "usage: %s plain|pause|ticket WARMUP_S WINDOW_S COOLDOWN_S [CS_ITERS [OUT_ITERS]]\n",
+                        argv[0]);
                 return 2;
         }
         use_pause = !strcmp(argv[1], "pause");
+        use_ticket = !strcmp(argv[1], "ticket");
         double warmup = atof(argv[2]), window = atof(argv[3]), cooldown = atof(argv[4]);
         if (argc > 5)
                 cs_iters = atol(argv[5]);
