@@ -164,6 +164,7 @@ static json_object *control_status(struct manager *m)
         if (m->last_change[0])
                 json_object_object_add(d, "last_change", json_object_new_string(m->last_change));
         json_object_object_add(d, "usable_cpus", json_cpulist(m->usable));
+        json_object_object_add(d, "kvm_stats", manager_kvm_status_json(m));
         for (size_t i = 0; i < m->n_guests; i++)
                 json_object_array_add(guests, guest_status(m, m->guests[i]));
         json_object_object_add(o, "daemon", d);

@@ -65,6 +65,8 @@ json_object *manager_kvm_vcpu_json(const struct manager *m, const struct managed
                                    const struct managed_vcpu *v);
 /* @v's sums for the history and the metrics. */
 struct history_kvm manager_kvm_history(const struct managed_guest *g, const struct managed_vcpu *v);
+/* The daemon's "kvm_stats" in status: fetches so far. */
+json_object *manager_kvm_status_json(const struct manager *m);
 void manager_kvm_free(struct manager *m);
 
 /* manager.c */

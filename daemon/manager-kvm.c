@@ -34,6 +34,7 @@ struct manager_kvm {
         uint64_t interval;              /* sampling intervals seen */
         bool pending;                   /* a fetch is on the worker */
         bool failing;                   /* a failure was said: quiet until a fetch works */
+        uint64_t fetches, failures;     /* answered, and failed, since the start: for status */
 };
 
 /* Rates older than this many fetch periods are not used: two fetches missed
@@ -85,6 +86,7 @@ static void on_stats(void *userdata, int r, struct lv_vcpu_stats *doms, size_t n
 
         k->pending = false;
         if (r < 0) {
+                k->failures++;
                 /* A lost connection is said by the adapter; anything else
                  * once, until a fetch works again.  Survivable either way:
                  * the figures go stale and nothing else depends on them. */
@@ -97,6 +99,7 @@ static void on_stats(void *userdata, int r, struct lv_vcpu_stats *doms, size_t n
                 k->failing = true;
                 return;
         }
+        k->fetches++;
         if (k->failing)
                 log_debug("KVM's vCPU counters read again");
         k->failing = false;
@@ -192,6 +195,18 @@ struct history_kvm manager_kvm_history(const struct managed_guest *g, const stru
                 .yield_attempted = (double)t->yield_attempted,
                 .yield_successful = (double)t->yield_successful,
         };
+}
+
+json_object *manager_kvm_status_json(const struct manager *m)
+{
+        const struct manager_kvm *k = m->kvm;
+        json_object *o = json_object_new_object();
+
+        /* Fetches answered and failed: 0 and 0 on a host without kvm guests. */
+        json_object_object_add(o, "fetches", json_object_new_uint64(k ? k->fetches : 0));
+        json_object_object_add(o, "failures", json_object_new_uint64(k ? k->failures : 0));
+        json_object_object_add(o, "pending", json_object_new_boolean(k && k->pending));
+        return o;
 }
 
 void manager_kvm_free(struct manager *m)
