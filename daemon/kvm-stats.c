@@ -118,6 +118,37 @@ int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcp
         return r;
 }
 
+int kvm_stats_parse_alloc(const virTypedParameter *params, int nparams, size_t max_vcpus,
+                          struct kvm_vcpu_stats **out, size_t *n)
+{
+        size_t capacity = max_vcpus < 8 ? max_vcpus : 8, needed = 0;
+        struct kvm_vcpu_stats *s = NULL;
+        int r;
+
+        /* Eight fit most guests; the parser says how many it needs when they
+         * do not, and one more pass takes them all. */
+        for (;;) {
+                free(s);
+                s = calloc(capacity ?: 1, sizeof(*s));
+                if (!s)
+                        return -ENOMEM;
+                r = kvm_stats_parse(params, nparams, s, capacity, &needed);
+                if (r != -ENOBUFS || capacity >= max_vcpus)
+                        break;
+                capacity = needed < max_vcpus ? needed : max_vcpus;
+        }
+        if (r == -EINVAL) {
+                free(s);
+                *out = NULL;
+                *n = 0;
+                return r;
+        }
+        *out = s;
+        /* What was filled: vcpu.maximum alone can make @needed larger. */
+        *n = needed < capacity ? needed : capacity;
+        return 0;
+}
+
 static double rate(const struct kvm_vcpu_stats *a, const struct kvm_vcpu_stats *b, enum kvm_stat k, double dt)
 {
         if (!kvm_vcpu_has(a, k) || !kvm_vcpu_has(b, k) || b->v[k] < a->v[k])

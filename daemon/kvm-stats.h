@@ -69,6 +69,15 @@ bool kvm_vcpu_has_kvm_counters(const struct kvm_vcpu_stats *s);
 int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcpu_stats *out,
                     size_t capacity, size_t *n);
 
+/*
+ * The same into an array it allocates (*@out, free()), sized for the
+ * record but for no more than @max_vcpus entries: ids from @max_vcpus on
+ * are left out.  *@n: the entries.  Returns 0, -ENOMEM, or -EINVAL as
+ * kvm_stats_parse() (then *@out is NULL and *@n 0).
+ */
+int kvm_stats_parse_alloc(const virTypedParameter *params, int nparams, size_t max_vcpus,
+                          struct kvm_vcpu_stats **out, size_t *n);
+
 /* Per-second rates between two samples of one vCPU, for lib/adaptive.h. */
 struct kvm_vcpu_rates {
         bool kvm;                       /* both samples had the KVM counters */

@@ -476,33 +476,17 @@ void lv_vcpu_stats_free(struct lv_vcpu_stats *d, size_t n)
         free(d);
 }
 
-/* QEMU's own limit is 4096 vCPUs (x86, q35): a record naming more is not believed. */
+/* QEMU's own limit is 4096 vCPUs (x86, q35): ids beyond this are not believed. */
 #define STATS_MAX_VCPUS 16384
 
 /* One record into @out; -ENOMEM, or 0 (a record it cannot read is left empty). */
 static int stats_record(virDomainStatsRecordPtr rec, struct lv_vcpu_stats *out)
 {
-        size_t capacity = 8, n = 0;
-        int r;
-
         if (virDomainGetUUIDString(rec->dom, out->uuid) < 0)
                 return 0;
-        /* Eight fit most guests; kvm_stats_parse() says how many it needs
-         * when they do not, and one more pass takes them all. */
-        for (;;) {
-                free(out->vcpus);
-                out->vcpus = calloc(capacity, sizeof(*out->vcpus));
-                if (!out->vcpus)
-                        return -ENOMEM;
-                r = kvm_stats_parse(rec->params, rec->nparams, out->vcpus, capacity, &n);
-                if (r != -ENOBUFS || n > STATS_MAX_VCPUS)
-                        break;
-                capacity = n;
-        }
-        /* -EINVAL: a counter libvirt sent as a string: none of it.  Else
-         * what was filled (vcpu.maximum alone can make @n larger). */
-        out->n_vcpus = r == -EINVAL ? 0 : n < capacity ? n : capacity;
-        return 0;
+        /* -EINVAL: a counter libvirt sent as a string: none of the record. */
+        int r = kvm_stats_parse_alloc(rec->params, rec->nparams, STATS_MAX_VCPUS, &out->vcpus, &out->n_vcpus);
+        return r == -ENOMEM ? r : 0;
 }
 
 static void stats_run(struct lv_job *j)

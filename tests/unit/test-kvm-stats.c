@@ -152,7 +152,43 @@ static void test_odd_params(void)
               "unknown ignored: have %#x", s[0].have);
         virTypedParamsAddString(&p, &n, &max, "vcpu.1.time", "soon");
         CHECK(kvm_stats_parse(p, n, s, 2, &m) == -EINVAL, "a known counter that is not a number");
+        struct kvm_vcpu_stats *all = s;
+        CHECK(kvm_stats_parse_alloc(p, n, 16, &all, &m) == -EINVAL && !all && m == 0, "alloc: -EINVAL, nothing");
         virTypedParamsFree(p, n);
+}
+
+/* The allocating parser: sized by the record, bounded by its caller. */
+static void test_parse_alloc(void)
+{
+        struct params a;
+        struct kvm_vcpu_stats *s;
+        size_t n;
+
+        CHECK(load("domstats-kvm.txt", &a) == 0, "fixture");
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 16384, &s, &n) == 0 && n == 4, "vcpu.maximum=4: %zu", n);
+        CHECK(s[0].v[KVM_STAT_HALT_EXITS] == 1794 && s[1].v[KVM_STAT_HALT_EXITS] == 433 && s[3].have == 0,
+              "filled; the offline ones empty");
+        free(s);
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 1, &s, &n) == 0 && n == 1 && s[0].v[KVM_STAT_HALT_EXITS] == 1794,
+              "bounded to 1: %zu", n);
+        free(s);
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 0, &s, &n) == 0 && n == 0, "bounded to 0");
+        free(s);
+        virTypedParamsFree(a.p, a.n);
+
+        /* More than 8 vCPUs: a second pass; an id past the bound is left out. */
+        virTypedParameterPtr p = NULL;
+        int np = 0, max = 0;
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.11.halt_exits.sum", 5);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.11.preemption_reported.sum", 6);
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 12 && kvm_vcpu_has_kvm_counters(&s[11]) &&
+              s[11].v[KVM_STAT_HALT_EXITS] == 5, "vCPU 11: %zu entries", n);
+        free(s);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.4000000.time", 1);
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 64 && s[11].v[KVM_STAT_HALT_EXITS] == 5,
+              "an absurd id: bounded, the rest kept (%zu)", n);
+        free(s);
+        virTypedParamsFree(p, np);
 }
 
 static void test_recorded(void)
@@ -278,6 +314,7 @@ int main(int argc, char **argv)
         test_kvm();
         test_tcg();
         test_odd_params();
+        test_parse_alloc();
         test_recorded();
         test_kvmfixture();
         test_track();
