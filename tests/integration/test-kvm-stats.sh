@@ -76,6 +76,9 @@ assert_eq "$bad" 0 "kvm objects with a missing or impossible figure"
 halted=$(jq --arg n "$kvm_name" '[.guests[] | select(.name == $n) | .vcpus[] | select(.kvm.halt_wait_ratio > 0.5)] | length' <<< "$st")
 (( halted >= 1 )) || fail "no vCPU of the idle kvm guest halted half the window: $(jq -c --arg n "$kvm_name" '.guests[] | select(.name == $n) | [.vcpus[].kvm]' <<< "$st")"
 
+ctl status | grep -Eq "^ +kvm: halt [0-9]+/s \(halted [0-9]+%\)" ||
+        fail "status text shows no KVM line: $(ctl status)"
+
 note "the TCG guest's vCPUs have no kvm object"
 assert_eq "$(jq --arg n "$tcg_name" '[.guests[] | select(.name == $n) | .vcpus[] | select(has("kvm"))] | length' <<< "$st")" 0 \
         "TCG vCPUs with a kvm object"
