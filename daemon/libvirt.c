@@ -451,10 +451,11 @@ int lv_list_domains_async(struct lv_conn *c, lv_domains_cb cb, void *userdata)
 
 /*
  * vCPU counters of every running guest: one call for all of them.  NOWAIT:
- * a guest busy in a job (a migration, a snapshot) gets its counters from
- * the last time instead of the call waiting for the job to end, or
- * without the ones that need QEMU; the manager treats a record without
- * them as a gap.  Only the RPC runs here; freeing the records is local.
+ * a guest busy in a job (a migration, a snapshot) is reported without what
+ * needs its QEMU monitor, KVM's counters among them (libvirt reads those
+ * with QMP query-stats under the job), instead of the call waiting for the
+ * job to end; the manager treats a record without them as a gap.  Only the
+ * RPC runs here; freeing the records is local.
  */
 struct stats_job {
         struct lv_job job;
