@@ -60,7 +60,7 @@ void guest_auto_done(struct guest_auto *a);
 void manager_kvm_interval(struct manager *m);
 /* @v's KVM rates into @s when they are fresh; @s->kvm stays false otherwise. */
 void manager_kvm_sample(const struct manager *m, const struct managed_vcpu *v, struct adaptive_vcpu_sample *s);
-/* The "kvm" object of @v in status, or NULL for a guest that is not kvm. */
+/* The "kvm" object of @v in status, or NULL unless its guest is managed and kvm. */
 json_object *manager_kvm_vcpu_json(const struct manager *m, const struct managed_guest *g,
                                    const struct managed_vcpu *v);
 /* @v's sums for the history and the metrics. */

@@ -152,7 +152,7 @@ json_object *manager_kvm_vcpu_json(const struct manager *m, const struct managed
         const struct kvm_vcpu_track *t = &v->kvm;
         bool fresh = rates_fresh(m, t, now_ns());
 
-        if (!g->kvm)
+        if (!guest_wants_kvm(g))
                 return NULL;
         json_object *o = json_object_new_object();
         json_object_object_add(o, "rates_known", json_object_new_boolean(fresh));
@@ -185,7 +185,7 @@ struct history_kvm manager_kvm_history(const struct managed_guest *g, const stru
 {
         const struct kvm_vcpu_track *t = &v->kvm;
 
-        if (!g->kvm || !t->counted)
+        if (!guest_wants_kvm(g) || !t->counted)
                 return (struct history_kvm){};
         return (struct history_kvm){
                 .known = true,
