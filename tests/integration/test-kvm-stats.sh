@@ -8,7 +8,11 @@
 #    "kvm" object in status --json with rates and KVM's counters, and the
 #    metrics file the vcpuspread_vcpu_kvm_* series with the usual labels;
 #  - the TCG guest has neither;
-#  - the guest is not tainted (no QEMU monitor command was used).
+#  - the guest is not tainted (no QEMU monitor command was used);
+#  - libvirtd stopped (SIGSTOP) for 6 s: status answers, one fetch waits
+#    (no second one queued), fetching resumes after SIGCONT, no warning
+#    flood;
+#  - the kvm guest gone: its series leave the metrics and the fetches stop.
 #
 # Needs /dev/kvm (here kvm_pvm, shadow paging: guests without an OS start).
 # env.sh gives /dev/kvm to group kvm (mode 0660) for QEMU, as udev would,
@@ -109,6 +113,23 @@ fi
 
 note "no QEMU monitor command: the guest is not tainted"
 ! grep -q "tainted" "$(guest_log_file kvm)" || fail "kvm guest tainted: $(grep tainted "$(guest_log_file kvm)")"
+
+note "libvirtd hung (SIGSTOP) for 6 s: status answers throughout, one fetch waits, then fetching resumes"
+source "$here/robust.sh"
+fetched=$(status | jq '.daemon.kvm_stats.fetches')
+libvirtd_stop
+read -r max failures _ < <(status_probe_for 6 "$(daemon_socket)")
+pending=$(status | jq '.daemon.kvm_stats.pending')
+libvirtd_cont
+(( failures == 0 && max < 1000 )) || fail "status while libvirtd was stopped: $failures failed, slowest $max ms"
+assert_eq "$pending" true "a fetch waiting for the stopped libvirtd"
+_fetched_again() { (( $(status | jq '.daemon.kvm_stats.fetches') >= fetched + 2 )); }
+wait_until 15000 _fetched_again || fail "fetches did not resume after SIGCONT: $(status | jq -c .daemon.kvm_stats)"
+wait_until 5000 kvm_rates_known || fail "no KVM rates after SIGCONT"
+# The hang is libvirt.c's one "unresponsive" warning; the fetch adds none.
+kvm_warnings=$(daemon_fields PRIORITY=4 -- MESSAGE | grep -c "KVM" || true)
+(( kvm_warnings <= 1 )) || fail "$kvm_warnings warnings about KVM's counters: $(daemon_fields PRIORITY=4 -- MESSAGE)"
+daemon_alive || fail "the daemon died"
 
 note "the kvm guest gone: its series leave the metrics, the fetches stop"
 guest_destroy kvm
