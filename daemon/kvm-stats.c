@@ -64,6 +64,10 @@ static int param_u64(const virTypedParameter *p, uint64_t *out)
         }
 }
 
+/* No guest has a million vCPUs: an id or a vcpu.maximum beyond is not believed
+ * (and one near ULONG_MAX would wrap the count). */
+#define VCPU_ID_MAX (1ul << 20)
+
 /* "vcpu.12.halt_exits.sum" -> 12 and "halt_exits.sum"; false for anything else. */
 static bool split_field(const char *field, unsigned long *vcpu, const char **suffix)
 {
@@ -71,8 +75,9 @@ static bool split_field(const char *field, unsigned long *vcpu, const char **suf
 
         if (strncmp(field, "vcpu.", 5) != 0 || field[5] < '0' || field[5] > '9')
                 return false;
+        errno = 0;
         *vcpu = strtoul(field + 5, &end, 10);
-        if (*end != '.' || end[1] == '\0')
+        if (errno != 0 || *vcpu >= VCPU_ID_MAX || *end != '.' || end[1] == '\0')
                 return false;
         *suffix = end + 1;
         return true;
@@ -92,7 +97,7 @@ int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcp
                 uint64_t v;
 
                 if (strcmp(p->field, "vcpu.maximum") == 0) {
-                        if (param_u64(p, &v) == 0 && v > needed && v <= 1u << 20)
+                        if (param_u64(p, &v) == 0 && v > needed && v <= VCPU_ID_MAX)
                                 needed = (size_t)v;
                         continue;
                 }
@@ -133,7 +138,9 @@ int kvm_stats_parse_alloc(const virTypedParameter *params, int nparams, size_t m
                 if (!s)
                         return -ENOMEM;
                 r = kvm_stats_parse(params, nparams, s, capacity, &needed);
-                if (r != -ENOBUFS || capacity >= max_vcpus)
+                /* (needed > capacity whenever -ENOBUFS: the guard only makes
+                 * sure this loop ends.) */
+                if (r != -ENOBUFS || capacity >= max_vcpus || needed <= capacity)
                         break;
                 capacity = needed < max_vcpus ? needed : max_vcpus;
         }

@@ -184,7 +184,10 @@ static void test_parse_alloc(void)
         CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 12 && kvm_vcpu_has_kvm_counters(&s[11]) &&
               s[11].v[KVM_STAT_HALT_EXITS] == 5, "vCPU 11: %zu entries", n);
         free(s);
-        virTypedParamsAddULLong(&p, &np, &max, "vcpu.4000000.time", 1);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.99999999999999999999.time", 1);    /* wraps strtoul */
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 12, "an id past ULONG_MAX: ignored (%zu)", n);
+        free(s);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.40000.time", 1);
         CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 64 && s[11].v[KVM_STAT_HALT_EXITS] == 5,
               "an absurd id: bounded, the rest kept (%zu)", n);
         free(s);
