@@ -259,6 +259,14 @@ static void print_guest(json_object *g)
                 if (last)
                         printf("  last: %s at %s", last, when ? when : "?");
                 putchar('\n');
+                json_object *kvm = NULL;
+                if (json_object_object_get_ex(v, "kvm", &kvm) && kvm &&
+                    json_object_get_boolean(json_object_object_get(kvm, "rates_known")))
+                        printf("          kvm: halt %.0f/s (halted %.0f%%), preemption reported %.0f/s, "
+                               "directed yield %.0f/s (%.0f/s successful)\n",
+                               jdouble(kvm, "halt_exits_per_s"), 100 * jdouble(kvm, "halt_wait_ratio"),
+                               jdouble(kvm, "preemption_reported_per_s"), jdouble(kvm, "directed_yield_attempted_per_s"),
+                               jdouble(kvm, "directed_yield_successful_per_s"));
         }
 }
 

@@ -166,13 +166,16 @@ static int parse_cputune(xmlNode *cputune, struct lv_domain *d)
 static int parse_domain(xmlNode *root, struct lv_domain *d, char *err, size_t errlen)
 {
         _cleanup_xml_ xmlChar *name = NULL, *uuid = NULL;
-        _cleanup_free_ char *id = NULL;
+        _cleanup_free_ char *id = NULL, *type = NULL;
         unsigned idval;
         int r;
 
         if (!root || !xmlStrEqual(root->name, BAD_CAST "domain"))
                 return set_reason(err, errlen, -EINVAL, "root element is <%s>, not <domain>",
                             root ? (const char *)root->name : "");
+
+        type = xml_prop(root, "type");
+        d->kvm = type && strcmp(type, "kvm") == 0;
 
         id = xml_prop(root, "id");
         if (id) {

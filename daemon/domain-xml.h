@@ -13,6 +13,9 @@ struct lv_domain {
         int id;                         /* libvirt's running id; -1 if the XML has none */
         unsigned n_vcpus;               /* vCPUs online now */
         unsigned max_vcpus;
+        /* <domain type='kvm'>: its vCPUs have KVM's counters (kvm-stats.h);
+         * 'qemu' (TCG) and anything else have none. */
+        bool kvm;
         /* The operator pins this guest in its live XML: any <cputune><vcpupin>,
          * or <vcpu placement='auto'> (numad).  <emulatorpin> and <iothreadpin>
          * alone do not count: they leave the vCPUs free. */

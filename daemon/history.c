@@ -220,7 +220,10 @@ static bool vcpu_sample_add(struct history_vcpu *v, const struct history_vcpu_sa
                 signals_thread_close(&v->st);
                 v->tid = s->tid;
                 v->have_counters = v->have_ctxt = false;
+                v->kvm = (struct history_kvm){};
         }
+        if (s->kvm.known)
+                v->kvm = s->kvm;
         if (s->have_counters) {
                 if (v->have_counters && s->cpu_ns >= v->cpu_ns && s->wait_ns >= v->wait_ns) {
                         double cpu = (double)(s->cpu_ns - v->cpu_ns) / 1e9, wait = (double)(s->wait_ns - v->wait_ns) / 1e9;

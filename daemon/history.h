@@ -55,6 +55,13 @@ struct history_moves {
         uint64_t observed;              /* decided but not applied: observe mode */
 };
 
+/* KVM's counters of one vCPU of a kvm guest, summed while the daemon
+ * watched (manager-kvm.c); @known false: TCG, or nothing read yet. */
+struct history_kvm {
+        bool known;
+        double halt_exits, halt_wait_s, preemption_reported, yield_attempted, yield_successful;
+};
+
 struct history_vcpu {
         unsigned vcpu;
         pid_t tid;                      /* the thread the counters below were read from */
@@ -64,6 +71,7 @@ struct history_vcpu {
         struct thread_ctxt ctxt;        /* cumulative switch counters at the last read */
         uint64_t ctxt_ns;               /* when they were read */
         double cpu_s, wait_s;           /* while the daemon watched: what the metrics export */
+        struct history_kvm kvm;         /* the same for KVM's counters */
         size_t n_reasons;
         struct history_moves moves[HISTORY_REASONS];
         struct signals_thread st;       /* the glue's open /proc files for the ticks */
@@ -136,6 +144,7 @@ struct history_vcpu_sample {
         uint64_t cpu_ns, wait_ns;       /* the thread's cumulative counters */
         bool have_ctxt;                 /* switch counters read this interval */
         struct thread_ctxt ctxt;
+        struct history_kvm kvm;         /* kvm guests: the sums so far */
 };
 
 struct history_sample {

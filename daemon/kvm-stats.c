@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
+
 static const char *const names[_KVM_STAT_MAX] = {
         [KVM_STAT_STATE] = "state",
         [KVM_STAT_TIME] = "time",
@@ -62,6 +64,10 @@ static int param_u64(const virTypedParameter *p, uint64_t *out)
         }
 }
 
+/* No guest has a million vCPUs: an id or a vcpu.maximum beyond is not believed
+ * (and one near ULONG_MAX would wrap the count). */
+#define VCPU_ID_MAX (1ul << 20)
+
 /* "vcpu.12.halt_exits.sum" -> 12 and "halt_exits.sum"; false for anything else. */
 static bool split_field(const char *field, unsigned long *vcpu, const char **suffix)
 {
@@ -69,8 +75,9 @@ static bool split_field(const char *field, unsigned long *vcpu, const char **suf
 
         if (strncmp(field, "vcpu.", 5) != 0 || field[5] < '0' || field[5] > '9')
                 return false;
+        errno = 0;
         *vcpu = strtoul(field + 5, &end, 10);
-        if (*end != '.' || end[1] == '\0')
+        if (errno != 0 || *vcpu >= VCPU_ID_MAX || *end != '.' || end[1] == '\0')
                 return false;
         *suffix = end + 1;
         return true;
@@ -90,7 +97,7 @@ int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcp
                 uint64_t v;
 
                 if (strcmp(p->field, "vcpu.maximum") == 0) {
-                        if (param_u64(p, &v) == 0 && v > needed && v <= 1u << 20)
+                        if (param_u64(p, &v) == 0 && v > needed && v <= VCPU_ID_MAX)
                                 needed = (size_t)v;
                         continue;
                 }
@@ -116,6 +123,39 @@ int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcp
         return r;
 }
 
+int kvm_stats_parse_alloc(const virTypedParameter *params, int nparams, size_t max_vcpus,
+                          struct kvm_vcpu_stats **out, size_t *n)
+{
+        size_t capacity = max_vcpus < 8 ? max_vcpus : 8, needed = 0;
+        struct kvm_vcpu_stats *s = NULL;
+        int r;
+
+        /* Eight fit most guests; the parser says how many it needs when they
+         * do not, and one more pass takes them all. */
+        for (;;) {
+                free(s);
+                s = calloc(capacity ?: 1, sizeof(*s));
+                if (!s)
+                        return -ENOMEM;
+                r = kvm_stats_parse(params, nparams, s, capacity, &needed);
+                /* (needed > capacity whenever -ENOBUFS: the guard only makes
+                 * sure this loop ends.) */
+                if (r != -ENOBUFS || capacity >= max_vcpus || needed <= capacity)
+                        break;
+                capacity = needed < max_vcpus ? needed : max_vcpus;
+        }
+        if (r == -EINVAL) {
+                free(s);
+                *out = NULL;
+                *n = 0;
+                return r;
+        }
+        *out = s;
+        /* What was filled: vcpu.maximum alone can make @needed larger. */
+        *n = needed < capacity ? needed : capacity;
+        return 0;
+}
+
 static double rate(const struct kvm_vcpu_stats *a, const struct kvm_vcpu_stats *b, enum kvm_stat k, double dt)
 {
         if (!kvm_vcpu_has(a, k) || !kvm_vcpu_has(b, k) || b->v[k] < a->v[k])
@@ -136,8 +176,62 @@ int kvm_vcpu_rates(const struct kvm_vcpu_stats *prev, const struct kvm_vcpu_stat
         out->halt_hz = rate(prev, cur, KVM_STAT_HALT_EXITS, dt_s);
         out->preempt_hz = rate(prev, cur, KVM_STAT_PREEMPTION_REPORTED, dt_s);
         out->yield_hz = rate(prev, cur, KVM_STAT_DIRECTED_YIELD_ATTEMPTED, dt_s);
+        out->yield_ok_hz = rate(prev, cur, KVM_STAT_DIRECTED_YIELD_SUCCESSFUL, dt_s);
         out->halt_wait_share = rate(prev, cur, KVM_STAT_HALT_WAIT_NS, dt_s) / 1e9;
         if (out->halt_wait_share > 1)
                 out->halt_wait_share = 1;
         return 0;
+}
+
+/* The counters the tracker keeps; any of them going backwards is a reset. */
+static const enum kvm_stat tracked[] = {
+        KVM_STAT_HALT_EXITS, KVM_STAT_PREEMPTION_REPORTED, KVM_STAT_DIRECTED_YIELD_ATTEMPTED,
+        KVM_STAT_DIRECTED_YIELD_SUCCESSFUL, KVM_STAT_HALT_WAIT_NS,
+};
+
+static uint64_t delta(const struct kvm_vcpu_stats *a, const struct kvm_vcpu_stats *b, enum kvm_stat k)
+{
+        return kvm_vcpu_has(a, k) && kvm_vcpu_has(b, k) ? b->v[k] - a->v[k] : 0;
+}
+
+int kvm_vcpu_track_update(struct kvm_vcpu_track *t, const struct kvm_vcpu_stats *cur, uint64_t now_ns)
+{
+        if (!kvm_vcpu_has_kvm_counters(cur)) {
+                t->rates_known = false;
+                return KVM_TRACK_NONE;
+        }
+        if (t->have_prev && now_ns <= t->prev_ns)
+                return -EINVAL;
+        t->counted = true;
+        if (!t->have_prev) {
+                t->prev = *cur;
+                t->prev_ns = now_ns;
+                t->have_prev = true;
+                t->rates_known = false;
+                return KVM_TRACK_FIRST;
+        }
+        /* KVM's counters only grow while its vCPU lives; one that fell
+         * belongs to a new vCPU (replugged, or a guest reset that made
+         * QEMU recreate it): its increments are unknown, so no rate. */
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++)
+                if (kvm_vcpu_has(&t->prev, tracked[i]) && kvm_vcpu_has(cur, tracked[i]) &&
+                    cur->v[tracked[i]] < t->prev.v[tracked[i]]) {
+                        t->prev = *cur;
+                        t->prev_ns = now_ns;
+                        t->rates_known = false;
+                        return KVM_TRACK_RESET;
+                }
+        double dt_s = (double)(now_ns - t->prev_ns) / 1e9;
+        (void) kvm_vcpu_rates(&t->prev, cur, dt_s, &t->rates);
+        t->window_s = dt_s;
+        t->rates_ns = now_ns;
+        t->rates_known = true;
+        t->halt_exits += delta(&t->prev, cur, KVM_STAT_HALT_EXITS);
+        t->preemption_reported += delta(&t->prev, cur, KVM_STAT_PREEMPTION_REPORTED);
+        t->yield_attempted += delta(&t->prev, cur, KVM_STAT_DIRECTED_YIELD_ATTEMPTED);
+        t->yield_successful += delta(&t->prev, cur, KVM_STAT_DIRECTED_YIELD_SUCCESSFUL);
+        t->halt_wait_ns += delta(&t->prev, cur, KVM_STAT_HALT_WAIT_NS);
+        t->prev = *cur;
+        t->prev_ns = now_ns;
+        return KVM_TRACK_RATES;
 }

@@ -69,12 +69,22 @@ bool kvm_vcpu_has_kvm_counters(const struct kvm_vcpu_stats *s);
 int kvm_stats_parse(const virTypedParameter *params, int nparams, struct kvm_vcpu_stats *out,
                     size_t capacity, size_t *n);
 
+/*
+ * The same into an array it allocates (*@out, free()), sized for the
+ * record but for no more than @max_vcpus entries: ids from @max_vcpus on
+ * are left out.  *@n: the entries.  Returns 0, -ENOMEM, or -EINVAL as
+ * kvm_stats_parse() (then *@out is NULL and *@n 0).
+ */
+int kvm_stats_parse_alloc(const virTypedParameter *params, int nparams, size_t max_vcpus,
+                          struct kvm_vcpu_stats **out, size_t *n);
+
 /* Per-second rates between two samples of one vCPU, for lib/adaptive.h. */
 struct kvm_vcpu_rates {
         bool kvm;                       /* both samples had the KVM counters */
         double halt_hz;                 /* halt exits */
         double preempt_hz;              /* preemption_reported */
         double yield_hz;                /* directed_yield_attempted */
+        double yield_ok_hz;             /* directed_yield_successful */
         double halt_wait_share;         /* halt_wait_ns / wall */
 };
 
@@ -82,3 +92,37 @@ struct kvm_vcpu_rates {
  * replugged) counts as 0. */
 int kvm_vcpu_rates(const struct kvm_vcpu_stats *prev, const struct kvm_vcpu_stats *cur, double dt_s,
                    struct kvm_vcpu_rates *out);
+
+/*
+ * One vCPU across fetches: the last reading, the rates of the last window
+ * and, for the metrics, each counter's increments summed while the daemon
+ * watched (a Prometheus counter that survives a reset of KVM's own).
+ * Zero-initialised = nothing seen.
+ */
+struct kvm_vcpu_track {
+        bool have_prev;                 /* @prev is a reading with the KVM counters */
+        struct kvm_vcpu_stats prev;
+        uint64_t prev_ns;               /* CLOCK_MONOTONIC of @prev */
+        bool rates_known;               /* @rates are from the last two readings */
+        struct kvm_vcpu_rates rates;
+        double window_s;                /* what @rates cover */
+        uint64_t rates_ns;              /* the end of that window */
+        bool counted;                   /* a KVM reading was seen: the sums mean something */
+        uint64_t halt_exits, preemption_reported, yield_attempted, yield_successful, halt_wait_ns;
+};
+
+enum kvm_track_result {
+        KVM_TRACK_NONE,                 /* no KVM counters in @cur (TCG, vCPU offline, libvirt skipped them) */
+        KVM_TRACK_FIRST,                /* the first reading: a baseline, no rates yet */
+        KVM_TRACK_RATES,                /* rates and sums updated */
+        KVM_TRACK_RESET,                /* a counter went backwards: a new baseline, no rates */
+};
+
+/*
+ * Fold the reading @cur taken at @now_ns into @t.  A reading without the
+ * KVM counters keeps the baseline (the next window spans the gap: the
+ * counters kept counting) and makes the rates unknown.  Returns an
+ * enum kvm_track_result, or -EINVAL when @now_ns is not after the baseline
+ * (@t unchanged).
+ */
+int kvm_vcpu_track_update(struct kvm_vcpu_track *t, const struct kvm_vcpu_stats *cur, uint64_t now_ns);

@@ -22,6 +22,7 @@
 #include <systemd/sd-event.h>
 
 #include "domain-xml.h"
+#include "kvm-stats.h"
 
 /* Map libvirt's event loop onto @e.  Call once per process, before any
  * connection is opened; -EBUSY if already registered with another loop. */
@@ -111,6 +112,23 @@ const char *lv_conn_last_error(struct lv_conn *c);
  * still pending (a hung libvirtd: the caller tries again later). */
 typedef void (*lv_domains_cb)(void *userdata, int r, struct lv_domain *doms, size_t n);
 int lv_list_domains_async(struct lv_conn *c, lv_domains_cb cb, void *userdata);
+
+/*
+ * Every running guest's vCPU counters in one virConnectGetAllDomainStats(
+ * VIR_DOMAIN_STATS_VCPU) call, parsed on the worker (kvm-stats.h).  @cb runs
+ * on the loop later with 0, the records (which it owns: lv_vcpu_stats_free)
+ * and @when_usec, CLOCK_MONOTONIC right after libvirt answered; or a
+ * negative errno, with lv_conn_last_error() saying why.  Returns 0,
+ * -ENOTCONN, or -EBUSY while the previous one is pending: one at a time.
+ */
+struct lv_vcpu_stats {
+        char uuid[37];
+        size_t n_vcpus;                 /* one more than the highest vCPU id in the record */
+        struct kvm_vcpu_stats *vcpus;   /* indexed by vCPU id; owned */
+};
+typedef void (*lv_vcpu_stats_cb)(void *userdata, int r, struct lv_vcpu_stats *doms, size_t n, uint64_t when_usec);
+int lv_vcpu_stats_async(struct lv_conn *c, lv_vcpu_stats_cb cb, void *userdata);
+void lv_vcpu_stats_free(struct lv_vcpu_stats *d, size_t n);
 
 /* The same, waiting for the answer by running @c's loop: for programs and
  * tests outside the loop (never from a callback).  -ETIMEDOUT after

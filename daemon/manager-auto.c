@@ -14,11 +14,9 @@
  *  - manager_auto_guest_input(): the engine's input for one guest;
  *  - manager_auto_after_plan(): the gangs of co-scheduled guests.
  *
- * KVM counters (virConnectGetAllDomainStats, daemon/kvm-stats.h): TODO.
- * They need a call through the libvirt adapter (daemon/libvirt.c, the
- * robustness engineer's); until then adaptive_vcpu_sample.kvm is false for
- * every guest and the signals are the /proc ones, which is all a TCG guest
- * has anyway.
+ * KVM counters (daemon/kvm-stats.h) come from manager-kvm.c, fetched at
+ * this file's interval; adaptive_vcpu_sample.kvm is set for the vCPUs of kvm
+ * guests whose rates are fresh, and stays false for TCG guests.
  *
  * Co-scheduling needs two gangs to take turns.  A guest can go COSCHED only
  * while another Policy=auto guest is co-scheduled or busy and waiting
@@ -485,6 +483,7 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
                         /* The co-scheduler's pins are its own, not a confinement. */
                         .cpus = ga->cosched ? NULL : v->current,
                 };
+                manager_kvm_sample(m, v, &vs[n]);
                 busy[n] = v->tl.last_util + v->tl.last_wait;
                 wait[n] = v->tl.last_wait;
                 n++;
@@ -575,6 +574,7 @@ void manager_auto_interval(struct manager *m)
                 idle[m->topo->pus[p].os_index] = cpu_idle_of(m, m->topo->pus[p].os_index);
 
         a->interval++;
+        manager_kvm_interval(m);
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];
                 if (!guest_is_auto(g)) {

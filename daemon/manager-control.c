@@ -9,7 +9,7 @@
 #include "cpulist.h"
 #include "log.h"
 #include "macro.h"
-#include "manager.h"
+#include "manager-internal.h"
 #include "manager-metrics.h"
 #include "plan-json.h"
 
@@ -20,7 +20,7 @@ static json_object *json_cpulist(hwloc_const_bitmap_t set)
 }
 
 
-static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
+static json_object *vcpu_status(struct manager *m, const struct managed_guest *g, const struct managed_vcpu *v)
 {
         json_object *o = json_object_new_object();
         _cleanup_bitmap_ hwloc_bitmap_t aff = hwloc_bitmap_alloc();
@@ -44,6 +44,9 @@ static json_object *vcpu_status(struct manager *m, const struct managed_vcpu *v)
                 json_object_object_add(o, "last_reason", json_object_new_string(v->last_reason));
                 json_object_object_add(o, "last_change", json_utc_time(v->last_change));
         }
+        json_object *kvm = manager_kvm_vcpu_json(m, g, v);
+        if (kvm)
+                json_object_object_add(o, "kvm", kvm);
         return o;
 }
 
@@ -102,7 +105,7 @@ static json_object *guest_status(struct manager *m, const struct managed_guest *
         if (g->policy == POLICY_AUTO)
                 json_object_object_add(o, "auto", auto_status(g));
         for (size_t k = 0; k < g->n_vcpus; k++)
-                json_object_array_add(vcpus, vcpu_status(m, &g->vcpus[k]));
+                json_object_array_add(vcpus, vcpu_status(m, g, &g->vcpus[k]));
         json_object_object_add(o, "vcpus", vcpus);
         return o;
 }
@@ -161,6 +164,7 @@ static json_object *control_status(struct manager *m)
         if (m->last_change[0])
                 json_object_object_add(d, "last_change", json_object_new_string(m->last_change));
         json_object_object_add(d, "usable_cpus", json_cpulist(m->usable));
+        json_object_object_add(d, "kvm_stats", manager_kvm_status_json(m));
         for (size_t i = 0; i < m->n_guests; i++)
                 json_object_array_add(guests, guest_status(m, m->guests[i]));
         json_object_object_add(o, "daemon", d);

@@ -176,6 +176,7 @@ struct managed_guest *guest_update(struct manager *m, const struct lv_domain *do
         free(g->name);
         g->name = name;
         g->id = dom->id;
+        g->kvm = dom->kvm;
         g->seen = true;
 
         free(g->xml_pinned);

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "manager.h"
+#include "history.h"
 #include "manager-metrics.h"
 
 /* How long to wait for a started guest's vCPU threads to show up, and how often. */
@@ -53,6 +54,20 @@ void manager_auto_after_plan(struct manager *m);
 void manager_auto_guest_input(const struct managed_guest *g, struct guest_input *gi, struct vcpu_input *v);
 void vcpu_auto_done(struct vcpu_auto *a);
 void guest_auto_done(struct guest_auto *a);
+
+/* manager-kvm.c: KVM's per-vCPU counters for kvm guests */
+/* Once per Policy=auto interval: fetch when due and some managed guest is kvm. */
+void manager_kvm_interval(struct manager *m);
+/* @v's KVM rates into @s when they are fresh; @s->kvm stays false otherwise. */
+void manager_kvm_sample(const struct manager *m, const struct managed_vcpu *v, struct adaptive_vcpu_sample *s);
+/* The "kvm" object of @v in status, or NULL unless its guest is managed and kvm. */
+json_object *manager_kvm_vcpu_json(const struct manager *m, const struct managed_guest *g,
+                                   const struct managed_vcpu *v);
+/* @v's sums for the history and the metrics. */
+struct history_kvm manager_kvm_history(const struct managed_guest *g, const struct managed_vcpu *v);
+/* The daemon's "kvm_stats" in status: fetches so far. */
+json_object *manager_kvm_status_json(const struct manager *m);
+void manager_kvm_free(struct manager *m);
 
 /* manager.c */
 void manager_ready(struct manager *m, const char *why);

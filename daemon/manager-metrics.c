@@ -190,7 +190,8 @@ static void guest_interval(struct manager *m, struct manager_metrics *mm, struct
                         signals_thread_close(&hv->st);
                         signals_thread_init(&hv->st, g->qemu_pid, v->tid);
                 }
-                vs[n] = (struct history_vcpu_sample){ .vcpu = v->vcpu, .tid = v->tid };
+                vs[n] = (struct history_vcpu_sample){ .vcpu = v->vcpu, .tid = v->tid,
+                                                      .kvm = manager_kvm_history(g, v) };
                 if (v->tl.have_prev) {
                         vs[n].have_counters = true;
                         vs[n].cpu_ns = v->tl.prev.cpu_ns;

@@ -246,6 +246,7 @@ void manager_free(struct manager *m)
                 return;
         if (m->lv)
                 lv_conn_free(m->lv);
+        manager_kvm_free(m);
         for (size_t i = 0; i < m->n_guests; i++)
                 guest_free(m->guests[i]);
         free(m->guests);

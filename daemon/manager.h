@@ -77,6 +77,7 @@ struct managed_vcpu {
         char last_reason[32];
         time_t last_change;
         struct vcpu_auto auto_state;    /* Policy=auto's signals of this thread */
+        struct kvm_vcpu_track kvm;      /* kvm guests: KVM's counters and rates (manager-kvm.c) */
 };
 
 /*
@@ -124,6 +125,7 @@ struct managed_guest {
         char *xml_pinned;               /* why its live XML says the operator pinned it; owned */
         char *runtime_pinned;           /* operator pinned a vCPU while we ran; owned */
         pid_t qemu_pid;
+        bool kvm;                       /* <domain type='kvm'>: KVM's counters are fetched (manager-kvm.c) */
         size_t n_vcpus;
         struct managed_vcpu *vcpus;     /* owned, sorted by vcpu */
         bool is_new;                    /* not planned yet */
@@ -181,6 +183,7 @@ struct manager {
          * every step that would touch the host checks. */
         bool observe;
         struct manager_metrics *metrics;        /* manager-metrics.c: history, counters, MetricsFile= */
+        struct manager_kvm *kvm;                /* manager-kvm.c: KVM's counters, fetched for kvm guests */
 };
 
 /* Inputs for the engine; entries point into the manager's guests. */

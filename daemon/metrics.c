@@ -270,6 +270,58 @@ static void vcpu_labels(FILE *f, const char *name, const struct history_guest *g
         fprintf(f, ",vcpu=\"%u\"", v->vcpu);
 }
 
+/* KVM's counters, for the vCPUs of kvm guests only (no family at all on a
+ * host of TCG guests). */
+enum kvm_figure { K_HALT_EXITS, K_HALT_WAIT, K_PREEMPT, K_YIELD_ATTEMPTED, K_YIELD_SUCCESSFUL, _K_MAX };
+
+static const struct {
+        const char *name, *help;
+} kvm_families[_K_MAX] = {
+        [K_HALT_EXITS] = { "vcpuspread_vcpu_kvm_halt_exits_total",
+                           "KVM guests: halt exits of the vCPU (it executed HLT: idle, blocking) while the daemon watched." },
+        [K_HALT_WAIT] = { "vcpuspread_vcpu_kvm_halt_wait_seconds_total",
+                          "KVM guests: time the vCPU was halted in the host kernel while the daemon watched." },
+        [K_PREEMPT] = { "vcpuspread_vcpu_kvm_preemption_reported_total",
+                        "KVM guests: host preemptions of the running vCPU reported to the guest (steal time) while the daemon watched." },
+        [K_YIELD_ATTEMPTED] = { "vcpuspread_vcpu_kvm_directed_yield_attempted_total",
+                                "KVM guests: directed yields the vCPU attempted (paravirtual spin-lock waits) while the daemon watched." },
+        [K_YIELD_SUCCESSFUL] = { "vcpuspread_vcpu_kvm_directed_yield_successful_total",
+                                 "KVM guests: of those, yields that ran the preempted sibling." },
+};
+
+static double kvm_figure(const struct history_kvm *k, enum kvm_figure f)
+{
+        switch (f) {
+        case K_HALT_EXITS: return k->halt_exits;
+        case K_HALT_WAIT: return k->halt_wait_s;
+        case K_PREEMPT: return k->preemption_reported;
+        case K_YIELD_ATTEMPTED: return k->yield_attempted;
+        case K_YIELD_SUCCESSFUL: return k->yield_successful;
+        default: return NAN;
+        }
+}
+
+static void kvm_families_write(FILE *f, const struct history *h)
+{
+        bool any = false;
+
+        for (size_t i = 0; i < h->n_guests && !any; i++)
+                for (size_t k = 0; h->guests[i]->present && k < h->guests[i]->n_vcpus && !any; k++)
+                        any = h->guests[i]->vcpus[k].kvm.known;
+        for (int x = 0; any && x < _K_MAX; x++) {
+                family(f, kvm_families[x].name, "counter", kvm_families[x].help);
+                for (size_t i = 0; i < h->n_guests; i++)
+                        for (size_t k = 0; h->guests[i]->present && k < h->guests[i]->n_vcpus; k++) {
+                                const struct history_vcpu *v = &h->guests[i]->vcpus[k];
+                                if (!v->kvm.known)
+                                        continue;
+                                vcpu_labels(f, kvm_families[x].name, h->guests[i], v);
+                                fputc('}', f);
+                                value(f, kvm_figure(&v->kvm, x));
+                        }
+        }
+}
+
 static void vcpu_families_write(FILE *f, const struct history *h)
 {
         family(f, "vcpuspread_vcpu_cpu_seconds_total", "counter", "CPU time of the vCPU thread while the daemon watched.");
@@ -287,6 +339,7 @@ static void vcpu_families_write(FILE *f, const struct history *h)
                         fputc('}', f);
                         value(f, h->guests[i]->vcpus[k].wait_s);
                 }
+        kvm_families_write(f, h);
         for (int observed = 0; observed < 2; observed++) {
                 const char *name = observed ? "vcpuspread_vcpu_observed_moves_total" : "vcpuspread_vcpu_moves_total";
                 family(f, name, "counter",

@@ -25,7 +25,8 @@
  *     busy and waiting (busy_min, wait_min) restarts the window, so a
  *     window covers the load from its start, busy >= busy_min, wait >= wait_min, voluntary switches
  *     per vCPU-second <= voluntary_max (and involuntary ones <=
- *     involuntary_max), runnable at >= runnable_min of
+ *     involuntary_max; for KVM guests halt exits <= kvm_halt_max, a veto
+ *     only: without the counters the rule is the same), runnable at >= runnable_min of
  *     the ticks (when there were ticks), stacked >= stacked_min and
  *     >= what chance gives plus stacked_margin (with at least
  *     min_stack_samples runnable samples), and >= 2 vCPUs.  Then the
@@ -105,6 +106,7 @@ struct adaptive_params {
         double stacked_all_min;         /* stacked / all samples (effbench's stacked_share): 0 = off */
         unsigned min_stack_samples;     /* runnable samples per window before stacked counts: 50 */
         double yield_weight;            /* harm per directed yield per vCPU-second: 0 (off until measured) */
+        double kvm_halt_max;            /* KVM halt exits per vCPU-second: 35; above, it blocks (0 = off) */
 
         double window_s;                /* evaluation window: 30 s */
         double settle_s;                /* ignored after a change: 5 s */

@@ -190,6 +190,57 @@ static void test_not_candidates(void)
         CHECK(r.changes == 0, "KVM guest that halts");
 }
 
+/* KVM halt exits are a veto, never a trigger, and only when known. */
+static void test_kvm_halt_veto(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input in;
+
+        setup(&g);
+        CHECK(P.kvm_halt_max == 35, "default %g", P.kvm_halt_max);
+        in = spinner_stacked();
+        in.kvm = true;
+        in.kvm_halt_hz = 40;            /* just above; its switches (2/s) say nothing */
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0 && g.mode == ADAPTIVE_KERNEL, "halts 40/s: vetoed, %u changes", r.changes);
+
+        setup(&g);
+        r = (struct run) {};
+        in.kvm_halt_hz = 30;            /* a spinner's guest that halts now and then */
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1, "halts 30/s: still a candidate");
+
+        setup(&g);
+        r = (struct run) {};
+        in.kvm = false;                 /* unknown (TCG, stale): the figure is not looked at */
+        in.kvm_halt_hz = 2000;
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1, "no KVM counters: the /proc signals decide");
+
+        setup(&g);
+        r = (struct run) {};
+        P.kvm_halt_max = 0;             /* off */
+        in.kvm = true;
+        feed(&g, in, 30, &r);
+        CHECK(r.changes == 1, "kvm_halt_max 0: off");
+
+        /* Not a trigger: a guest the other rules refuse stays, halting or not. */
+        setup(&g);
+        r = (struct run) {};
+        in = spinner_stacked();
+        in.stacked_samples = 2;         /* not stacked */
+        in.kvm = true;
+        in.kvm_halt_hz = 0;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "no halts does not make a candidate");
+        in = halter();                  /* blocks by its switches */
+        in.kvm = true;
+        in.kvm_halt_hz = 0;
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 0, "KVM saying no halts does not overrule the voluntary switches");
+}
+
 /* Rule 2, kept: harm falls and CPU share holds -> the mode stays, one change in an hour. */
 static void test_trial_kept_no_flapping(void)
 {
@@ -586,6 +637,7 @@ int main(void)
         test_cosched_then_spread();
         test_bad_input();
         test_kvm_harm();
+        test_kvm_halt_veto();
         test_input_build();
         test_chance();
         test_daemon_window();

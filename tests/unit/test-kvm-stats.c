@@ -19,6 +19,11 @@
  * OS-less `kvm` domain on kvm_pvm, which is software, not hardware KVM, and
  * an OS-less TCG domain: real names, types and layout (98 parameters per
  * KVM vCPU), counters near zero since no guest OS runs.
+ *
+ * domstats-kvmfixture-{0,1}.txt are RECORDED, unedited, from the kvm domain
+ * vst-kvmfixture-rec1 on this machine, 5.168408 s apart
+ * (fixtures/kvm-stats/README): its SeaBIOS halts on vCPU 0, so halt exits
+ * and halted time move.  They drive the rate tracker below.
  */
 #include <errno.h>
 #include <math.h>
@@ -30,6 +35,8 @@
 #include "tap.h"
 
 static const char *fixtures;
+
+#define SEC_NS 1000000000ULL
 
 struct params {
         virTypedParameterPtr p;
@@ -145,7 +152,46 @@ static void test_odd_params(void)
               "unknown ignored: have %#x", s[0].have);
         virTypedParamsAddString(&p, &n, &max, "vcpu.1.time", "soon");
         CHECK(kvm_stats_parse(p, n, s, 2, &m) == -EINVAL, "a known counter that is not a number");
+        struct kvm_vcpu_stats *all = s;
+        CHECK(kvm_stats_parse_alloc(p, n, 16, &all, &m) == -EINVAL && !all && m == 0, "alloc: -EINVAL, nothing");
         virTypedParamsFree(p, n);
+}
+
+/* The allocating parser: sized by the record, bounded by its caller. */
+static void test_parse_alloc(void)
+{
+        struct params a;
+        struct kvm_vcpu_stats *s;
+        size_t n;
+
+        CHECK(load("domstats-kvm.txt", &a) == 0, "fixture");
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 16384, &s, &n) == 0 && n == 4, "vcpu.maximum=4: %zu", n);
+        CHECK(s[0].v[KVM_STAT_HALT_EXITS] == 1794 && s[1].v[KVM_STAT_HALT_EXITS] == 433 && s[3].have == 0,
+              "filled; the offline ones empty");
+        free(s);
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 1, &s, &n) == 0 && n == 1 && s[0].v[KVM_STAT_HALT_EXITS] == 1794,
+              "bounded to 1: %zu", n);
+        free(s);
+        CHECK(kvm_stats_parse_alloc(a.p, a.n, 0, &s, &n) == 0 && n == 0, "bounded to 0");
+        free(s);
+        virTypedParamsFree(a.p, a.n);
+
+        /* More than 8 vCPUs: a second pass; an id past the bound is left out. */
+        virTypedParameterPtr p = NULL;
+        int np = 0, max = 0;
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.11.halt_exits.sum", 5);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.11.preemption_reported.sum", 6);
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 12 && kvm_vcpu_has_kvm_counters(&s[11]) &&
+              s[11].v[KVM_STAT_HALT_EXITS] == 5, "vCPU 11: %zu entries", n);
+        free(s);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.99999999999999999999.time", 1);    /* wraps strtoul */
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 12, "an id past ULONG_MAX: ignored (%zu)", n);
+        free(s);
+        virTypedParamsAddULLong(&p, &np, &max, "vcpu.40000.time", 1);
+        CHECK(kvm_stats_parse_alloc(p, np, 64, &s, &n) == 0 && n == 64 && s[11].v[KVM_STAT_HALT_EXITS] == 5,
+              "an absurd id: bounded, the rest kept (%zu)", n);
+        free(s);
+        virTypedParamsFree(p, np);
 }
 
 static void test_recorded(void)
@@ -178,6 +224,90 @@ static void test_recorded(void)
         virTypedParamsFree(c.p, c.n);
 }
 
+/* CLOCK_REALTIME of the two recorded readings (README), as the tracker's clock. */
+#define FIX_T0 1796134396359672700ULL
+#define FIX_T1 1796134401528082553ULL
+
+static void test_kvmfixture(void)
+{
+        struct params a, b;
+        struct kvm_vcpu_stats s[2], t[2];
+        struct kvm_vcpu_rates r;
+        size_t n;
+        double dt = (double)(FIX_T1 - FIX_T0) / 1e9;
+
+        CHECK(load("domstats-kvmfixture-0.txt", &a) == 0 && load("domstats-kvmfixture-1.txt", &b) == 0, "fixtures");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 2, &n) == 0 && n == 2, "parse, %zu", n);
+        CHECK(kvm_stats_parse(b.p, b.n, t, 2, &n) == 0 && n == 2, "parse later");
+        for (int k = 0; k < _KVM_STAT_MAX; k++)
+                CHECK(kvm_vcpu_has(&s[1], (enum kvm_stat)k), "vcpu 1: %s", kvm_stat_name((enum kvm_stat)k));
+        CHECK(s[0].v[KVM_STAT_HALT_EXITS] == 229 && t[0].v[KVM_STAT_HALT_EXITS] == 322, "halt exits as recorded");
+        CHECK(kvm_vcpu_rates(&s[0], &t[0], dt, &r) == 0 && r.kvm, "rates");
+        CHECK(fabs(r.halt_hz - 93 / dt) < 1e-9, "vCPU 0: 93 halts in %.3f s: %g/s", dt, r.halt_hz);
+        CHECK(fabs(r.halt_wait_share - (11216914887.0 - 6155521768.0) / 1e9 / dt) < 1e-9 && r.halt_wait_share > 0.97,
+              "vCPU 0 halted %.3f of the window", r.halt_wait_share);
+        CHECK(r.preempt_hz == 0 && r.yield_hz == 0 && r.yield_ok_hz == 0, "no preemption reported, no yields");
+        CHECK(kvm_vcpu_rates(&s[1], &t[1], dt, &r) == 0 && r.halt_hz == 0 && r.halt_wait_share > 0.99,
+              "vCPU 1 (an AP never started): halted all along, %g", r.halt_wait_share);
+        virTypedParamsFree(a.p, a.n);
+        virTypedParamsFree(b.p, b.n);
+}
+
+/* The tracker over the recorded readings: first reading, rates, a gap, a reset. */
+static void test_track(void)
+{
+        struct params a, b;
+        struct kvm_vcpu_stats s[2], t[2], none = {};
+        struct kvm_vcpu_track tr = {};
+        size_t n;
+        double dt = (double)(FIX_T1 - FIX_T0) / 1e9;
+
+        CHECK(load("domstats-kvmfixture-0.txt", &a) == 0 && load("domstats-kvmfixture-1.txt", &b) == 0, "fixtures");
+        CHECK(kvm_stats_parse(a.p, a.n, s, 2, &n) == 0 && kvm_stats_parse(b.p, b.n, t, 2, &n) == 0, "parse");
+
+        /* First reading: a baseline, no rate, nothing summed yet. */
+        CHECK(kvm_vcpu_track_update(&tr, &s[0], FIX_T0) == KVM_TRACK_FIRST, "first reading");
+        CHECK(!tr.rates_known && tr.counted && tr.halt_exits == 0 && tr.halt_wait_ns == 0, "no rates yet");
+        CHECK(kvm_vcpu_track_update(&tr, &t[0], FIX_T0) == -EINVAL && tr.prev_ns == FIX_T0, "no time passed: refused");
+
+        /* Second: rates over the window, increments summed. */
+        CHECK(kvm_vcpu_track_update(&tr, &t[0], FIX_T1) == KVM_TRACK_RATES && tr.rates_known, "second reading");
+        CHECK(fabs(tr.rates.halt_hz - 93 / dt) < 1e-9 && fabs(tr.window_s - dt) < 1e-12, "halt rate %g over %g s",
+              tr.rates.halt_hz, tr.window_s);
+        CHECK(tr.halt_exits == 93 && tr.halt_wait_ns == 11216914887ULL - 6155521768ULL && tr.preemption_reported == 0,
+              "sums: %llu halts", (unsigned long long)tr.halt_exits);
+
+        /* The vCPU gone from a reading (offline, or libvirt skipped the
+         * counters): rates unknown, baseline and sums kept. */
+        CHECK(kvm_vcpu_track_update(&tr, &none, FIX_T1 + 5 * SEC_NS) == KVM_TRACK_NONE, "gone");
+        CHECK(!tr.rates_known && tr.halt_exits == 93 && tr.prev_ns == FIX_T1, "baseline kept over the gap");
+        /* Back, 10 s after the baseline, 100 more halts: the window spans the gap. */
+        struct kvm_vcpu_stats back = t[0];
+        back.v[KVM_STAT_HALT_EXITS] += 100;
+        CHECK(kvm_vcpu_track_update(&tr, &back, FIX_T1 + 10 * SEC_NS) == KVM_TRACK_RATES, "back");
+        CHECK(fabs(tr.rates.halt_hz - 10) < 1e-9 && tr.halt_exits == 193, "100 halts in 10 s: %g/s, sum %llu",
+              tr.rates.halt_hz, (unsigned long long)tr.halt_exits);
+
+        /* Counter reset (the vCPU recreated): a new baseline, no rate, sums kept. */
+        CHECK(kvm_vcpu_track_update(&tr, &s[1], FIX_T1 + 15 * SEC_NS) == KVM_TRACK_RESET, "reset");
+        CHECK(!tr.rates_known && tr.halt_exits == 193 && tr.prev.v[KVM_STAT_HALT_EXITS] == 1, "new baseline");
+        CHECK(kvm_vcpu_track_update(&tr, &t[1], FIX_T1 + 20 * SEC_NS) == KVM_TRACK_RATES && tr.rates.halt_hz == 0 &&
+              tr.halt_wait_ns == 11216914887ULL - 6155521768ULL + 18228007790ULL - 13094786727ULL,
+              "rates from the new baseline");
+
+        /* TCG: never anything. */
+        struct params c;
+        struct kvm_vcpu_stats g[2];
+        struct kvm_vcpu_track tcg = {};
+        CHECK(load("domstats-tcg-recorded.txt", &c) == 0 && kvm_stats_parse(c.p, c.n, g, 2, &n) == 0, "TCG");
+        CHECK(kvm_vcpu_track_update(&tcg, &g[0], FIX_T0) == KVM_TRACK_NONE &&
+              kvm_vcpu_track_update(&tcg, &g[0], FIX_T1) == KVM_TRACK_NONE && !tcg.counted && !tcg.rates_known,
+              "TCG vCPU: no baseline, no sums");
+        virTypedParamsFree(a.p, a.n);
+        virTypedParamsFree(b.p, b.n);
+        virTypedParamsFree(c.p, c.n);
+}
+
 int main(int argc, char **argv)
 {
         fixtures = argc > 1 ? argv[1] : "tests/unit/fixtures/kvm-stats";
@@ -187,6 +317,9 @@ int main(int argc, char **argv)
         test_kvm();
         test_tcg();
         test_odd_params();
+        test_parse_alloc();
         test_recorded();
+        test_kvmfixture();
+        test_track();
         return test_result();
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * lv_domain_parse_xml against live XML dumped from this host's libvirt 9.0
- * (tests/unit/fixtures/libvirt; the two edited ones say why in a comment) and
+ * (tests/unit/fixtures/libvirt; the two edited ones say why in a comment; kvm.xml
+ * from a kvm domain) and
  * against broken documents.
  */
 #include <errno.h>
@@ -73,12 +74,26 @@ static void test_pinned(void)
         CHECK(d.id == 14, "id %d", d.id);
         CHECK(d.n_vcpus == 2 && d.max_vcpus == 4, "vcpus %u/%u", d.n_vcpus, d.max_vcpus);
         CHECK(d.operator_pinned, "<vcpupin> not seen");
+        CHECK(!d.kvm, "type='qemu' is TCG");
         CHECK(d.operator_reason && strcmp(d.operator_reason, "<vcpupin vcpu='0'> in the live XML") == 0,
               "reason '%s'", d.operator_reason);
         check_restriction(&d, "1");
         lv_domain_done(&d);
         CHECK(d.name == NULL && d.restriction == NULL && d.operator_reason == NULL,
               "lv_domain_done left pointers");
+}
+
+/* kvm.xml: the live XML of an OS-less <domain type='kvm'> on this host
+ * (vst-kvmfixture-xml1, virsh dumpxml, 2026-12-01, libvirt 9.0). */
+static void test_kvm(void)
+{
+        struct lv_domain d;
+
+        if (parse_fixture("kvm.xml", &d) < 0)
+                return;
+        CHECK(d.kvm, "type='kvm' not seen");
+        CHECK(d.id == 206 && d.n_vcpus == 2 && !d.operator_pinned, "id %d, vcpus %u", d.id, d.n_vcpus);
+        lv_domain_done(&d);
 }
 
 static void test_cpuset_only(void)
@@ -256,6 +271,7 @@ static void test_no_external_entities(void)
 int main(void)
 {
         test_pinned();
+        test_kvm();
         test_cpuset_only();
         test_cpuset_exclusion();
         test_placement_auto();

@@ -152,6 +152,53 @@ static void test_history(void)
         history_free(h);
 }
 
+/* KVM's counters: families only when a vCPU has them, samples only for those vCPUs. */
+static void test_kvm(void)
+{
+        struct history *h;
+        struct metrics_daemon d = daemon_figures();
+        char *text;
+        size_t len;
+
+        CHECK(history_new(1 * SEC, &h) == 0, "history_new");
+        struct history_guest *tcg = history_guest_get(h, "6e0b5a1c-0000-4000-8000-00000000000a", "tcg", SEC, 1);
+        struct history_guest *kvm = history_guest_get(h, "6e0b5a1c-0000-4000-8000-00000000000b", "kvm", SEC, 1);
+        feed(h, tcg, 2, 2 * SEC, 1, 0, 0, 0, 0);
+        metrics_format(&d, h, 2 * SEC, &text, &len);
+        CHECK(!strstr(text, "_kvm_"), "TCG guests only: no KVM family at all");
+        free(text);
+
+        struct history_vcpu_sample vs[2] = {
+                { .vcpu = 0, .tid = 2000, .kvm = { .known = true, .halt_exits = 93, .halt_wait_s = 5.061393119,
+                                                   .preemption_reported = 2, .yield_attempted = 4, .yield_successful = 3 } },
+                { .vcpu = 1, .tid = 2001, .kvm = { .known = true } },
+        };
+        struct history_sample s = { .now_ns = 3 * SEC, .dt_s = 1, .vcpus = vs, .n_vcpus = 2, .mode = ADAPTIVE_KERNEL,
+                                    .policy = "auto", .state = "managed" };
+        CHECK(history_sample_add(h, kvm, &s) == 0, "kvm sample");
+        metrics_format(&d, h, 3 * SEC, &text, &len);
+        const char *want[] = {
+                "# TYPE vcpuspread_vcpu_kvm_halt_exits_total counter\n",
+                "vcpuspread_vcpu_kvm_halt_exits_total{domain=\"kvm\",uuid=\"6e0b5a1c-0000-4000-8000-00000000000b\",vcpu=\"0\"} 93\n",
+                "vcpuspread_vcpu_kvm_halt_wait_seconds_total{domain=\"kvm\",uuid=\"6e0b5a1c-0000-4000-8000-00000000000b\",vcpu=\"0\"} 5.06139\n",
+                "vcpuspread_vcpu_kvm_preemption_reported_total{domain=\"kvm\",uuid=\"6e0b5a1c-0000-4000-8000-00000000000b\",vcpu=\"0\"} 2\n",
+                "vcpuspread_vcpu_kvm_directed_yield_attempted_total{domain=\"kvm\",uuid=\"6e0b5a1c-0000-4000-8000-00000000000b\",vcpu=\"0\"} 4\n",
+                "vcpuspread_vcpu_kvm_directed_yield_successful_total{domain=\"kvm\",uuid=\"6e0b5a1c-0000-4000-8000-00000000000b\",vcpu=\"1\"} 0\n",
+        };
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+                CHECK(strstr(text, want[i]), "has %s", want[i]);
+        CHECK(!strstr(text, "_kvm_halt_exits_total{domain=\"tcg\""), "no KVM series for the TCG guest");
+        promtool_check(text, len, "the text with KVM counters");
+        free(text);
+
+        /* A new thread for vCPU 0 (a restart): its sums start again. */
+        struct history_vcpu_sample again = { .vcpu = 0, .tid = 3000 };
+        s = (struct history_sample){ .now_ns = 4 * SEC, .dt_s = 1, .vcpus = &again, .n_vcpus = 1 };
+        history_sample_add(h, kvm, &s);
+        CHECK(!history_vcpu_get(kvm, 0)->kvm.known, "a new thread: no KVM sums until read");
+        history_free(h);
+}
+
 static void test_escaping(void)
 {
         char *buf = NULL;
@@ -255,6 +302,7 @@ static void test_size(void)
 int main(void)
 {
         test_history();
+        test_kvm();
         test_escaping();
         test_write_file();
         test_size();
