@@ -248,6 +248,8 @@ static void print_guest(json_object *g)
                        json_object_get_boolean(json_object_object_get(a, "cosched")) ? ", co-scheduled" : "");
                 if (jstr(a, "text"))
                         printf("    %s\n", jstr(a, "text"));
+                if (jstr(a, "last_window"))
+                        printf("    last %s\n", jstr(a, "last_window"));
         }
         json_object *vcpus = jarr(g, "vcpus");
         for (size_t k = 0; vcpus && k < json_object_array_length(vcpus); k++) {

@@ -30,6 +30,7 @@ struct sim_signals {
         /* The outcome. */
         struct adaptive_decision decision;
         bool decided;
+        char verdict[512];      /* the window's "not a candidate: ..." from adaptive_step() */
 };
 
 /* Guests from the command line; owns names, vCPU arrays. */
@@ -265,6 +266,9 @@ static int sim_decide(struct sim_guests *sim, hwloc_const_bitmap_t usable, doubl
                         if (r < 0)
                                 return r;
                         s->decided = s->decision.event != ADAPTIVE_EVENT_NONE;
+                        const char *why = s->decision.window_closed ? strstr(s->decision.text, "not a candidate: ") : NULL;
+                        if (why)
+                                snprintf(s->verdict, sizeof(s->verdict), "%s", why + strlen("not a candidate: "));
                 }
                 g->auto_mode = ag.mode;
         }
@@ -272,25 +276,22 @@ static int sim_decide(struct sim_guests *sim, hwloc_const_bitmap_t usable, doubl
         return 0;
 }
 
-/* Why a --guest guest stays in kernel mode: the first rule it fails. */
+/* Why a --guest guest stays in kernel mode: the first rule it fails, as the
+ * daemon says it (adaptive_why_not() on the window's figures). */
 static void sim_why_not(const struct sim_signals *s, const struct guest_input *g, const struct adaptive_params *p,
                         char *buf, size_t len)
 {
-        if (g->n_vcpus < 2)
-                snprintf(buf, len, "one vCPU: no siblings to stack");
-        else if (s->load + s->wait < p->busy_min)
-                snprintf(buf, len, "not busy: cpu + wait %.2f < %.2f", s->load + s->wait, p->busy_min);
-        else if (s->wait < p->wait_min)
-                snprintf(buf, len, "not waiting: wait %.2f < %.2f", s->wait, p->wait_min);
-        else if (s->voluntary > p->voluntary_max)
-                snprintf(buf, len, "blocks by itself: voluntary %.0f/s > %.0f/s", s->voluntary, p->voluntary_max);
-        else if (p->involuntary_max > 0 && s->involuntary > p->involuntary_max)
-                snprintf(buf, len, "involuntary %.0f/s > %.0f/s", s->involuntary, p->involuntary_max);
-        else if (s->runnable < p->runnable_min)
-                snprintf(buf, len, "not always runnable: %.2f < %.2f", s->runnable, p->runnable_min);
-        else
-                snprintf(buf, len, "not stacked beyond chance: stacked %.2f (needs >= %.2f and chance + %.2f)",
-                         s->stacked, p->stacked_min, p->stacked_margin);
+        const struct adaptive_figures f = {
+                .seconds = p->window_s, .cpu_share = s->load, .busy = s->load + s->wait, .wait = s->wait,
+                .stacked = s->stacked, .voluntary_hz = s->voluntary, .involuntary_hz = s->involuntary,
+                .samples_known = true, .runnable_share = s->runnable, .stacked_all = s->stacked * s->runnable,
+                .runnable_samples = (unsigned)lround(g->n_vcpus * 10 * p->window_s * s->runnable),
+        };
+
+        if (s->verdict[0])
+                snprintf(buf, len, "%s", s->verdict);
+        else if (!adaptive_why_not(&f, (unsigned)g->n_vcpus, p, buf, len))
+                snprintf(buf, len, "a candidate, but held off or within the dwell");
 }
 
 static void sim_print_modes(FILE *f, const struct sim_guests *sim, double window_s)
@@ -311,7 +312,7 @@ static void sim_print_modes(FILE *f, const struct sim_guests *sim, double window
                                 g->auto_mode == ADAPTIVE_SPREAD ? "; no other busy guest to co-schedule with" : "",
                                 s->decision.text);
                 } else {
-                        char why[160];
+                        char why[512];
                         sim_why_not(s, g, &p, why, sizeof(why));
                         fprintf(f, "  %s: mode %s (%s)\n", g->name, adaptive_mode_to_string(g->auto_mode), why);
                 }
@@ -336,7 +337,7 @@ static json_object *sim_modes_json(const struct sim_guests *sim)
                         json_object_object_add(o, "reason", json_object_new_string(s->decision.reason));
                         json_object_object_add(o, "text", json_object_new_string(s->decision.text));
                 } else {
-                        char why[160];
+                        char why[512];
                         sim_why_not(s, &sim->guests[i], &p, why, sizeof(why));
                         json_object_object_add(o, "reason", json_object_new_string(why));
                 }

@@ -445,6 +445,7 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
                 ga->host_running_sum = 0;
                 ga->host_running_ticks = 0;
                 ga->last_step_ns = 0;
+                ga->window_text[0] = '\0';
                 free(ga->cgroup);
                 ga->cgroup = guest_cpu_cgroup(g->vcpus[0].tid);
                 if (was && old != ADAPTIVE_KERNEL) {
@@ -526,6 +527,11 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
         ga->have_last = true;
         ga->last_step_ns = now_ns;
         ga->intervals++;
+        if (out.window_closed) {
+                /* Why nothing happens, for whoever asks (debug log, status). */
+                log_debug("%s: Policy=auto %s", g->name, out.text);
+                snprintf(ga->window_text, sizeof(ga->window_text), "%s", out.text);
+        }
         if (out.event != ADAPTIVE_EVENT_NONE) {
                 log_decision(g, &out);
                 if (out.event != ADAPTIVE_EVENT_CANDIDATE_HELD) {

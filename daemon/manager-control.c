@@ -67,6 +67,8 @@ static json_object *auto_status(const struct managed_guest *g)
                 json_object_object_add(o, "event", json_object_new_string(adaptive_event_to_string(a->last_event)));
         if (a->text[0])
                 json_object_object_add(o, "text", json_object_new_string(a->text));
+        if (a->window_text[0] && a->mode == ADAPTIVE_KERNEL)
+                json_object_object_add(o, "last_window", json_object_new_string(a->window_text));
         if (a->since)
                 json_object_object_add(o, "since", json_utc_time(a->since));
         if (a->have_last) {

@@ -92,6 +92,7 @@ struct guest_auto {
         char reason[48];                /* last event's reason ("stacked-nonblocking", ...); "" none yet */
         enum adaptive_event last_event; /* last event other than NONE */
         char text[512];                 /* last event's one line with the figures */
+        char window_text[512];          /* the last KERNEL window that was no candidate, and why */
         time_t since;                   /* wall clock of the last mode change (0: never changed) */
         struct adaptive_input last;     /* the last interval fed to adaptive_step() */
         bool have_last;

@@ -333,6 +333,39 @@ static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const 
                f->stacked_all >= p->stacked_all_min;
 }
 
+const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,
+                             char *buf, size_t len)
+{
+        /* The checks of candidate() and spinner_like(), in their order. */
+        if (n_vcpus < 2)
+                snprintf(buf, len, "one vCPU: no siblings to stack");
+        else if (f->samples_known && f->runnable_share < p->runnable_min)
+                snprintf(buf, len, "not always runnable: %.2f of the ticks < %.2f", f->runnable_share,
+                         p->runnable_min);
+        else if (f->busy < p->busy_min)
+                snprintf(buf, len, "not busy: cpu + wait %.2f < %.2f", f->busy, p->busy_min);
+        else if (f->wait < p->wait_min)
+                snprintf(buf, len, "not waiting: wait %.2f < %.2f", f->wait, p->wait_min);
+        else if (f->voluntary_hz > p->voluntary_max)
+                snprintf(buf, len, "blocks by itself: voluntary %.0f/s > %.0f/s", f->voluntary_hz, p->voluntary_max);
+        else if (kvm_halts(f, p))
+                snprintf(buf, len, "halts: KVM halt exits %.0f/s > %.0f/s", f->kvm_halt_hz, p->kvm_halt_max);
+        else if (p->involuntary_max > 0 && f->involuntary_hz > p->involuntary_max)
+                snprintf(buf, len, "preempted too often for a spinner: involuntary %.0f/s > %.0f/s",
+                         f->involuntary_hz, p->involuntary_max);
+        else if (f->runnable_samples < p->min_stack_samples)
+                snprintf(buf, len, "too few runnable samples: %u < %u", f->runnable_samples, p->min_stack_samples);
+        else if (f->stacked < p->stacked_min || f->stacked < f->stacked_chance + p->stacked_margin)
+                snprintf(buf, len, "not stacked beyond chance: %.2f (needs >= %.2f and chance %.2f + %.2f)",
+                         f->stacked, p->stacked_min, f->stacked_chance, p->stacked_margin);
+        else if (f->stacked_all < p->stacked_all_min)
+                snprintf(buf, len, "stacked in too few of all samples: %.2f < %.2f", f->stacked_all,
+                         p->stacked_all_min);
+        else
+                return NULL;
+        return buf;
+}
+
 /* Of the modes not held off, the one that failed longest ago (never = 0);
  * on a tie co-scheduling, which is what cures lock-holder preemption. */
 enum adaptive_mode adaptive_target(const struct adaptive_guest *g, const struct adaptive_params *p,
@@ -434,6 +467,11 @@ static void on_watch_window(struct adaptive_guest *g, const struct adaptive_para
                             struct adaptive_decision *out)
 {
         if (!candidate(f, in->n_vcpus, p)) {
+                char why[160];
+                out->now = *f;
+                out->window_closed = true;
+                snprintf(out->text, sizeof(out->text), "window of %.0fs: not a candidate: %s", f->seconds,
+                         adaptive_why_not(f, in->n_vcpus, p, why, sizeof(why)) ?: "?");
                 start_window(g, ADAPTIVE_WATCH);
                 return;
         }
@@ -541,6 +579,14 @@ int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
                 /* An idle or unhurried interval: no candidate window holds
                  * it, so the next one starts after it (rule 1). */
                 if (in->busy < p->busy_min || in->wait < p->wait_min) {
+                        /* Say so when it cut a window short (not on every idle interval). */
+                        if (g->acc.seconds > in->dt_s) {
+                                out->window_closed = true;
+                                snprintf(out->text, sizeof(out->text),
+                                         "window restarted after %.0fs: an interval %s (cpu + wait %.2f, wait %.2f)",
+                                         g->acc.seconds - in->dt_s, in->busy < p->busy_min ? "not busy" : "not waiting",
+                                         in->busy, in->wait);
+                        }
                         start_window(g, ADAPTIVE_WATCH);
                         return 0;
                 }

@@ -273,6 +273,11 @@ struct adaptive_decision {
         struct adaptive_figures before; /* for trials: the baseline window */
         uint64_t holdoff_until_ns;      /* TRIAL_FAILED, RELEASE: the mode left is not retried before */
         char text[512];                 /* one line with the numbers, for MESSAGE= */
+        /* Event NONE, but a KERNEL window closed that was no candidate:
+         * @text says why (the first check it failed) and @now has its
+         * figures.  For the debug log and status, not a journal entry of
+         * its own at the default level. */
+        bool window_closed;
 };
 
 /*
@@ -282,6 +287,11 @@ struct adaptive_decision {
  */
 int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
                   const struct adaptive_input *in, struct adaptive_decision *out);
+
+/* Why a window with figures @f is no candidate (rule 1): the first check it
+ * fails, in words with the figures, written to @buf; NULL when it is one. */
+const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,
+                             char *buf, size_t len);
 
 /* The harm of a window (see above). */
 double adaptive_harm(const struct adaptive_figures *f, const struct adaptive_params *p);

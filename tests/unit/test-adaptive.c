@@ -190,6 +190,77 @@ static void test_not_candidates(void)
         CHECK(r.changes == 0, "KVM guest that halts");
 }
 
+/* Feed @in until a window closes with no candidate; its text ("" if none in @seconds). */
+static const char *window_verdict(struct adaptive_guest *g, struct adaptive_input in, unsigned seconds)
+{
+        static struct adaptive_decision d;
+
+        for (unsigned i = 0; i < seconds; i++) {
+                now += (uint64_t)(in.dt_s * SEC);
+                in.now_ns = now;
+                if (adaptive_step(g, &P, &in, &d) == 0 && d.window_closed)
+                        return d.text;
+        }
+        return "";
+}
+
+/* Every window that decides nothing says why: the first check it failed. */
+static void test_window_verdicts(void)
+{
+        struct adaptive_guest g;
+        struct adaptive_input in;
+        const char *t;
+
+        setup(&g);
+        t = window_verdict(&g, halter(), 60);
+        CHECK(strstr(t, "not a candidate: blocks by itself: voluntary 3000/s > 35/s"), "halter: %s", t);
+        CHECK(g.mode == ADAPTIVE_KERNEL, "and nothing changed");
+
+        setup(&g);
+        in = spinner_stacked();
+        in.n_vcpus = 1;
+        t = window_verdict(&g, in, 60);
+        CHECK(strstr(t, "one vCPU"), "one vCPU: %s", t);
+
+        setup(&g);
+        in = spinner_stacked();
+        in.stacked_samples = 4;
+        t = window_verdict(&g, in, 60);
+        CHECK(strstr(t, "not stacked beyond chance: 0.20"), "unstacked: %s", t);
+
+        setup(&g);
+        in = spinner_stacked();
+        in.kvm = true;
+        in.kvm_halt_hz = 2000;
+        t = window_verdict(&g, in, 60);
+        CHECK(strstr(t, "halts: KVM halt exits 2000/s"), "KVM halter: %s", t);
+
+        /* Never waiting: every interval restarts the window, and no window was cut short. */
+        setup(&g);
+        in = spinner_stacked();
+        in.wait = 0.02;
+        t = window_verdict(&g, in, 60);
+        CHECK(!*t, "never a window in progress, nothing to say: %s", t);
+
+        /* A window in progress cut short by one idle interval says so. */
+        setup(&g);
+        (void) window_verdict(&g, spinner_stacked(), 5);
+        in = spinner_stacked();
+        in.busy = 0.1;
+        t = window_verdict(&g, in, 1);
+        CHECK(strstr(t, "window restarted after 5s: an interval not busy"), "restart: %s", t);
+
+        /* A candidate window is an intervention, not a verdict. */
+        setup(&g);
+        t = window_verdict(&g, spinner_stacked(), 30);
+        CHECK(!*t && g.mode == ADAPTIVE_SPREAD, "candidate: %s", t);
+
+        char buf[160];
+        struct adaptive_figures f = { .seconds = 10, .busy = 1, .wait = 0.5, .stacked = 0.9, .stacked_chance = 0.3,
+                                      .runnable_samples = 100 };
+        CHECK(adaptive_why_not(&f, 2, &P, buf, sizeof(buf)) == NULL, "a candidate has no why-not");
+}
+
 /* KVM halt exits are a veto, never a trigger, and only when known. */
 static void test_kvm_halt_veto(void)
 {
@@ -630,6 +701,7 @@ int main(void)
         test_trial_share_fell();
         test_trial_harm_not_lowered();
         test_observe_no_trial();
+        test_window_verdicts();
         test_steady_failing_hour();
         test_noisy_steady();
         test_load_changed();
