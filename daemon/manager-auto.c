@@ -262,7 +262,14 @@ static bool partner_for(const struct manager *m, const struct managed_guest *sel
                 const struct managed_guest *g = m->guests[i];
                 if (g == self || !guest_is_auto(g) || g->n_vcpus < 2 || !g->auto_state.cgroup)
                         continue;
-                if (g->auto_state.mode == ADAPTIVE_COSCHED || g->auto_state.ticked)
+                /* Co-scheduled already, or busy: ticked, or a busy window in
+                 * progress.  The ticked flag alone can flicker off for one
+                 * interval, and two guests that became candidates in the same
+                 * interval then split into one spread and one co-scheduled
+                 * alone (seen in the effectiveness benchmark). */
+                const struct adaptive_guest *ag = &g->auto_state.ag;
+                if (g->auto_state.mode == ADAPTIVE_COSCHED || g->auto_state.ticked ||
+                    (ag->phase == ADAPTIVE_WATCH && ag->acc.seconds > 0))
                         return true;
         }
         return false;
