@@ -123,8 +123,7 @@ count_since() {
         done
         printf '%d\n' "$total"
 }
-mode_ids=(2faf7187840a4e5dae3f7c7748d582e2 df944897cd754e7da167b212516b27b7
-          6fe13ab4587f43438550ebe2b516107d 70d9107c4e8d44029f56f8bcecc18d70)
+mode_ids=("$MSGID_AUTO_MODE" "$MSGID_AUTO_TRIAL_KEPT" "$MSGID_AUTO_TRIAL_REVERTED" "$MSGID_AUTO_RELEASED")
 moves_all=$(count_since "$cursor0" "$MSGID_VCPU_MOVED")
 moves_after=$(count_since "$cursor_settled" "$MSGID_VCPU_MOVED")
 modes_all=$(count_since "$cursor0" "${mode_ids[@]}")

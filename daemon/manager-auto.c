@@ -267,9 +267,8 @@ static bool partner_for(const struct manager *m, const struct managed_guest *sel
                  * interval, and two guests that became candidates in the same
                  * interval then split into one spread and one co-scheduled
                  * alone (seen in the effectiveness benchmark). */
-                const struct adaptive_guest *ag = &g->auto_state.ag;
                 if (g->auto_state.mode == ADAPTIVE_COSCHED || g->auto_state.ticked ||
-                    (ag->phase == ADAPTIVE_WATCH && ag->acc.seconds > 0))
+                    adaptive_window_in_progress(&g->auto_state.ag))
                         return true;
         }
         return false;

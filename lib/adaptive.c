@@ -333,6 +333,11 @@ static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const 
                f->stacked_all >= p->stacked_all_min;
 }
 
+bool adaptive_window_in_progress(const struct adaptive_guest *g)
+{
+        return g->phase == ADAPTIVE_WATCH && g->acc.seconds > 0;
+}
+
 const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,
                              char *buf, size_t len)
 {

@@ -13,11 +13,6 @@ source "$here/env.sh"
 env_init
 source "$here/daemon.sh"
 
-MSGID_AUTO_MODE=2faf7187840a4e5dae3f7c7748d582e2
-MSGID_AUTO_TRIAL_KEPT=df944897cd754e7da167b212516b27b7
-MSGID_AUTO_TRIAL_REVERTED=6fe13ab4587f43438550ebe2b516107d
-MSGID_AUTO_RELEASED=70d9107c4e8d44029f56f8bcecc18d70
-
 guest_start idle1 2
 guest_start idle2 2
 guest_start confined 2

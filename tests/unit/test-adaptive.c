@@ -250,6 +250,16 @@ static void test_window_verdicts(void)
         t = window_verdict(&g, in, 1);
         CHECK(strstr(t, "window restarted after 5s: an interval not busy"), "restart: %s", t);
 
+        /* The busy window that was cut short counts as in progress until then. */
+        setup(&g);
+        CHECK(!adaptive_window_in_progress(&g), "fresh guest: no window in progress");
+        (void) window_verdict(&g, spinner_stacked(), 3);
+        CHECK(adaptive_window_in_progress(&g), "3 busy intervals: a window in progress");
+        in = spinner_stacked();
+        in.busy = 0.1;
+        (void) window_verdict(&g, in, 1);
+        CHECK(!adaptive_window_in_progress(&g), "an idle interval ends it");
+
         /* A candidate window is an intervention, not a verdict. */
         setup(&g);
         t = window_verdict(&g, spinner_stacked(), 30);
