@@ -9,9 +9,9 @@
 #    a partial file;
 #  - a guest that stops is gone from the file within one interval;
 #  - Mode=observe changes no affinity and no cgroup (both read back), and
-#    the metrics and the report show the stacking the default scheduler
-#    produces (the guests' vCPUs spin: spin_kernel) and what the daemon
-#    would have done;
+#    the metrics and the report show the stacking of siblings that share a
+#    CPU (the guests' vCPUs spin: spin_kernel) and what the daemon would
+#    have done;
 #  - a Policy=auto guest whose vCPUs spin stacked is taken in (spread mode)
 #    in the metrics and the report, and still nothing changes;
 #  - switched to Mode=enforce by a reload, the daemon spreads the guests and
@@ -47,6 +47,14 @@ guest_masks() {
         done < <(guest_vcpu_map "$1")
         printf '%s\n' "${out[*]}"
 }
+# The kernel may keep a guest's two spinning vCPUs on different CPUs for a
+# whole run (one CI run saw 0 stacked samples of 26 for one guest), so the
+# guests whose stacking the test checks get it for sure: their vCPUs share
+# the first CPU (affinity only; the daemon observes and leaves it so).
+first_cpu=$(cpulist_expand "$(cpus_online)" | awk '{ print $1 }')
+for g in web auto; do
+        for tid in $(guest_vcpu_tids "$g"); do taskset -pc "$first_cpu" "$tid" >/dev/null; done
+done
 before_web=$(guest_masks web)
 before_odd=$(guest_masks "$odd")
 before_auto=$(guest_masks auto)
@@ -89,17 +97,20 @@ assert_eq "$(guest_masks "$odd")" "$before_odd" "odd guest's affinity/cpuset aft
 grep -q '^vcpuspread_observe 1$' "$prom" || fail "vcpuspread_observe is not 1"
 grep -q '^vcpuspread_vcpu_moves_total' "$prom" && fail "an observing daemon counts applied moves: $(grep '^vcpuspread_vcpu_moves_total' "$prom")"
 would=$(awk -v u="$uuid_web" '/^vcpuspread_vcpu_observed_moves_total/ && index($0, u) { s += $NF } END { print s + 0 }' "$prom")
-(( would >= 2 )) || fail "web: $would observed moves in the metrics, expected one per vCPU at least"
+# Both of web's vCPUs share the first CPU: at least one must move away.
+(( would >= 1 )) || fail "web: $would observed moves in the metrics, expected one at least"
 report=$(ctl report --json)
 jq -e --arg u "$uuid_web" '.observe and (.guests[] | select(.uuid == $u) |
-        .moves == 0 and .observed_moves >= 2 and .samples > 0 and .seconds > 1 and .mode_seconds.spread > 1)' \
+        .moves == 0 and .observed_moves >= 1 and .samples > 0 and .seconds > 1 and .mode_seconds.spread > 1)' \
         <<< "$report" >/dev/null || fail "report of web: $(jq -c --arg u "$uuid_web" '.guests[] | select(.uuid == $u)' <<< "$report")"
-note "the default scheduler stacks the spinning siblings, and the metrics show it"
-for u in "$uuid_web" "$uuid_odd"; do
-        jq -e --arg u "$u" '.guests[] | select(.uuid == $u) | .runnable_samples > 10 and .stacked_samples > 0
-                and .busy > 0.9' <<< "$report" >/dev/null ||
-                fail "no stacking measured for $u: $(jq -c --arg u "$u" '.guests[] | select(.uuid == $u)' <<< "$report")"
-done
+note "stacked siblings are measured as stacked, and spinning ones as busy"
+jq -e --arg u "$uuid_web" '.guests[] | select(.uuid == $u) | .runnable_samples > 10
+        and .stacked_samples > .runnable_samples / 2 and .busy > 0.9' <<< "$report" >/dev/null ||
+        fail "web's stacking not measured: $(jq -c --arg u "$uuid_web" '.guests[] | select(.uuid == $u)' <<< "$report")"
+jq -e --arg u "$uuid_odd" '.guests[] | select(.uuid == $u) | .runnable_samples > 10 and .busy > 0.9' \
+        <<< "$report" >/dev/null ||
+        fail "the odd guest's samples: $(jq -c --arg u "$uuid_odd" '.guests[] | select(.uuid == $u)' <<< "$report")"
+
 ctl report | tee "$VST_TMPDIR/report.txt" | grep -q "OBSERVING" || fail "report table does not say it observes"
 ctl report --since 5min >/dev/null || fail "report --since 5min failed"
 note "report: $(cat "$VST_TMPDIR/report.txt")"
@@ -157,6 +168,8 @@ assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset
 cp "$prom" "$VST_TMPDIR/observed.prom"
 
 note "Mode=enforce by a reload: the guest is spread and its siblings no longer stack"
+# web's vCPUs get back the whole machine, so that enforcing writes both.
+for tid in $(guest_vcpu_tids web); do taskset -pc "$(cpus_online)" "$tid" >/dev/null; done
 sed -i 's/^Mode=observe$/Mode=enforce/' "$(daemon_conf)"
 ctl reload >/dev/null || fail "reload to Mode=enforce failed"
 wait_until 5000 guest_is_spread web || fail "web not spread after Mode=enforce: $(guest_affinities web)"
