@@ -333,9 +333,19 @@ static bool candidate(const struct adaptive_figures *f, unsigned n_vcpus, const 
                f->stacked_all >= p->stacked_all_min;
 }
 
-bool adaptive_window_in_progress(const struct adaptive_guest *g)
+bool adaptive_window_in_progress(const struct adaptive_guest *g, const struct adaptive_params *p)
 {
-        return g->phase == ADAPTIVE_WATCH && g->acc.seconds > 0;
+        struct adaptive_figures f;
+
+        if (g->phase != ADAPTIVE_WATCH || g->acc.seconds <= 0)
+                return false;
+        /* Busy and waiting is what keeps a window going; a guest that
+         * blocks by itself (hackbench, futex ping-pong) is busy and waiting
+         * too, but can never become a candidate. */
+        acc_figures(&g->acc, p, &f);
+        if (f.samples_known && f.runnable_share < p->runnable_min)
+                return false;
+        return spinner_like(&f, p);
 }
 
 const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,

@@ -293,9 +293,11 @@ int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
 const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,
                              char *buf, size_t len);
 
-/* A KERNEL guest with a busy window in progress (its intervals so far were
- * busy and waiting): it may become a candidate when the window closes. */
-bool adaptive_window_in_progress(const struct adaptive_guest *g);
+/* A KERNEL guest with a window in progress that looks like a spinner's so
+ * far (busy, waiting, runnable, not blocking by itself; stacking and the
+ * sample count are judged only when it closes): it may become a candidate
+ * when the window closes. */
+bool adaptive_window_in_progress(const struct adaptive_guest *g, const struct adaptive_params *p);
 
 /* The harm of a window (see above). */
 double adaptive_harm(const struct adaptive_figures *f, const struct adaptive_params *p);

@@ -252,13 +252,28 @@ static void test_window_verdicts(void)
 
         /* The busy window that was cut short counts as in progress until then. */
         setup(&g);
-        CHECK(!adaptive_window_in_progress(&g), "fresh guest: no window in progress");
+        CHECK(!adaptive_window_in_progress(&g, &P), "fresh guest: no window in progress");
         (void) window_verdict(&g, spinner_stacked(), 3);
-        CHECK(adaptive_window_in_progress(&g), "3 busy intervals: a window in progress");
+        CHECK(adaptive_window_in_progress(&g, &P), "3 busy intervals: a window in progress");
         in = spinner_stacked();
         in.busy = 0.1;
         (void) window_verdict(&g, in, 1);
-        CHECK(!adaptive_window_in_progress(&g), "an idle interval ends it");
+        CHECK(!adaptive_window_in_progress(&g, &P), "an idle interval ends it");
+
+        /* Busy and waiting, but blocking by itself (hackbench) or often
+         * not runnable: a window goes on, but it can never be a candidate. */
+        setup(&g);
+        in = spinner_stacked();
+        in.voluntary_hz = 400;
+        (void) window_verdict(&g, in, 3);
+        CHECK(g.acc.seconds > 0 && !adaptive_window_in_progress(&g, &P),
+              "a guest that blocks by itself: no promising window (%.0f s of window)", g.acc.seconds);
+        setup(&g);
+        in = spinner_stacked();
+        in.samples = 2 * in.runnable_samples;
+        (void) window_verdict(&g, in, 3);
+        CHECK(g.acc.seconds > 0 && !adaptive_window_in_progress(&g, &P),
+              "runnable at half the ticks: no promising window");
 
         /* A candidate window is an intervention, not a verdict. */
         setup(&g);
