@@ -256,6 +256,17 @@ static uint64_t uuid_hash(const char *uuid)
         return h;
 }
 
+/* Another Policy=auto guest is co-scheduled: @self, co-scheduled, has a gang to take turns with. */
+static bool cosched_partnered(const struct manager *m, const struct managed_guest *self)
+{
+        for (size_t i = 0; i < m->n_guests; i++) {
+                const struct managed_guest *g = m->guests[i];
+                if (g != self && guest_is_auto(g) && g->auto_state.mode == ADAPTIVE_COSCHED)
+                        return true;
+        }
+        return false;
+}
+
 static bool partner_for(const struct manager *m, const struct managed_guest *self, const struct adaptive_params *p)
 {
         for (size_t i = 0; i < m->n_guests; i++) {
@@ -368,6 +379,8 @@ static const char *event_msgid(enum adaptive_event e)
                 return MSGID_AUTO_TRIAL_REVERTED;
         case ADAPTIVE_EVENT_RELEASE:
                 return MSGID_AUTO_RELEASED;
+        case ADAPTIVE_EVENT_CANDIDATE_HELD:
+                return NULL;    /* no change: a debug line, not the catalog's "mode changed" */
         default:
                 return MSGID_AUTO_MODE;
         }
@@ -524,6 +537,7 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
                 log_debug_errno(r, "%s: no Policy=auto input this interval: %m", g->name);
                 goto done;
         }
+        in.cosched_alone = ga->mode == ADAPTIVE_COSCHED && !cosched_partnered(m, g);
         /* Without a tick this interval, no sample says whether it stacked. */
         r = adaptive_step(&ga->ag, &p, &in, &out);
         if (r < 0) {

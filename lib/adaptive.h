@@ -21,9 +21,10 @@
  *
  * The rules, each in one place in adaptive.c:
  *  1. candidate: over one window (window_s; the daemon's AutoWindowSec=,
- *     default 10 s) of the guest in KERNEL mode; an interval that is not
- *     busy and waiting (busy_min, wait_min) restarts the window, so a
- *     window covers the load from its start, busy >= busy_min, wait >= wait_min, voluntary switches
+ *     default 10 s) of the guest in KERNEL mode; when the window so far
+ *     is not busy and waiting (busy_min, wait_min) it restarts, so a window
+ *     covers the load from its start (one slow interval among busy ones
+ *     does not restart it): busy >= busy_min, wait >= wait_min, voluntary switches
  *     per vCPU-second <= voluntary_max (and involuntary ones <=
  *     involuntary_max; for KVM guests halt exits <= kvm_halt_max, a veto
  *     only: without the counters the rule is the same), runnable at >= runnable_min of
@@ -35,7 +36,10 @@
  *     min_dwell has not passed since its last change.
  *  2. trial (not under observe, where nothing changed that a trial could
  *     judge): after the change, settle_s are ignored, then trial_s are
- *     measured.  The new mode stays only if harm fell by harm_drop_min
+ *     measured.  A COSCHED guest with nobody to take turns with
+ *     (cosched_alone) has no change to judge: its trial waits, and after
+ *     window_s alone it goes to SPREAD (reason no-partner) for a trial
+ *     there.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change *and* the guest's CPU
  *     share fell by no more than share_fall_max (relative).  Otherwise the
  *     guest goes back to KERNEL at once and that mode is held off for
@@ -134,8 +138,8 @@ void adaptive_params_default(struct adaptive_params *p);
 /* The daemon's judgement timings from one figure, AutoWindowSec= (default
  * 10 s, lib/defaults.h): window_s = trial_s = @window_s, settle_s = a fifth
  * of it within [1, 5] s.  With 1 s sampling a guest that starts spinning is
- * taken in about window + 2 s later (the window restarts at every interval
- * that is not busy and waiting, rule 1).  holdoff and min_dwell stay 10 min. */
+ * taken in about window + 2 s later (the window restarts while what it
+ * holds is not busy and waiting, rule 1).  holdoff and min_dwell stay 10 min. */
 void adaptive_params_set_window(struct adaptive_params *p, double window_s);
 
 /*
@@ -162,6 +166,9 @@ struct adaptive_input {
         double kvm_halt_hz;             /* halt exits per vCPU-second */
         double kvm_preempt_hz;          /* preemption_reported per vCPU-second */
         double kvm_yield_hz;            /* directed_yield_attempted per vCPU-second */
+        /* COSCHED, but no other gang to take turns with this interval: the
+         * co-scheduler demotes nobody, so nothing of the mode applies. */
+        bool cosched_alone;
 };
 
 /*
@@ -248,16 +255,17 @@ struct adaptive_guest {
         unsigned exit_streak;           /* non-candidate windows in SPREAD/COSCHED */
         unsigned conserve_streak;       /* intervals waiting beside an idle forbidden CPU */
         unsigned changes;               /* mode changes so far */
+        double alone_s;                 /* COSCHED trial waiting for a partner, so far */
 };
 
 void adaptive_guest_init(struct adaptive_guest *g);
 
 enum adaptive_event {
         ADAPTIVE_EVENT_NONE,
-        ADAPTIVE_EVENT_INTERVENE,       /* KERNEL -> SPREAD/COSCHED: a candidate window */
+        ADAPTIVE_EVENT_INTERVENE,       /* KERNEL -> SPREAD/COSCHED: a candidate window; COSCHED -> SPREAD: no partner */
         ADAPTIVE_EVENT_TRIAL_KEPT,      /* no mode change: the trial lowered harm at no cost */
         ADAPTIVE_EVENT_TRIAL_FAILED,    /* back to KERNEL, mode held off */
-        ADAPTIVE_EVENT_LOAD_CHANGED,    /* SPREAD/COSCHED -> KERNEL: no longer a candidate */
+        ADAPTIVE_EVENT_LOAD_CHANGED,    /* SPREAD/COSCHED -> KERNEL: no longer a candidate (or no partner, SPREAD held off) */
         ADAPTIVE_EVENT_RELEASE,         /* -> KERNEL: work conservation */
         ADAPTIVE_EVENT_CANDIDATE_HELD,  /* no change: a candidate window, but held off or within dwell */
 };

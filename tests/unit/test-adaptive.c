@@ -242,13 +242,29 @@ static void test_window_verdicts(void)
         t = window_verdict(&g, in, 60);
         CHECK(!*t, "never a window in progress, nothing to say: %s", t);
 
-        /* A window in progress cut short by one idle interval says so. */
+        /* One slow interval among busy ones does not restart a window (a
+         * spinning TCG guest has them), idle ones that take the window
+         * below busy_min do, and say so. */
         setup(&g);
         (void) window_verdict(&g, spinner_stacked(), 5);
         in = spinner_stacked();
-        in.busy = 0.1;
+        in.busy = 0.5;
+        in.wait = 0.01;
         t = window_verdict(&g, in, 1);
-        CHECK(strstr(t, "window restarted after 5s: an interval not busy"), "restart: %s", t);
+        CHECK(!*t && fabs(g.acc.seconds - 6) < 1e-9, "one slow interval: '%s', window %.0f s", t, g.acc.seconds);
+        in.busy = 0;
+        t = window_verdict(&g, in, 2);
+        CHECK(strstr(t, "window restarted after 6s: not busy over it (cpu + wait 0.79; 0.00 in the last interval)"),
+              "restart: %s", t);
+        CHECK(g.acc.seconds == 0, "restarted after the idle interval: %.0f s", g.acc.seconds);
+        /* Busy but never waiting, the same for wait_min. */
+        setup(&g);
+        (void) window_verdict(&g, spinner_stacked(), 2);
+        in = spinner_stacked();
+        in.wait = 0;
+        t = window_verdict(&g, in, 30);
+        CHECK(strstr(t, "window restarted after 10s: not waiting over it (wait 0.09; 0.00 in the last interval)"),
+              "restart on wait: %s", t);
 
         /* The busy window that was cut short counts as in progress until then. */
         setup(&g);
@@ -548,6 +564,58 @@ static void test_cosched_then_spread(void)
         CHECK(r.last_change_at[2] - r.last_change_at[0] >= P.min_dwell_ns, "dwell between interventions");
 }
 
+/* A co-scheduled guest with nobody to take turns with has no change to
+ * judge: its trial waits for a partner; after a window alone it takes
+ * spread (held off: the kernel), holding co-scheduling off for nothing. */
+static void test_cosched_alone(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input alone = spinner_stacked();
+
+        alone.cosched_alone = true;
+        setup(&g);
+        P.cosched_available = true;
+        feed(&g, spinner_stacked(), 30, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED, "cosched: %s", adaptive_mode_to_string(g.mode));
+        /* Still stacked, as alone it must be: judged, this would fail. */
+        feed(&g, alone, 20, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED && g.phase == ADAPTIVE_SETTLE && r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0,
+              "alone for 20 s: waiting, %s %s", adaptive_mode_to_string(g.mode), adaptive_phase_to_string(g.phase));
+        /* The partner comes: settle (5 s) and trial (30 s) from then. */
+        feed(&g, spinner_spread(1.0), 34, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 0, "no verdict before settle + trial from the partner's arrival");
+        feed(&g, spinner_spread(1.0), 1, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_COSCHED,
+              "kept on the change it judged: %s", r.last.text);
+
+        /* Nobody comes: spread after a window alone, then its own trial. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, alone, 29, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED && r.changes == 1, "alone 29 s: still waiting");
+        feed(&g, alone, 1, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && r.last.event == ADAPTIVE_EVENT_INTERVENE &&
+              strcmp(r.last.reason, "no-partner") == 0, "no partner: %s", r.last.text);
+        CHECK(g.holdoff_until_ns[ADAPTIVE_COSCHED] == 0, "co-scheduling is not held off: it was never tried");
+        CHECK(strstr(r.last.text, "cosched -> spread (no-partner)") && strstr(r.last.text, "before 30s"),
+              "text: %s", r.last.text);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD, "spread kept: %s", r.last.text);
+
+        /* Spread held off too: back to the kernel. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        g.holdoff_until_ns[ADAPTIVE_SPREAD] = now + P.holdoff_ns;
+        feed(&g, alone, 30, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.last.event == ADAPTIVE_EVENT_LOAD_CHANGED &&
+              g.phase == ADAPTIVE_WATCH, "no partner, spread held off: %s", r.last.text);
+}
+
 static void test_bad_input(void)
 {
         struct adaptive_guest g;
@@ -732,6 +800,7 @@ int main(void)
         test_load_changed();
         test_work_conservation();
         test_cosched_then_spread();
+        test_cosched_alone();
         test_bad_input();
         test_kvm_harm();
         test_kvm_halt_veto();
