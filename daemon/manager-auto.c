@@ -348,9 +348,11 @@ void manager_auto_after_plan(struct manager *m)
                 for (size_t i = 0; i < m->n_guests; i++)
                         if (m->guests[i]->auto_state.cosched) {
                                 struct log_domain d = guest_log(m->guests[i]);
-                                log_struct(LOG_INFO, 0, MSGID_AUTO_MODE, &d, NULL,
+                                /* No mode changed: no MESSAGE_ID of a mode change. */
+                                log_struct(LOG_INFO, 0, NULL, &d, NULL,
                                            "%s: the only co-scheduled guest: nobody to take turns with, so "
-                                           "nothing is demoted or pinned; its vCPUs run as in kernel mode",
+                                           "nothing is demoted or pinned; its vCPUs run as in kernel mode, "
+                                           "and its trial waits for a partner (a window at most, then spread)",
                                            m->guests[i]->name);
                         }
                 a->said_alone = true;
