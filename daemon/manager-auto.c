@@ -20,10 +20,10 @@
  *
  * Co-scheduling needs two gangs to take turns.  A guest can go COSCHED only
  * while another Policy=auto guest is co-scheduled, or has a window in
- * progress that looks like a spinner's (partner_for()); a guest left alone in COSCHED (its partner went back) is
- * harmless: with one gang daemon/cosched demotes nobody and pins nothing,
- * so it runs as in KERNEL mode until its own rules move it, and the daemon
- * says so once.
+ * progress that looks like a spinner's (partner_for()).  A guest alone in
+ * COSCHED is harmless: with one gang daemon/cosched demotes nobody and pins
+ * nothing, so it runs as in KERNEL mode.  The daemon says so once, and the
+ * engine's trial waits for a partner (cosched_alone, cosched_partnered()).
  */
 #include "manager-internal.h"
 
