@@ -203,7 +203,7 @@ int main(void)
         release = true;
         pthread_cond_broadcast(&cond);
         pthread_mutex_unlock(&lock);
-        pthread_join(gone.thread, NULL);
+        CHECK(test_join_released(gone.thread, gone.tid), "second thread released");
         pthread_join(alive.thread, NULL);
         cg_tasks(gone.tid);
         cg_write("0-1023\n");

@@ -288,7 +288,7 @@ static void test_vanished_thread(void)
 
         if (pthread_create(&t, NULL, exit_at_once, &tid) != 0)
                 abort();
-        pthread_join(t, NULL);
+        CHECK(test_join_released(t, tid), "thread released");
         for (int s = 0; s < N_SOURCES; s++) {
                 int r = sampler_read_thread(samplers[s], tid, &c);
                 CHECK(r == -ESRCH, "gone thread via %s: %d", source_name[s], r);

@@ -139,10 +139,17 @@ static void test_real_threads(void)
         int fd = ta.stat_fd;
         CHECK(signals_read_state(s, &ta, &st) == 0 && ta.stat_fd == fd, "same fd reused");
 
+        /* The blocker stores its tid just before read(): on a loaded host it may
+         * not have reached it yet, so give it up to 5 s to block. */
+        for (int i = 0; i < 500; i++) {
+                if (signals_read_state(s, &tb, &st) != 0 || st.state == 'S')
+                        break;
+                usleep(10000);
+        }
         CHECK(signals_read_state(s, &tb, &st) == 0 && st.state == 'S', "blocker %c", st.state);
         CHECK(signals_read_ctxt(s, &tb, &c1) == 0, "ctxt");
         CHECK(write(block_pipe[1], "x", 1) == 1, "wake");
-        pthread_join(b, NULL);
+        CHECK(test_join_released(b, atomic_load(&tid_block)), "blocker released");
         /* The thread is gone; its fd pins the dead task: ESRCH, not another thread's data. */
         CHECK(signals_read_state(s, &tb, &st) == -ESRCH, "exited thread");
         CHECK(tb.stat_fd < 0 && tb.status_fd < 0, "files closed");
