@@ -40,12 +40,18 @@
  *     (cosched_alone) has no change to judge: its trial waits, and after
  *     window_s alone it goes to SPREAD (reason no-partner) for a trial
  *     there.  The new mode stays only if harm fell by harm_drop_min
- *     (relative) against the window before the change *and* the guest's CPU
- *     share fell by no more than share_fall_max (relative).  Otherwise the
+ *     (relative) against the window before the change, the guest's CPU
+ *     share fell by no more than share_fall_max (relative) *and* its vCPUs
+ *     block no more than mode_voluntary_max times a vCPU-second (running
+ *     together, siblings may block on each other outside the guest: under
+ *     TCG on QEMU's big lock, which a PAUSE spinner takes at every PAUSE).
+ *     Otherwise the
  *     guest goes back to KERNEL at once and that mode is held off for
  *     holdoff_ns (default 10 min).
  *  3. steady: a guest in SPREAD/COSCHED that is no longer busy, waiting and
- *     non-blocking for exit_windows windows goes back to KERNEL, but not
+ *     non-blocking (voluntary switches against mode_voluntary_max, the
+ *     bound its trial was kept under) for exit_windows windows goes back
+ *     to KERNEL, but not
  *     before min_dwell_ns (default 10 min) since its last change.  Together
  *     with 1 this gives at most one intervention per min_dwell under steady
  *     load; reverting a failed trial (2) and releasing (4) are immediate.
@@ -117,6 +123,7 @@ struct adaptive_params {
         double trial_s;                 /* measured after settling: 30 s */
         double harm_drop_min;           /* relative fall of harm that keeps a trial: 0.25 */
         double share_fall_max;          /* relative fall of CPU share a trial may cost: 0.05 */
+        double mode_voluntary_max;      /* voluntary switches per vCPU-second under SPREAD/COSCHED: 150 (0 = off) */
         unsigned exit_windows;          /* non-candidate windows before leaving SPREAD/COSCHED: 2 */
 
         uint64_t holdoff_ns;            /* a failed or released mode is not retried for: 10 min */

@@ -384,6 +384,60 @@ static void test_trial_share_fell(void)
         CHECK(r.last.holdoff_until_ns == now + P.holdoff_ns, "hold-off announced");
 }
 
+/*
+ * Rule 2 and 3 against mode_voluntary_max: siblings that run together block
+ * more than the candidate bound allows (co-scheduled TCG spinners 90-133/s,
+ * run logs of bench/results/auto-a-ticket2-20261201).  That keeps the trial
+ * and the mode for an hour; blocking beyond the mode's bound (PAUSE
+ * spinners on QEMU's big lock, 173-214/s) fails the trial.
+ */
+static void test_trial_blocking(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input in;
+
+        setup(&g);
+        feed(&g, spinner_stacked(), 30, &r);
+        in = spinner_spread(1.0);
+        in.voluntary_hz = 130;
+        feed(&g, in, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "130/s in the trial: kept");
+        feed(&g, in, 3600, &r);
+        CHECK(r.changes == 1 && g.mode == ADAPTIVE_SPREAD, "an hour at 130/s: %u changes, mode %s", r.changes,
+              adaptive_mode_to_string(g.mode));
+
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        in.voluntary_hz = 200;
+        feed(&g, in, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL, "200/s in the trial: reverted");
+        CHECK(strcmp(r.last.reason, "blocking-rose") == 0, "reason %s", r.last.reason);
+        CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] == now + P.holdoff_ns, "spread held off");
+
+        /* A kept mode whose vCPUs start blocking beyond the bound: back after the dwell. */
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        in.voluntary_hz = 20;
+        feed(&g, in, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "20/s: kept");
+        in.voluntary_hz = 300;
+        feed(&g, in, 600, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.events[ADAPTIVE_EVENT_LOAD_CHANGED] == 1,
+              "300/s once kept: back to the kernel, mode %s", adaptive_mode_to_string(g.mode));
+
+        /* 0 turns the bound off. */
+        setup(&g);
+        r = (struct run) {};
+        P.mode_voluntary_max = 0;
+        feed(&g, spinner_stacked(), 30, &r);
+        in.voluntary_hz = 1000;
+        feed(&g, in, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "bound off: kept at 1000/s");
+}
+
 /* Rule 2, failed: harm not lowered -> revert and hold-off, then no retry for 10 min. */
 static void test_trial_harm_not_lowered(void)
 {
@@ -792,6 +846,7 @@ int main(void)
         test_not_candidates();
         test_trial_kept_no_flapping();
         test_trial_share_fell();
+        test_trial_blocking();
         test_trial_harm_not_lowered();
         test_observe_no_trial();
         test_window_verdicts();
