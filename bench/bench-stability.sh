@@ -13,7 +13,7 @@
 #             spread, spread-cores)
 #   WORKLOAD  bootspin (default): a boot sector spins vCPU 0 forever
 #             ("cli; jmp $"), vCPU 1 halts: one busy vCPU per guest;
-#             spin, spin-pause, hackbench, futex: the effectiveness
+#             spin, spin-pause, spin-ticket, hackbench, futex: the effectiveness
 #             benchmark's guest image (bench/effectiveness/run.sh builds it
 #             into bench/out/effectiveness/image) running that workload on
 #             both vCPUs for the whole run
@@ -32,10 +32,10 @@ image=${BENCH_IMAGE:-$here/out/effectiveness/image}
 case $policy in auto|spread|spread-cores) ;; *) fail "POLICY=$policy: not auto, spread or spread-cores" ;; esac
 case $workload in
 bootspin) ;;
-spin|spin-pause|hackbench|futex)
+spin|spin-pause|spin-ticket|hackbench|futex)
         [[ -r $image/vmlinuz && -r $image/initrd.img ]] ||
                 fail "WORKLOAD=$workload needs the guest image in $image: run bench/effectiveness/run.sh once (it builds it)" ;;
-*) fail "WORKLOAD=$workload: not bootspin, spin, spin-pause, hackbench or futex" ;;
+*) fail "WORKLOAD=$workload: not bootspin, spin, spin-pause, spin-ticket, hackbench or futex" ;;
 esac
 [[ $settle =~ ^[0-9]+$ ]] && (( settle < seconds )) || fail "SETTLE=$settle: a whole number of seconds below SECONDS ($seconds)"
 
