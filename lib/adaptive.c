@@ -561,10 +561,27 @@ static void on_steady_window(struct adaptive_guest *g, const struct adaptive_par
                              struct adaptive_decision *out)
 {
         /* Stacking is gone by construction here; the rest of rule 1 must still hold. */
-        if (spinner_like_within(f, p, mode_voluntary_limit(p)) && in->n_vcpus >= 2)
+        bool spinning = spinner_like_within(f, p, mode_voluntary_limit(p)) && in->n_vcpus >= 2;
+        if (spinning)
                 g->exit_streak = 0;
         else
                 g->exit_streak++;
+        /* Co-scheduled, kept, and then the partner left (its load stopped,
+         * it was shut down): alone, the vCPUs run as in KERNEL mode, stacked
+         * as before the change, while the status says cosched.  A guest that
+         * still spins goes to SPREAD as a lone one's trial does, with its own
+         * trial against the window before the first change; within the
+         * dwell it waits, and with spread held off it stays. */
+        if (g->mode == ADAPTIVE_COSCHED && g->alone_s >= p->window_s && spinning &&
+            dwell_passed(g, p, in->now_ns) && in->now_ns >= g->holdoff_until_ns[ADAPTIVE_SPREAD]) {
+                out->now = *f;
+                out->before = g->baseline;
+                decide(g, in, out, ADAPTIVE_EVENT_INTERVENE, ADAPTIVE_SPREAD, "no-partner");
+                g->alone_s = 0;
+                g->exit_streak = 0;
+                start_window(g, p->observe ? ADAPTIVE_STEADY : ADAPTIVE_SETTLE);
+                return;
+        }
         if (g->exit_streak >= p->exit_windows && dwell_passed(g, p, in->now_ns)) {
                 out->now = *f;
                 decide(g, in, out, ADAPTIVE_EVENT_LOAD_CHANGED, ADAPTIVE_KERNEL, "no-longer-candidate");
@@ -645,7 +662,9 @@ int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
         if (g->mode == ADAPTIVE_COSCHED && (g->phase == ADAPTIVE_SETTLE || g->phase == ADAPTIVE_TRIAL)) {
                 if (wait_for_partner(g, p, in, out))
                         return 0;
-        } else
+        } else if (g->mode == ADAPTIVE_COSCHED && g->phase == ADAPTIVE_STEADY && in->cosched_alone)
+                g->alone_s += in->dt_s;         /* on_steady_window() acts on it */
+        else
                 g->alone_s = 0;
 
         acc_add(&g->acc, in);

@@ -55,6 +55,9 @@
  *     before min_dwell_ns (default 10 min) since its last change.  Together
  *     with 1 this gives at most one intervention per min_dwell under steady
  *     load; reverting a failed trial (2) and releasing (4) are immediate.
+ *     A kept COSCHED guest left alone (cosched_alone) for window_s that
+ *     still spins goes to SPREAD (reason no-partner, with a trial), after
+ *     the dwell and unless spread is held off.
  *  4. work conservation: a confined guest (any mode but KERNEL, or lanes the
  *     manager narrowed) whose vCPUs wait (wait >= conserve_wait_min) while
  *     CPUs they may not use idle (idle_forbidden >= conserve_idle_min CPUs)
@@ -262,7 +265,7 @@ struct adaptive_guest {
         unsigned exit_streak;           /* non-candidate windows in SPREAD/COSCHED */
         unsigned conserve_streak;       /* intervals waiting beside an idle forbidden CPU */
         unsigned changes;               /* mode changes so far */
-        double alone_s;                 /* COSCHED trial waiting for a partner, so far */
+        double alone_s;                 /* COSCHED with no partner (trial waiting, or kept and left), so far */
 };
 
 void adaptive_guest_init(struct adaptive_guest *g);

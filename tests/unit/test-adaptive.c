@@ -659,6 +659,37 @@ static void test_cosched_alone(void)
         feed(&g, spinner_spread(1.0), 35, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD, "spread kept: %s", r.last.text);
 
+        /* Kept, then the partner leaves: spread once the dwell has passed. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_COSCHED, "kept with a partner");
+        feed(&g, alone, 60, &r);
+        CHECK(g.mode == ADAPTIVE_COSCHED && r.changes == 1, "partner gone, within the dwell: waits (%s)",
+              adaptive_mode_to_string(g.mode));
+        for (int i = 0; i < 600 && g.mode == ADAPTIVE_COSCHED; i++)
+                feed(&g, alone, 1, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && r.changes == 2 && strcmp(r.last.reason, "no-partner") == 0 &&
+              r.last.before.seconds == 30, "partner gone, after the dwell: %s", r.last.text);
+        CHECK(r.last_change_at[1] - r.last_change_at[0] >= P.min_dwell_ns, "not within the dwell");
+        feed(&g, spinner_spread(1.0), 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 2 && g.mode == ADAPTIVE_SPREAD, "spread kept: %s", r.last.text);
+
+        /* Kept, and a partner that leaves for less than a window changes nothing. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(1.0), 35, &r);
+        for (int i = 0; i < 60; i++) {
+                feed(&g, alone, 20, &r);
+                feed(&g, spinner_spread(1.0), 20, &r);
+        }
+        CHECK(g.mode == ADAPTIVE_COSCHED && r.changes == 1, "a partner away 20 s at a time for 40 min: %u changes",
+              r.changes);
+
         /* Spread held off too: back to the kernel. */
         setup(&g);
         P.cosched_available = true;
