@@ -613,6 +613,18 @@ static bool wait_for_partner(struct adaptive_guest *g, const struct adaptive_par
                 }
                 return false;
         }
+        /* The partner left halfway through a trial they started together
+         * (its own trial failed, most likely, on the same load): what was
+         * measured with it judges the change.  Waiting instead left the
+         * guest alone for a window, then spread it for a second trial of
+         * a load the first had already condemned (PAUSE spinners,
+         * bench/results/auto-a-blocking-20261201). */
+        if (g->phase == ADAPTIVE_TRIAL && g->alone_s == 0 && g->acc.seconds >= p->trial_s / 2) {
+                struct adaptive_figures f;
+                acc_figures(&g->acc, p, &f);
+                on_trial_window(g, p, in, &f, out);
+                return true;
+        }
         g->alone_s += in->dt_s;
         g->acc = (struct adaptive_acc) {};
         if (g->alone_s < p->window_s)

@@ -37,7 +37,9 @@
  *  2. trial (not under observe, where nothing changed that a trial could
  *     judge): after the change, settle_s are ignored, then trial_s are
  *     measured.  A COSCHED guest with nobody to take turns with
- *     (cosched_alone) has no change to judge: its trial waits, and after
+ *     (cosched_alone) has no change to judge: its trial waits (judged at
+ *     once on what was measured together when the partner leaves after
+ *     half of trial_s), and after
  *     window_s alone it goes to SPREAD (reason no-partner) for a trial
  *     there.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change, the guest's CPU

@@ -659,6 +659,29 @@ static void test_cosched_alone(void)
         feed(&g, spinner_spread(1.0), 35, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD, "spread kept: %s", r.last.text);
 
+        /* The partner leaves halfway through the trial they started
+         * together: judged on what was measured with it. */
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        struct adaptive_input together = spinner_spread(1.0);
+        together.voluntary_hz = 200;
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, together, 5 + 14, &r);
+        feed(&g, alone, 1, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0 && g.mode == ADAPTIVE_COSCHED,
+              "partner gone after 14 s of trial: waits");
+        setup(&g);
+        P.cosched_available = true;
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, together, 5 + 15, &r);
+        feed(&g, alone, 1, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL &&
+              strcmp(r.last.reason, "blocking-rose") == 0 && r.last.now.seconds == 15,
+              "partner gone after 15 s of trial: judged on them: %s", r.last.text);
+        CHECK(g.holdoff_until_ns[ADAPTIVE_COSCHED] > now, "co-scheduling held off");
+
         /* Kept, then the partner leaves: spread once the dwell has passed. */
         setup(&g);
         P.cosched_available = true;
