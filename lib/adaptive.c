@@ -121,8 +121,9 @@ const char *adaptive_event_to_string(enum adaptive_event e)
  *    auto-a-pause-20261201 and the run logs of auto-a-ticket2 and auto;
  *    the host sees no other difference between them).  The margin is
  *    narrow (133 against 173); a bound too low only sends a guest back to
- *    the kernel, the side Policy=auto errs on.  Judged against 35, every
- *    kept mode failed rule 3 and went back to KERNEL once the dwell passed.
+ *    the kernel, the side Policy=auto errs on.  Judged against 35 (before
+ *    this bound), a kept co-scheduled guest at 90-133/s no longer passed
+ *    rule 3 and went back to KERNEL once the dwell had passed.
  *  - hold-off and dwell 10 min: the brief's bound on flapping; a failed
  *    trial costs at most settle + trial = 35 s in 10 min (6%).
  *  - work conservation after 3 intervals of wait beside 0.5 idle CPUs: fast
