@@ -46,7 +46,7 @@
  *     share fell by no more than share_fall_max (relative) *and* its vCPUs
  *     block no more than mode_voluntary_max times a vCPU-second (running
  *     together, siblings may block on each other outside the guest: under
- *     TCG on QEMU's big lock, which a PAUSE spinner takes at every PAUSE).
+ *     TCG most likely on QEMU's big lock, taken at every PAUSE).
  *     Otherwise the
  *     guest goes back to KERNEL at once and that mode is held off for
  *     holdoff_ns (default 10 min).
