@@ -114,17 +114,17 @@ const char *adaptive_event_to_string(enum adaptive_event e)
  *  - 150 voluntary switches per vCPU-second under SPREAD/COSCHED: the
  *    candidate bound (35) does not hold there.  Spinners that run together
  *    block on what their siblings hold outside the guest.  Co-scheduled in
- *    pairs, TCG guests with a load-loop or ticket spinlock blocked 90-133
- *    times a vCPU-second and gained (ticket lock 15.6x); PAUSE spinners
- *    blocked 173-214 times and lost 6% of their ops, most likely on QEMU's
+ *    pairs, TCG guests with a load-loop or ticket spinlock blocked 73-133
+ *    times a vCPU-second and gained (ticket lock 3.9-15.6x); PAUSE spinners
+ *    blocked 161-222 times and lost 6% of their ops, most likely on QEMU's
  *    big lock, which a TCG vCPU takes whenever it leaves translated code,
  *    as at a PAUSE (bench/results/auto-a-pause-20261201 and the run logs of
  *    auto-a-ticket2 and auto; the host sees no other difference).  With
  *    three gangs taking turns, PAUSE spinners block only 10-124 times
- *    (auto-b-pause-20261201).  The margin is narrow (133 against 173); a
+ *    (auto-b-pause-20261201).  The margin is narrow (133 against 161); a
  *    bound too low only sends a guest back to the kernel, the side
  *    Policy=auto errs on.  Judged against 35 (before this bound), a kept
- *    co-scheduled guest at 90-133/s no longer passed rule 3 and went back
+ *    co-scheduled guest at 73-133/s no longer passed rule 3 and went back
  *    to KERNEL once the dwell had passed.
  *  - hold-off and dwell 10 min: the brief's bound on flapping; a failed
  *    trial costs at most settle + trial = 35 s in 10 min (6%).

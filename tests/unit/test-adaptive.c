@@ -386,10 +386,10 @@ static void test_trial_share_fell(void)
 
 /*
  * Rule 2 and 3 against mode_voluntary_max: siblings that run together block
- * more than the candidate bound allows (co-scheduled TCG spinners 90-133/s,
+ * more than the candidate bound allows (co-scheduled TCG spinners 73-133/s,
  * run logs of bench/results/auto-a-ticket2-20261201).  That keeps the trial
  * and the mode for an hour; blocking beyond the mode's bound (PAUSE
- * spinners on QEMU's big lock, 173-214/s) fails the trial.
+ * spinners, most likely on QEMU's big lock, 161-222/s) fails the trial.
  */
 static void test_trial_blocking(void)
 {
