@@ -29,6 +29,13 @@ mkdir "$tree"
 
 if ! (cd "$tree" && dpkg-buildpackage -us -uc -b) >"$tmp/build.log" 2>&1; then
         tail -n 60 "$tmp/build.log"
+        # The build's own test run: what each failed test printed last, so
+        # that a failure in CI can be read off the end of its output.
+        find "$tree" -path '*/meson-logs/testlog.json' -exec jq -r \
+                'select(.result != "OK" and .result != "SKIP")
+                 | "=== in the package build: \(.name): \(.result) (exit \(.returncode))",
+                   ((.stdout // "") + (.stderr // "") | split("\n") | .[-40:] | map("  | " + .) | join("\n"))' \
+                {} + 2>/dev/null
         fail "dpkg-buildpackage -us -uc -b"
         exit 1
 fi

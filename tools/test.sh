@@ -42,6 +42,18 @@ summarize() {
                         esac
                 done < <(jq -r '.result' "${logs[@]}" | sort | uniq -c)
         fi
+        # CI shows only the end of the output: name every failed test here,
+        # with the end of what it printed, so that a failure can be read off
+        # the last lines (the full logs are in each build's meson-logs/).
+        if (( failed > 0 )); then
+                echo "failed tests, with the last lines each printed:"
+                jq -r 'select(.result != "OK" and .result != "EXPECTEDFAIL" and .result != "SKIP")
+                        | "=== \(input_filename | sub("/meson-logs/.*"; "")): \(.name): \(.result) after \(.duration | floor) s (exit \(.returncode))",
+                          (((.stdout // "") + (.stderr // "") | split("\n")) as $l
+                           | ([$l[] | select(test("^not ok|FAIL"))] | .[:10]) + ["  ..."] + $l[-25:]
+                           | map("  | " + .) | join("\n"))' \
+                        "${logs[@]}"
+        fi
         echo "$skipped skipped"
         echo "$passed passed, $failed failed"
         if (( status == 0 && (failed > 0 || passed == 0) )); then status=1; fi
