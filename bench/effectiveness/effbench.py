@@ -60,11 +60,14 @@ SCENARIOS = {
     "e": ("2-vCPU spin guest + 2-vCPU hackbench guest", [(2, "busy", "spin"), (2, "busy", "hackbench")]),
 }
 # vcpuspreadd: the daemon with its default policy (Policy=auto once the
-# daemon has it); vcpuspreadd-spread: the daemon with DefaultPolicy=spread.
-MODES = ["default", "stacked", "static-spread", "vcpuspreadd", "vcpuspreadd-spread"]
+# daemon has it); vcpuspreadd-spread: the daemon with DefaultPolicy=spread;
+# vcpuspreadd-observe: the daemon with Mode=observe, which samples and decides
+# but changes nothing (what being there costs a guest it leaves alone).
+MODES = ["default", "stacked", "static-spread", "vcpuspreadd", "vcpuspreadd-spread", "vcpuspreadd-observe"]
 DAEMON_MODES = {
     "vcpuspreadd": None,
     "vcpuspreadd-spread": "[Daemon]\nDefaultPolicy=spread\n",
+    "vcpuspreadd-observe": "[Daemon]\nMode=observe\n",
 }
 WORKLOADS = ["hackbench", "futex", "spin", "spin-pause", "spin-ticket"]
 
@@ -1043,7 +1046,7 @@ def chart(meta, runs, path):
                ("fairness", "fairness (min/max guest)"), ("colocation", "sibling co-location"),
                ("other_load_s", "other load (host CPU-s in window)")]
     colors = {"default": "#4c72b0", "stacked": "#c44e52", "static-spread": "#dd8452", "vcpuspreadd": "#55a868",
-              "vcpuspreadd-spread": "#8172b3"}
+              "vcpuspreadd-spread": "#8172b3", "vcpuspreadd-observe": "#937860"}
     fig, axes = plt.subplots(len(metrics), len(workloads), figsize=(max(8.0, 5.5 * len(workloads)), 2.6 * len(metrics) + 1.8),
                              squeeze=False)
     width = 0.8 / max(1, len(modes))

@@ -4,16 +4,18 @@
 # and write bench/results/effectiveness.{md,png,jsonl}.
 #
 #   bench/effectiveness/run.sh [--reps N] [--scenarios a,b,c,d,e]
-#                              [--modes default,stacked,static-spread,vcpuspreadd,vcpuspreadd-spread]
+#                              [--modes default,stacked,static-spread,vcpuspreadd,vcpuspreadd-spread,
+#                                       vcpuspreadd-observe]
 #                              [--workloads hackbench,futex,spin,spin-pause,spin-ticket]
 #                              [--window S] [--warmup S] [--cooldown S]
 #                              [--results DIR] [--append] [--wait-lock]
 #
 # Scenario e (a spin guest beside a hackbench guest) sets its guests' own
 # workloads and runs once per repetition whatever --workloads says.
-# Modes vcpuspreadd (the daemon's default policy) and vcpuspreadd-spread
-# (DefaultPolicy=spread) run the daemon with a config file the harness
-# writes into the run directory (--config).
+# Modes vcpuspreadd (the daemon's default policy), vcpuspreadd-spread
+# (DefaultPolicy=spread) and vcpuspreadd-observe (Mode=observe) run the
+# daemon with a config file the harness writes into the run directory
+# (--config).
 #
 # --append adds the runs to the previous invocation's run directory and
 # reports over both (e.g. a second workload on fewer scenarios).
@@ -61,7 +63,7 @@ while [ $# -gt 0 ]; do
         --results) results=$2 ;;
         --workloads) list_of "$1" "$2" hackbench futex spin spin-pause spin-ticket; workloads=$2 ;;
         --scenarios) list_of "$1" "$2" a b c d e; run_args+=("$1" "$2") ;;
-        --modes) list_of "$1" "$2" default stacked static-spread vcpuspreadd vcpuspreadd-spread; run_args+=("$1" "$2") ;;
+        --modes) list_of "$1" "$2" default stacked static-spread vcpuspreadd vcpuspreadd-spread vcpuspreadd-observe; run_args+=("$1" "$2") ;;
         --reps) [[ $2 =~ ^[1-9][0-9]{0,2}$ ]] || bad "--reps must be a whole number from 1 to 999, not '$2'"
                 run_args+=("$1" "$2") ;;
         --window|--warmup|--cooldown)
