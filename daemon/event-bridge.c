@@ -35,6 +35,7 @@
 #include <libvirt/virterror.h>
 
 #include "log.h"
+#include "util.h"
 
 struct bridge_handle {
         int id;
@@ -391,10 +392,11 @@ static int timeout_arm(struct bridge_timeout *t)
         if (t->interval_ms < 0)
                 return sd_event_source_set_enabled(t->source, SD_EVENT_OFF);
         if (t->interval_ms > 0) {
-                r = sd_event_now(bridge_event, CLOCK_MONOTONIC, &when);
-                if (r < 0)
-                        return r;
-                when += (uint64_t)t->interval_ms * 1000;
+                /* From now, not from the loop's last wakeup (sd_event_now):
+                 * armed outside a dispatch, or after a long iteration, that
+                 * timestamp is stale and the timeout would fire early by as
+                 * much (libvirt's own loop counts from the current time). */
+                when = monotonic_usec() + (uint64_t)t->interval_ms * 1000;
         }
         r = sd_event_source_set_time(t->source, when);
         if (r < 0)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 struct lv_worker {
         pthread_mutex_t lock;
@@ -26,14 +27,6 @@ struct lv_worker {
         int done_fd;
         sd_event_source *done_source;
 };
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void *worker_main(void *userdata)
 {
@@ -52,7 +45,7 @@ static void *worker_main(void *userdata)
                         w->queue_tail = &w->queue;
                 j->next = NULL;
                 w->running = j;
-                w->running_since = now_usec();
+                w->running_since = monotonic_usec();
                 pthread_mutex_unlock(&w->lock);
 
                 j->run(j);
@@ -162,7 +155,7 @@ void lv_worker_progress(struct lv_worker *w)
 {
         pthread_mutex_lock(&w->lock);
         if (w->running)
-                w->running_since = now_usec();
+                w->running_since = monotonic_usec();
         pthread_mutex_unlock(&w->lock);
 }
 

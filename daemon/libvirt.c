@@ -494,14 +494,12 @@ static void stats_run(struct lv_job *j)
 {
         struct stats_job *sj = (struct stats_job *)j;
         virDomainStatsRecordPtr *recs = NULL;
-        struct timespec ts;
         int n;
 
         n = virConnectGetAllDomainStats(sj->conn, VIR_DOMAIN_STATS_VCPU,
                                         &recs, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE |
                                                        VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        sj->when_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        sj->when_usec = monotonic_usec();
         if (n < 0) {
                 sj->r = libvirt_failure(sj->conn, "reading the vCPU statistics", sj->err, sizeof(sj->err));
                 drop_conn(&sj->conn);
@@ -661,9 +659,7 @@ static void event_job_submit(struct lv_conn *c, virDomainPtr dom, const char *uu
         ej->kind = kind;
         snprintf(ej->detail, sizeof(ej->detail), "%s", text ?: "");
         ej->vcpu = vcpu;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ej->received_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        ej->received_usec = monotonic_usec();
         if (dom && kind == LV_DOMAIN_STARTED && vcpu < 0) {
                 virDomainRef(dom);
                 ej->dom = dom;
@@ -1035,22 +1031,14 @@ void lv_conn_free(struct lv_conn *c)
 
 /* ---- waiting, for programs and tests outside the loop ---- */
 
-static uint64_t mono_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 #define WAIT_USEC (60ULL * 1000000)
 
 bool lv_conn_wait_connected(struct lv_conn *c, uint64_t timeout_usec)
 {
-        uint64_t end = mono_usec() + timeout_usec;
+        uint64_t end = monotonic_usec() + timeout_usec;
 
-        while (c->state == LV_CONNECTING && mono_usec() < end)
-                (void) sd_event_run(c->event, end - mono_usec());
+        while (c->state == LV_CONNECTING && monotonic_usec() < end)
+                (void) sd_event_run(c->event, end - monotonic_usec());
         return lv_conn_is_alive(c);
 }
 
@@ -1071,13 +1059,13 @@ static void on_listed(void *userdata, int r, struct lv_domain *doms, size_t n)
 int lv_list_domains(struct lv_conn *c, struct lv_domain **out, size_t *n_out)
 {
         struct list_wait w = {};
-        uint64_t end = mono_usec() + WAIT_USEC;
+        uint64_t end = monotonic_usec() + WAIT_USEC;
         int r = lv_list_domains_async(c, on_listed, &w);
 
         if (r < 0)
                 return r;
-        while (!w.done && mono_usec() < end)
-                (void) sd_event_run(c->event, end - mono_usec());
+        while (!w.done && monotonic_usec() < end)
+                (void) sd_event_run(c->event, end - monotonic_usec());
         if (!w.done)
                 return -ETIMEDOUT;      /* the job still refers to w: never return before it is done */
         if (w.r < 0)
@@ -1133,7 +1121,7 @@ static void get_done(struct lv_job *j, bool cancelled)
 int lv_get_domain(struct lv_conn *c, const char *uuid, struct lv_domain *out)
 {
         struct get_job *gj;
-        uint64_t end = mono_usec() + WAIT_USEC;
+        uint64_t end = monotonic_usec() + WAIT_USEC;
         int r;
 
         if (!lv_conn_is_alive(c)) {
@@ -1148,8 +1136,8 @@ int lv_get_domain(struct lv_conn *c, const char *uuid, struct lv_domain *out)
         virConnectRef(gj->conn);
         snprintf(gj->uuid, sizeof(gj->uuid), "%s", uuid);
         lv_worker_submit(c->worker, &gj->job);
-        while (!gj->done && mono_usec() < end)
-                (void) sd_event_run(c->event, end - mono_usec());
+        while (!gj->done && monotonic_usec() < end)
+                (void) sd_event_run(c->event, end - monotonic_usec());
         if (!gj->done)
                 return -ETIMEDOUT;      /* leaks @gj: the worker may still use it */
         r = gj->r;

@@ -38,6 +38,7 @@
 
 #include "cosched.h"
 #include "fileio.h"
+#include "util.h"
 #include "macro.h"
 #include "message-ids.h"
 
@@ -585,12 +586,10 @@ done:
 void manager_auto_interval(struct manager *m)
 {
         struct manager_auto *a = m->autom;
-        struct timespec ts;
 
         if (!a)
                 return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        uint64_t now_ns = monotonic_ns();
         double dt_s = (double)m->config.sample_interval_usec / 1e6;
         unsigned max_os = 0;
         for (size_t p = 0; p < m->topo->n_pus; p++)

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "message-ids.h"
+#include "util.h"
 
 struct manager_kvm {
         uint64_t interval;              /* sampling intervals seen */
@@ -45,13 +46,6 @@ static unsigned fetch_every(void)
 {
         struct signals_budget b = SIGNALS_BUDGET_DEFAULT;
         return b.ctxt_every ? b.ctxt_every : 1;
-}
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 static bool guest_wants_kvm(const struct managed_guest *g)
@@ -138,7 +132,7 @@ void manager_kvm_interval(struct manager *m)
 
 void manager_kvm_sample(const struct manager *m, const struct managed_vcpu *v, struct adaptive_vcpu_sample *s)
 {
-        if (!rates_fresh(m, &v->kvm, now_ns()))
+        if (!rates_fresh(m, &v->kvm, monotonic_ns()))
                 return;
         s->kvm = true;
         s->kvm_halt_hz = v->kvm.rates.halt_hz;
@@ -150,7 +144,7 @@ json_object *manager_kvm_vcpu_json(const struct manager *m, const struct managed
                                    const struct managed_vcpu *v)
 {
         const struct kvm_vcpu_track *t = &v->kvm;
-        bool fresh = rates_fresh(m, t, now_ns());
+        bool fresh = rates_fresh(m, t, monotonic_ns());
 
         if (!guest_wants_kvm(g))
                 return NULL;

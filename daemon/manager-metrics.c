@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "util.h"
 #include "history.h"
 #include "macro.h"
 #include "message-ids.h"
@@ -59,19 +60,12 @@ struct manager_metrics {
         bool write_failed;              /* said once until a write succeeds */
 };
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static struct manager_metrics *mm_get(struct manager *m)
 {
         if (m->metrics)
                 return m->metrics;
         struct manager_metrics *mm = calloc(1, sizeof(*mm));
-        if (!mm || history_new(now_ns(), &mm->history) < 0) {
+        if (!mm || history_new(monotonic_ns(), &mm->history) < 0) {
                 free(mm);
                 return NULL;
         }
@@ -262,7 +256,7 @@ static int metrics_text(struct manager *m, struct manager_metrics *mm, char **te
         struct metrics_daemon d;
 
         metrics_daemon_fill(m, mm, &d, states, ELEMENTSOF(states), errors, moves, observed);
-        return metrics_format(&d, mm->history, now_ns(), text, len);
+        return metrics_format(&d, mm->history, monotonic_ns(), text, len);
 }
 
 static void metrics_file_update(struct manager *m, struct manager_metrics *mm)
@@ -313,7 +307,7 @@ void manager_metrics_interval(struct manager *m)
                         log_warning_errno(r, "cannot read vCPU states: %m; the metrics and report have no stacking figures");
                 }
         }
-        uint64_t now = now_ns();
+        uint64_t now = monotonic_ns();
         double dt_s = mm->last_ns ? (double)(now - mm->last_ns) / 1e9 : (double)m->config.sample_interval_usec / 1e6;
         mm->last_ns = now;
         if (mm->signals)
@@ -359,7 +353,7 @@ void manager_metrics_move(struct manager *m, const struct managed_guest *g, cons
                           const char *reason, const char *text, int error)
 {
         struct manager_metrics *mm = mm_get(m);
-        uint64_t now = now_ns();
+        uint64_t now = monotonic_ns();
 
         if (!mm)
                 return;
@@ -440,7 +434,7 @@ json_object *manager_metrics_control(struct manager *m, const char *command, jso
                 if (!(window_s > 0) || window_s > (double)HISTORY_BUCKETS * HISTORY_BUCKET_SEC)
                         return reply(false, "--since: expected a duration from 1s to 6h (the daemon keeps 6 h of history)");
         }
-        uint64_t now = now_ns();
+        uint64_t now = monotonic_ns();
         json_object *o = reply(true, NULL);
         double lifetime = (double)(now - mm->history->start_ns) / 1e9;
         json_object_object_add(o, "observe", json_object_new_boolean(m->observe));

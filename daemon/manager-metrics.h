@@ -26,14 +26,6 @@ void manager_metrics_guest_gone(struct manager *m, const struct managed_guest *g
  * by the host (@error < 0).  @text: "vcpu1 0-1 -> 1 (sibling-conflict)". */
 void manager_metrics_move(struct manager *m, const struct managed_guest *g, const struct managed_vcpu *v,
                           const char *reason, const char *text, int error);
-/* CLOCK_MONOTONIC in microseconds, to time a pass. */
-static inline uint64_t metrics_now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* The engine's time for one pass. */
 void manager_metrics_plan_time(struct manager *m, uint64_t usec);
 /* The configuration was (re)loaded, or a reload failed. */

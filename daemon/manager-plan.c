@@ -17,6 +17,7 @@
 
 #include "cpulist.h"
 #include "macro.h"
+#include "util.h"
 #include "message-ids.h"
 
 /* A move the kernel refused is retried this much later, not every pass. */
@@ -194,9 +195,7 @@ static void log_placement_latency(struct manager *m, const struct plan_inputs *i
                 if (!g->start_event_usec || failed[i] || g->state != GUEST_MANAGED)
                         continue;
                 /* Until now, the moves applied: not the iteration's start. */
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                uint64_t end = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+                uint64_t end = monotonic_usec();
                 uint64_t us = end > g->start_event_usec ? end - g->start_event_usec : 0;
                 char f_lat[64];
                 snprintf(f_lat, sizeof(f_lat), "VCPUSPREAD_LATENCY_US=%llu", (unsigned long long)us);
@@ -282,11 +281,11 @@ int manager_plan_and_apply(struct manager *m)
         struct plan plan;
         int r;
 
-        uint64_t t0 = metrics_now_usec();
+        uint64_t t0 = monotonic_usec();
         r = manager_compute_plan(m, &in, &plan);
         if (r < 0)
                 return r;
-        manager_metrics_plan_time(m, metrics_now_usec() - t0);
+        manager_metrics_plan_time(m, monotonic_usec() - t0);
 
         /* Guests with failed or dropped moves, to say so once per guest. */
         _cleanup_free_ unsigned *failed = calloc(in.n ?: 1, sizeof(unsigned));

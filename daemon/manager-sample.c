@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "message-ids.h"
+#include "util.h"
 
 static void vcpu_sample(struct manager *m, struct managed_guest *g, struct managed_vcpu *v, double window_s)
 {
@@ -33,12 +34,10 @@ static void vcpu_sample(struct manager *m, struct managed_guest *g, struct manag
 static void host_sample(struct manager *m, double window_s)
 {
         size_t n = m->topo->n_pus;
-        struct timespec ts;
 
         if (sampler_read_host(m->sampler, m->host_counters, &n) < 0)
                 return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t when = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        uint64_t when = monotonic_ns();
         for (size_t i = 0; i < n; i++) {
                 int p = topology_pu_dense(m->topo, m->host_counters[i].cpu);
                 if (p >= 0)

@@ -18,6 +18,7 @@
 #include <netlink/netlink.h>
 
 #include "macro.h"
+#include "util.h"
 
 struct taskstats_reply {
         pid_t tid;              /* the thread asked about */
@@ -54,13 +55,6 @@ const char *sampler_source_to_string(enum sampler_source s)
                 return "none";
         }
         return "?";
-}
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void append(char *buf, size_t size, const char *fmt, ...)
@@ -392,11 +386,11 @@ static uint64_t thread_cpu_ns(void)
  */
 static void run_before_probing(struct sampler *s)
 {
-        uint64_t cpu0 = thread_cpu_ns(), wall0 = now_ns(), cpu;
+        uint64_t cpu0 = thread_cpu_ns(), wall0 = monotonic_ns(), cpu;
 
         do
                 cpu = thread_cpu_ns();
-        while (cpu - cpu0 < PROBE_CPU_NS && now_ns() - wall0 < PROBE_WALL_NS);
+        while (cpu - cpu0 < PROBE_CPU_NS && monotonic_ns() - wall0 < PROBE_WALL_NS);
         s->probe_cpu_ns = cpu;
 }
 
@@ -494,7 +488,7 @@ int sampler_read_thread(struct sampler *s, pid_t tid, struct thread_counters *ou
         }
         if (r < 0)
                 return r;
-        out->when_ns = now_ns();
+        out->when_ns = monotonic_ns();
         return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int set_reason(char *buf, size_t len, int r, const char *fmt, ...)
 {
@@ -169,4 +170,12 @@ char *escape_text(const char *s, unsigned flags)
         }
         *w = '\0';
         return out;
+}
+
+uint64_t monotonic_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Write a one-line reason into @buf (when @buf is not NULL) and return @r, so
  * an error path reads "return set_reason(err, errlen, -EINVAL, "...", ...);". */
@@ -59,3 +60,11 @@ enum { ESCAPE_BACKSLASH = 1 << 0 };
 char *escape_text(const char *s, unsigned flags);
 /* Length of the valid UTF-8 sequence at @s (1-4), or 0 when it is none. */
 size_t utf8_sequence_len(const unsigned char *s);
+
+/* CLOCK_MONOTONIC, in nanoseconds and in microseconds: the one clock the
+ * daemon measures intervals and deadlines with. */
+uint64_t monotonic_ns(void);
+static inline uint64_t monotonic_usec(void)
+{
+        return monotonic_ns() / 1000;
+}

@@ -235,12 +235,15 @@ static void test_timeouts(void)
         CHECK(zero.calls == 0 && off.calls == 0, "disabled timeouts fired %d/%d", zero.calls, off.calls);
 
         /* 40 ms: fires again and again, never sooner than 40 ms apart (35:
-         * the re-arm counts from the loop's wakeup, a little before the
-         * callback runs). */
+         * the re-arm, just before the callback runs, may be preempted).
+         * Counted from when it was added, not from the loop's last wakeup:
+         * 20 ms after that wakeup, a timeout armed from the stale timestamp
+         * fired after 20 ms. */
+        usleep(20 * 1000);
         uint64_t added = now_usec();
         idp = virEventAddTimeout(40, on_timer, &periodic, NULL);
         CHECK(RUN_UNTIL(periodic.calls >= 4, PATIENCE_MS), "40 ms timeout fired %d times", periodic.calls);
-        CHECK(periodic.at[0] >= added + 35000, "40 ms timeout fired after %.1f ms",
+        CHECK(periodic.at[0] >= added + 40000, "40 ms timeout fired after %.1f ms",
               (double)(periodic.at[0] - added) / 1000);
         for (int i = 1; i < 4; i++)
                 CHECK(periodic.at[i] >= periodic.at[i - 1] + 35000, "40 ms timeout fired %.1f ms after the last",
@@ -251,10 +254,11 @@ static void test_timeouts(void)
         CHECK(periodic.calls == 0, "disabled periodic timeout fired %d times", periodic.calls);
 
         /* -1 -> 20 ms re-arms it from now. */
+        usleep(20 * 1000);
         uint64_t rearmed = now_usec();
         virEventUpdateTimeout(idp, 20);
         CHECK(RUN_UNTIL(periodic.calls >= 1, PATIENCE_MS), "re-armed timeout did not fire");
-        CHECK(periodic.at[0] >= rearmed + 15000, "re-armed 20 ms timeout fired after %.1f ms",
+        CHECK(periodic.at[0] >= rearmed + 20000, "re-armed 20 ms timeout fired after %.1f ms",
               (double)(periodic.at[0] - rearmed) / 1000);
         virEventUpdateTimeout(idp, -1);
 
