@@ -185,32 +185,40 @@ static void check_agreement(const char *what, const struct measured *m)
               what, m->util[SS], m->stat_util);
 }
 
-/* CPU 0's load over measure(): this host is a VM, and time its hypervisor
- * steals from CPU 0 is neither the run time nor the wait of the thread that
- * ran there (CI saw 8% steal, and a lone spinner at util + wait = 0.93). */
-struct cpu0_watch {
+/* The host CPUs' load over measure(): this host is a VM, and time its
+ * hypervisor steals from a CPU is neither the run time nor the wait of the
+ * thread that ran there (CI saw 8% steal, and a lone spinner at util + wait
+ * = 0.93).  max_steal bounds what a thread that may have run anywhere lost. */
+struct host_watch {
         struct host_cpu_counters cpus[256];
-        uint64_t t0;
-        struct host_cpu_load load;
+        size_t n;
+        struct host_cpu_load load[256];
+        double max_steal;
 };
 
-static void cpu0_watch_start(struct cpu0_watch *w)
+static void host_watch_start(struct host_watch *w)
 {
-        size_t n = 256;
+        uint64_t now = (uint64_t)(mono_s() * 1e9);
 
-        w->load = (struct host_cpu_load){};
-        w->t0 = (uint64_t)(mono_s() * 1e9);
-        CHECK(sampler_read_host(samplers[SS], w->cpus, &n) == 0 && w->cpus[0].cpu == 0, "read cpu0 in /proc/stat");
-        host_cpu_load_update(&w->load, &w->cpus[0], w->t0, 0);
+        *w = (struct host_watch){ .n = 256 };
+        CHECK(sampler_read_host(samplers[SS], w->cpus, &w->n) == 0 && w->n > 0 && w->cpus[0].cpu == 0,
+              "read /proc/stat, cpu0 first");
+        for (size_t i = 0; i < w->n; i++)
+                host_cpu_load_update(&w->load[i], &w->cpus[i], now, 0);
 }
 
-static void cpu0_watch_stop(struct cpu0_watch *w)
+static void host_watch_stop(struct host_watch *w)
 {
         size_t n = 256;
+        uint64_t now = (uint64_t)(mono_s() * 1e9);
 
-        CHECK(sampler_read_host(samplers[SS], w->cpus, &n) == 0 && w->cpus[0].cpu == 0, "read cpu0 in /proc/stat");
-        CHECK(host_cpu_load_update(&w->load, &w->cpus[0], (uint64_t)(mono_s() * 1e9), 0) == 0, "cpu0 load");
-        printf("%-22s busy %.3f steal %.3f\n", "host CPU 0", w->load.last_busy, w->load.last_steal);
+        CHECK(sampler_read_host(samplers[SS], w->cpus, &n) == 0 && n == w->n, "read /proc/stat again");
+        for (size_t i = 0; i < w->n && i < n; i++) {
+                CHECK(host_cpu_load_update(&w->load[i], &w->cpus[i], now, 0) == 0, "cpu%zu load", i);
+                w->max_steal = fmax(w->max_steal, w->load[i].last_steal);
+        }
+        printf("%-22s busy %.3f steal %.3f; most stolen from a CPU %.3f\n", "host CPU 0", w->load[0].last_busy,
+               w->load[0].last_steal, w->max_steal);
 }
 
 /* A spinner is always runnable: running or waiting, never anything else,
@@ -219,7 +227,7 @@ static void check_always_runnable(const char *what, const struct measured *m, do
 {
         for (int s = 0; s < N_SOURCES; s++) {
                 double sum = m->util[s] + m->wait[s];
-                CHECK(sum < 1.05 && sum > 1 - steal - 0.05, "%s via %s: util %.4f + wait %.4f (CPU 0 stolen %.3f)",
+                CHECK(sum < 1.05 && sum > 1 - steal - 0.05, "%s via %s: util %.4f + wait %.4f (stolen %.3f)",
                       what, source_name[s], m->util[s], m->wait[s], steal);
         }
 }
@@ -227,11 +235,10 @@ static void check_always_runnable(const char *what, const struct measured *m, do
 static void test_busy_and_idle(void)
 {
         int fds[2];
-        /* On CPU 0, whose stolen time is known. */
-        struct worker busy = { .cpu = 0, .nice = -20, .spin = true };
+        struct worker busy = { .cpu = -1, .nice = -20, .spin = true };
         struct worker idle = { .cpu = -1, .nice = 0, .spin = false };
         struct measured m[2];
-        struct cpu0_watch w;
+        struct host_watch w;
 
         if (pipe(fds) < 0)
                 abort();
@@ -241,10 +248,10 @@ static void test_busy_and_idle(void)
         start(&idle);
 
         pid_t tids[2] = { busy.tid, idle.tid };
-        cpu0_watch_start(&w);
+        host_watch_start(&w);
         int r = measure(tids, 2, 1.0, m);
         CHECK(r == 0, "measure: %s", strerror(-r));
-        cpu0_watch_stop(&w);
+        host_watch_stop(&w);
         atomic_store(&stop, true);
         close(fds[1]);
         pthread_join(busy.thread, NULL);
@@ -260,7 +267,7 @@ static void test_busy_and_idle(void)
                 CHECK(m[1].util[s] < 0.1, "idle via %s: %.4f", source_name[s], m[1].util[s]);
                 CHECK(m[1].wait[s] < 0.01, "idle via %s waits %.4f", source_name[s], m[1].wait[s]);
         }
-        check_always_runnable("busy", &m[0], w.load.last_steal);
+        check_always_runnable("busy", &m[0], w.max_steal);
         check_agreement("busy", &m[0]);
         check_agreement("idle", &m[1]);
 }
@@ -277,11 +284,11 @@ static void test_shared_cpu(void)
         start(&a);
         start(&b);
         pid_t tids[2] = { a.tid, b.tid };
-        struct cpu0_watch w;
-        cpu0_watch_start(&w);
+        struct host_watch w;
+        host_watch_start(&w);
         int r = measure(tids, 2, 1.0, m);
         CHECK(r == 0, "measure: %s", strerror(-r));
-        cpu0_watch_stop(&w);
+        host_watch_stop(&w);
         atomic_store(&stop, true);
         pthread_join(a.thread, NULL);
         pthread_join(b.thread, NULL);
@@ -289,8 +296,8 @@ static void test_shared_cpu(void)
                 return;
 
         /* CPU 0 ran the spinners the whole time. */
-        CHECK(w.load.last_busy + w.load.last_steal > 0.9, "CPU 0 busy %.3f + steal %.3f",
-              w.load.last_busy, w.load.last_steal);
+        CHECK(w.load[0].last_busy + w.load[0].last_steal > 0.9, "CPU 0 busy %.3f + steal %.3f",
+              w.load[0].last_busy, w.load[0].last_steal);
 
         print("spinner A on CPU 0", &m[0]);
         print("spinner B on CPU 0", &m[1]);
@@ -301,7 +308,7 @@ static void test_shared_cpu(void)
                         CHECK(m[i].wait[s] > 0.3 && m[i].wait[s] < 0.7, "spinner %d via %s: wait %.4f",
                               i, source_name[s], m[i].wait[s]);
                 }
-                check_always_runnable(i ? "spinner B" : "spinner A", &m[i], w.load.last_steal);
+                check_always_runnable(i ? "spinner B" : "spinner A", &m[i], w.load[0].last_steal);
                 check_agreement(i ? "spinner B" : "spinner A", &m[i]);
         }
 }
@@ -485,8 +492,8 @@ static char *spin_disk(void)
 /* Start guest @name (with @disk as its boot disk, or none), measure its
  * vCPU 0 for 2 s through both sources, destroy it, check the thread is then
  * reported gone.  A guest with a disk @spins: its boot sector loops.
- * Returns 0 with @m filled. */
-static int measure_guest(const char *name, const char *disk, struct measured *m)
+ * Returns 0 with @m filled, and *@steal the most any CPU had stolen meanwhile. */
+static int measure_guest(const char *name, const char *disk, struct measured *m, double *steal)
 {
         char xml[] = "/tmp/" GUEST_PREFIX "xml-XXXXXX";
         char args[256];
@@ -524,16 +531,21 @@ static int measure_guest(const char *name, const char *disk, struct measured *m)
                  * longer than 2 s, and a measurement that began while
                  * SeaBIOS still halted read 0.92 runnable in one CI run:
                  * a guest that must spin is measured once a short look
-                 * has seen it spin. */
+                 * has seen it spin (0.9: what the hypervisor steals from
+                 * this VM's CPUs, up to 8% in CI, is neither run nor wait). */
                 sleep(2);
                 for (int tries = 0; spins && tries < 32; tries++) {
                         struct measured look;
                         if (measure(&vcpu, 1, 0.25, &look) == 0 &&
-                            look.util[SS] + look.wait[SS] > 0.97)
+                            look.util[SS] + look.wait[SS] > 0.9)
                                 break;
                 }
+                struct host_watch w;
+                host_watch_start(&w);
                 r = measure(&vcpu, 1, 2.0, m);
                 CHECK(r == 0, "measure %s vCPU %d: %s", name, (int)vcpu, strerror(-r));
+                host_watch_stop(&w);
+                *steal = w.max_steal;
         }
         snprintf(args, sizeof(args), "destroy %s", name);
         CHECK(virsh(args) == 0, "virsh destroy %s", name);
@@ -553,10 +565,11 @@ static int measure_guest(const char *name, const char *disk, struct measured *m)
 static void test_tcg_guests(void)
 {
         struct measured m;
+        double steal;
 
         /* No disk: SeaBIOS finds nothing to boot and halts; a halted TCG
          * vCPU sleeps in QEMU, so it shows almost no load. */
-        if (measure_guest(GUEST_PREFIX "idle", NULL, &m) == 0) {
+        if (measure_guest(GUEST_PREFIX "idle", NULL, &m, &steal) == 0) {
                 print("TCG vCPU, BIOS halted", &m);
                 check_agreement("halted TCG vCPU", &m);
                 for (int s = 0; s < N_SOURCES; s++) {
@@ -568,16 +581,15 @@ static void test_tcg_guests(void)
         /* Spinning: always runnable, so it runs or waits for the whole
          * interval, however busy the host is. */
         _cleanup_free_ char *disk = spin_disk();
-        int r = measure_guest(GUEST_PREFIX "spin", disk, &m);
+        int r = measure_guest(GUEST_PREFIX "spin", disk, &m, &steal);
         unlink(disk);
         if (r == 0) {
                 print("TCG vCPU, spinning", &m);
                 check_agreement("spinning TCG vCPU", &m);
                 for (int s = 0; s < N_SOURCES; s++) {
                         CHECK(m.util[s] > 0.1, "spinning vCPU via %s: util %.4f", source_name[s], m.util[s]);
-                        CHECK(fabs(m.util[s] + m.wait[s] - 1) < 0.05, "spinning vCPU via %s: %.4f + %.4f",
-                              source_name[s], m.util[s], m.wait[s]);
                 }
+                check_always_runnable("spinning vCPU", &m, steal);
         }
 }
 
