@@ -104,10 +104,12 @@ jq -e --arg u "$uuid_web" '.observe and (.guests[] | select(.uuid == $u) |
         .moves == 0 and .observed_moves >= 1 and .samples > 0 and .seconds > 1 and .mode_seconds.spread > 1)' \
         <<< "$report" >/dev/null || fail "report of web: $(jq -c --arg u "$uuid_web" '.guests[] | select(.uuid == $u)' <<< "$report")"
 note "stacked siblings are measured as stacked, and spinning ones as busy"
+# Busy as Policy=auto means it (0.8): what the hypervisor steals from this
+# VM's CPUs (up to 8% seen in CI) is neither run nor wait.
 jq -e --arg u "$uuid_web" '.guests[] | select(.uuid == $u) | .runnable_samples > 10
-        and .stacked_samples > .runnable_samples / 2 and .busy > 0.9' <<< "$report" >/dev/null ||
+        and .stacked_samples > .runnable_samples / 2 and .busy > 0.8' <<< "$report" >/dev/null ||
         fail "web's stacking not measured: $(jq -c --arg u "$uuid_web" '.guests[] | select(.uuid == $u)' <<< "$report")"
-jq -e --arg u "$uuid_odd" '.guests[] | select(.uuid == $u) | .runnable_samples > 10 and .busy > 0.9' \
+jq -e --arg u "$uuid_odd" '.guests[] | select(.uuid == $u) | .runnable_samples > 10 and .busy > 0.8' \
         <<< "$report" >/dev/null ||
         fail "the odd guest's samples: $(jq -c --arg u "$uuid_odd" '.guests[] | select(.uuid == $u)' <<< "$report")"
 
