@@ -36,7 +36,7 @@ static json_object *vcpu_status(struct manager *m, const struct managed_guest *g
         } else {
                 json_object_object_add(o, "cpus", NULL);
         }
-        struct vcpu_input in = manager_vcpu_input(v);
+        struct vcpu_input in = manager_vcpu_input(v, false);
         json_object_object_add(o, "load", json_object_new_double(vcpu_demand(&in, &m->plan_params)));
         json_object_object_add(o, "sampled", json_object_new_boolean(v->sampled));
         json_object_object_add(o, "wait_ms", json_object_new_double(v->wait_ms));
@@ -181,7 +181,7 @@ static json_object *control_plan(struct manager *m)
         struct plan plan;
         struct plan_checks checks;
 
-        if (manager_compute_plan(m, &in, &plan) < 0)
+        if (manager_compute_plan(m, false, &in, &plan) < 0)
                 return reply_error("planning failed; see the daemon's log");
         placement_check(m->topo, m->usable, in.guests, in.n, &plan, &checks);
         json_object *o = plan_to_json(m->topo, m->usable, in.guests, in.n, &plan, &checks);

@@ -208,6 +208,7 @@ static void refresh_masks(struct manager *m)
                                           g->name, v->vcpu, (int)v->tid, was ?: "?", is ?: "?");
                         }
                         hwloc_bitmap_copy(v->current, now);
+                        vcpu_forget_observed(v);
                 }
         }
 }
@@ -272,6 +273,7 @@ void manager_check_cpus(struct manager *m)
                         if (vcpu_masks_read(&m->apply_env, v->tid, v->current, NULL) < 0 ||
                             hwloc_bitmap_iszero(v->current))
                                 hwloc_bitmap_copy(v->current, m->topo->complete);
+                        vcpu_forget_observed(v);
                         v->retry_after_usec = 0;        /* refusals may be over */
                 }
                 if (guest_read_cgroup_allowed(m, g) >= 0)

@@ -29,11 +29,19 @@ struct log_domain guest_log(const struct managed_guest *g)
         return (struct log_domain){ .name = g->name, .uuid = g->uuid };
 }
 
+void vcpu_forget_observed(struct managed_vcpu *v)
+{
+        if (v->observed)
+                hwloc_bitmap_free(v->observed);
+        v->observed = NULL;
+}
+
 static void vcpus_free(struct managed_vcpu *v, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
                 if (v[i].current)
                         hwloc_bitmap_free(v[i].current);
+                vcpu_forget_observed(&v[i]);
                 vcpu_auto_done(&v[i].auto_state);
         }
         free(v);

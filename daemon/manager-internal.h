@@ -14,6 +14,9 @@
 
 /* manager-guests.c: the guest table */
 struct log_domain guest_log(const struct managed_guest *g);
+/* Drop what observing assumed of @v's affinity: the plan starts from the
+ * real one again (Mode=observe ended, or the affinity changed under us). */
+void vcpu_forget_observed(struct managed_vcpu *v);
 void guest_free(struct managed_guest *g);
 struct managed_guest *guest_find(struct manager *m, const char *uuid, size_t *index);
 void guest_remove(struct manager *m, size_t index, const char *why);

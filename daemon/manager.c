@@ -79,6 +79,10 @@ static int manager_take_config(struct manager *m, struct config *c, char *err, s
                                    : "Mode=enforce: from now on decisions are applied");
         m->observe = observe;
         m->apply_env.dry_run = observe;
+        if (!observe)   /* applying from now on: from the real affinities */
+                for (size_t i = 0; i < m->n_guests; i++)
+                        for (size_t k = 0; k < m->guests[i]->n_vcpus; k++)
+                                vcpu_forget_observed(&m->guests[i]->vcpus[k]);
         config_done(&m->config);
         m->config = *c;
         memset(c, 0, sizeof(*c));

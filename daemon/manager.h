@@ -72,7 +72,10 @@ struct managed_vcpu {
         struct thread_load tl;          /* sampling state of this thread */
         uint64_t last_move_usec;        /* CLOCK_MONOTONIC of our last move, 0 never */
         uint64_t retry_after_usec;      /* a failed move is not retried (nor logged) before this */
-        char dry_run_target[64];        /* observing: the target last logged, to say it once */
+        /* Observing: the affinity the moves logged so far would have made,
+         * which the plan starts from (NULL: none logged, or not observing);
+         * owned. */
+        hwloc_bitmap_t observed;
         /* Last decision, for status and logs. */
         char last_reason[32];
         time_t last_change;
@@ -197,10 +200,13 @@ struct plan_inputs {
 };
 
 void plan_inputs_done(struct plan_inputs *in);
-/* Gather the engine's inputs (guests, vCPUs, parameters with the clock) and plan. */
-int manager_compute_plan(struct manager *m, struct plan_inputs *in, struct plan *plan);
-/* What the engine sees of one vCPU. */
-struct vcpu_input manager_vcpu_input(const struct managed_vcpu *v);
+/* Gather the engine's inputs (guests, vCPUs, parameters with the clock) and
+ * plan.  @from_observed: observing, start from what the moves already logged
+ * would have made (the daemon's own passes), not from the host as it is
+ * (what `vcpuspreadctl plan` shows: everything it would change now). */
+int manager_compute_plan(struct manager *m, bool from_observed, struct plan_inputs *in, struct plan *plan);
+/* What the engine sees of one vCPU (@from_observed as above). */
+struct vcpu_input manager_vcpu_input(const struct managed_vcpu *v, bool from_observed);
 /* VCPUSPREAD_REASON of a move: the engine's reason refined with what only
  * the manager knows (a new guest, a hot-plugged vCPU). */
 const char *move_reason(const struct managed_guest *g, const struct managed_vcpu *v, enum place_reason r);

@@ -130,6 +130,15 @@ sleep 2
 assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset while observing"
 grep "$uuid_auto" "$prom" | grep -E 'mode|adaptive' | sed 's/^/# /' >&2
 
+note "observing, a decision is counted once: under steady load the observed moves stop growing"
+# Three guests spread over the same CPUs: planned from the unchanged
+# affinities, each pass chose again, or the mirror image of the last pass.
+_observed_total() { awk '/^vcpuspread_vcpu_observed_moves_total/ { s += $NF } END { print s + 0 }' "$prom"; }
+n1=$(_observed_total)
+sleep 4
+n2=$(_observed_total)
+assert_eq "$n2" "$n1" "observed moves of all guests, 4 s (8 intervals) later"
+
 note "a reader looping over the file never sees a partial one"
 python3 - "$prom" 6 > "$VST_TMPDIR/atomic.out" <<'PY' || fail "atomicity: $(cat "$VST_TMPDIR/atomic.out")"
 import os, sys, time
