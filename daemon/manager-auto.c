@@ -660,21 +660,20 @@ int manager_auto_start(struct manager *m)
         }
         sd_event_source_set_enabled(a->tick_timer, SD_EVENT_OFF);
 
-        /* Observing from the start: no co-scheduler at all (a later Mode=enforce
-         * then gives COSCHED candidates spread mode). */
-        if (!m->observe) {
-                struct cosched_params cp = { .turn_us = COSCHED_TURN_US, .lever = COSCHED_LEVER_CGROUP_IDLE,
-                                             .pin = true };
-                r = cosched_new(&cp, &a->cs);
-                if (r >= 0)
-                        r = sd_event_add_io(m->event, &a->cs_source, cosched_fd(a->cs), EPOLLIN, on_cosched, m);
-                if (r < 0) {
-                        log_struct(LOG_WARNING, r, MSGID_DAEMON_STATE, NULL, NULL,
-                                   "no co-scheduler (%s): Policy=auto guests go to spread mode instead",
-                                   strerror(-r));
-                        cosched_free(a->cs);
-                        a->cs = NULL;
-                }
+        /* Observing too, though it then gets no gang (manager_auto_after_plan):
+         * an observing daemon decides what an applying one would, co-scheduling
+         * included.  Without it, observing said spread where applying
+         * co-schedules (the benchmark's spin-pause guests), and a later
+         * Mode=enforce could only spread.  Creating it changes nothing. */
+        struct cosched_params cp = { .turn_us = COSCHED_TURN_US, .lever = COSCHED_LEVER_CGROUP_IDLE, .pin = true };
+        r = cosched_new(&cp, &a->cs);
+        if (r >= 0)
+                r = sd_event_add_io(m->event, &a->cs_source, cosched_fd(a->cs), EPOLLIN, on_cosched, m);
+        if (r < 0) {
+                log_struct(LOG_WARNING, r, MSGID_DAEMON_STATE, NULL, NULL,
+                           "no co-scheduler (%s): Policy=auto guests go to spread mode instead", strerror(-r));
+                cosched_free(a->cs);
+                a->cs = NULL;
         }
         m->autom = TAKE_PTR(a);
         log_struct(LOG_INFO, 0, MSGID_DAEMON_STATE, NULL, NULL,

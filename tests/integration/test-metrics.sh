@@ -12,8 +12,10 @@
 #    the metrics and the report show the stacking of siblings that share a
 #    CPU (the guests' vCPUs spin: spin_kernel) and what the daemon would
 #    have done;
-#  - a Policy=auto guest whose vCPUs spin stacked is taken in (spread mode)
-#    in the metrics and the report, and still nothing changes;
+#  - two Policy=auto guests whose vCPUs spin stacked are taken in, in
+#    co-scheduled mode as an applying daemon would take them (observing has a
+#    co-scheduler too, which gets no gang), in the metrics and the report, and
+#    still nothing changes: no affinity, no cpu.idle;
 #  - switched to Mode=enforce by a reload, the daemon spreads the guests and
 #    their stacked samples stop growing;
 #  - the file is removed when the daemon stops.
@@ -37,13 +39,27 @@ env_on_exit _rm_kernel
 guest_start --kernel "$kernel" web 2
 guest_start --kernel "$kernel" "$odd" 2
 guest_start --kernel "$kernel" auto 2
+guest_start --kernel "$kernel" auto2 2
 prom=$VST_TMPDIR/vcpuspreadd.prom
 
-# guest_masks NAME: "vcpuN=AFFINITY/CPUSET" words, read from the kernel.
+# cpu_idle_of TID: cpu.idle of the thread's cgroup in the v1 cpu hierarchy
+# ("-" where there is none): what the co-scheduler sets on off-duty guests.
+cpu_idle_of() {
+        local line ctrls path
+        while IFS= read -r line; do
+                line=${line#*:} ctrls=${line%%:*} path=${line#*:}
+                if [[ ,$ctrls, == *,cpu,* ]]; then
+                        cat "/sys/fs/cgroup/$ctrls$path/cpu.idle" 2>/dev/null || echo -
+                        return 0
+                fi
+        done < "/proc/$1/cgroup"
+        echo -
+}
+# guest_masks NAME: "vcpuN=AFFINITY/CPUSET/CPU.IDLE" words, read from the kernel.
 guest_masks() {
         local vcpu tid out=()
         while read -r vcpu tid; do
-                out+=("vcpu$vcpu=$(affinity_of "$tid")/$(cpuset_of "$tid")")
+                out+=("vcpu$vcpu=$(affinity_of "$tid")/$(cpuset_of "$tid")/$(cpu_idle_of "$tid")")
         done < <(guest_vcpu_map "$1")
         printf '%s\n' "${out[*]}"
 }
@@ -51,21 +67,27 @@ guest_masks() {
 # whole run (one CI run saw 0 stacked samples of 26 for one guest), so the
 # guests whose stacking the test checks get it for sure: their vCPUs share
 # the first CPU (affinity only; the daemon observes and leaves it so).
+# auto2's share the last CPU, so that no CPU idles while they wait (that
+# would release a confined guest, not take it in).
 first_cpu=$(cpulist_expand "$(cpus_online)" | awk '{ print $1 }')
+last_cpu=$(cpulist_expand "$(cpus_online)" | awk '{ print $NF }')
+[[ $last_cpu != "$first_cpu" ]] || skip_or_fail "one online CPU: no two CPUs to stack two guests on"
 for g in web auto; do
         for tid in $(guest_vcpu_tids "$g"); do taskset -pc "$first_cpu" "$tid" >/dev/null; done
 done
+for tid in $(guest_vcpu_tids auto2); do taskset -pc "$last_cpu" "$tid" >/dev/null; done
 before_web=$(guest_masks web)
 before_odd=$(guest_masks "$odd")
 before_auto=$(guest_masks auto)
-note "before: web $before_web; odd $before_odd; auto $before_auto"
+before_auto2=$(guest_masks auto2)
+note "before: web $before_web; odd $before_odd; auto $before_auto; auto2 $before_auto2"
 
 DAEMON_EXTRA_DAEMON_KEYS="Mode=observe
 MetricsFile=$prom
 SampleIntervalSec=${interval_ms}ms
 AutoWindowSec=3s"
 daemon_write_config "[Domain]
-Name=$(guest_name auto)
+Name=$(guest_name auto)*
 Policy=auto"
 daemon_start
 
@@ -118,16 +140,19 @@ ctl report --since 5min >/dev/null || fail "report --since 5min failed"
 note "report: $(cat "$VST_TMPDIR/report.txt")"
 grep "$uuid_web" "$prom" | grep -E 'stacked|samples|wait_seconds|cpu_seconds' | sed 's/^/# /' >&2
 
-note "Policy=auto takes the spinning, stacked guest in, and observing changes nothing"
-uuid_auto=$(guest_uuid auto)
-_auto_in() { grep -q "^vcpuspread_guest_mode{.*uuid=\"$uuid_auto\",mode=\"\(spread\|cosched\)\"} 1$" "$prom"; }
-wait_until 30000 _auto_in || fail "the auto guest is not in spread or cosched mode after 30 s: $(grep "$uuid_auto" "$prom" | grep -E 'mode|adaptive')"
+note "Policy=auto takes the spinning, stacked guests in, co-scheduled, and observing changes nothing"
+uuid_auto=$(guest_uuid auto) uuid_auto2=$(guest_uuid auto2)
+_cosched() { grep -q "^vcpuspread_guest_mode{.*uuid=\"$1\",mode=\"cosched\"} 1$" "$prom"; }
+_auto_in() { _cosched "$uuid_auto" && _cosched "$uuid_auto2"; }
+wait_until 30000 _auto_in ||
+        fail "the auto guests are not both co-scheduled after 30 s: $(grep -e "$uuid_auto" -e "$uuid_auto2" "$prom" | grep -E 'mode|adaptive')"
 grep -q "^vcpuspread_guest_adaptive_stacked_ratio{.*uuid=\"$uuid_auto\"" "$prom" || fail "no Policy=auto figures for the auto guest"
 jq -e --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .mode != "kernel" and (.mode_reason | length > 0)
         and .mode_changes >= 1' <<< "$(ctl report --json)" >/dev/null ||
         fail "report of the auto guest: $(ctl report --json | jq -c --arg u "$uuid_auto" '.guests[] | select(.uuid == $u)')"
 sleep 2
-assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset while observing"
+assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset/cpu.idle while observing"
+assert_eq "$(guest_masks auto2)" "$before_auto2" "auto2's affinity/cpuset/cpu.idle while observing"
 grep "$uuid_auto" "$prom" | grep -E 'mode|adaptive' | sed 's/^/# /' >&2
 
 note "observing, a decision is counted once: under steady load the observed moves stop growing"
@@ -176,6 +201,7 @@ jq -e --arg u "$uuid_odd" '.guests[] | select(.uuid == $u) | .running == false' 
 note "still nothing changed"
 assert_eq "$(guest_masks web)" "$before_web" "web's affinity/cpuset after observing"
 assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset after observing"
+assert_eq "$(guest_masks auto2)" "$before_auto2" "auto2's affinity/cpuset/cpu.idle after observing"
 cp "$prom" "$VST_TMPDIR/observed.prom"
 
 note "Mode=enforce by a reload: the guest is spread and its siblings no longer stack"
