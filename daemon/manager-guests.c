@@ -242,6 +242,7 @@ int guest_refresh_threads(struct manager *m, struct managed_guest *g)
                 if (old) {
                         *nv = *old;
                         old->current = NULL;    /* moved into nv */
+                        old->observed = NULL;   /* likewise */
                         old->auto_state.st.tid = 0;     /* its open files too */
                 } else {
                         nv->vcpu = t.threads[i].vcpu;
