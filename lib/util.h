@@ -2,8 +2,9 @@
 #pragma once
 
 /*
- * Small pure helpers shared by lib/ and daemon/: the one-line reason that
- * every adapter hands back, one strict decimal parser and one UUID check.
+ * Small helpers shared by lib/ and daemon/: the one-line reason that every
+ * adapter hands back, one strict decimal parser, one UUID check, and the
+ * monotonic clock (the only one that reads anything: no I/O, no state).
  */
 
 #include <stdbool.h>
