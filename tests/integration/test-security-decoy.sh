@@ -26,7 +26,12 @@ named_t = threading.Thread(target=named, args=("CPU 1/TCG",), daemon=True); name
 named("CPU 0/TCG")' -uuid "$uuid" &
 decoy=$!
 env_on_exit kill "$decoy"
-sleep 0.5
+# Python starts slowly on a loaded machine: read the decoy's threads only
+# once both have named themselves, or a thread born later is missed.
+decoy_ready() {
+        [[ "$(cat /proc/$decoy/task/*/comm 2>/dev/null | sort | paste -sd,)" == "CPU 0/TCG,CPU 1/TCG" ]]
+}
+wait_until 10000 decoy_ready || fail "decoy threads not named after 10 s: $(cat /proc/$decoy/task/*/comm 2>/dev/null | paste -sd,)"
 decoy_tids=$(ls "/proc/$decoy/task" | paste -sd' ')
 decoy_before=$(for t in /proc/$decoy/task/*; do affinity_of "${t##*/}"; done | paste -sd' ')
 note "decoy pid $decoy as nobody, tids $decoy_tids: $(tr '\0' ' ' < "/proc/$decoy/cmdline")"
