@@ -424,12 +424,14 @@ static double cpu_idle_of(const struct manager *m, unsigned os)
 static void read_ctxt(struct manager *m, struct managed_guest *g, uint64_t now_ns)
 {
         struct manager_auto *a = m->autom;
+        bool judging = adaptive_judging(&g->auto_state.ag);
 
         for (size_t k = 0; k < g->n_vcpus; k++) {
                 struct managed_vcpu *v = &g->vcpus[k];
                 struct vcpu_auto *va = &v->auto_state;
-                /* Until a rate is known, every interval; then every Nth. */
-                if (va->rate_known && !signals_ctxt_due(&a->budget, a->interval, k))
+                /* Until a rate is known, and while a trial needs fresh
+                 * rates, every interval; then every Nth. */
+                if (va->rate_known && !judging && !signals_ctxt_due(&a->budget, a->interval, k))
                         continue;
                 struct thread_ctxt c;
                 vcpu_auto_bind(g, v);

@@ -147,8 +147,11 @@ struct signals_budget {
  * costs about 6 us, not the 3.4 us of a hot loop.  Below 60 ticked vCPUs
  * every vCPU gets the full 10 Hz.  The switch counters
  * are cumulative, so a rate over 5 s is as good as five of 1 s; the manager
- * passes the last rate to adaptive_step() in the intervals between.  Spread
- * the reads: vCPU i's status is due when (interval + i) % ctxt_every == 0.
+ * passes the last rate to adaptive_step() in the intervals between.  Not
+ * across a change, though: a rate read every 5th interval still shows the
+ * old mode for seconds after it, so while a trial runs (adaptive_judging())
+ * every interval reads.  Spread the reads: vCPU i's status is due when
+ * (interval + i) % ctxt_every == 0.
  */
 #define SIGNALS_BUDGET_DEFAULT { .max_hz = 10, .min_hz = 1, .reads_per_s = 300, .ctxt_every = 5 }
 

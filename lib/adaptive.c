@@ -377,6 +377,11 @@ bool adaptive_window_in_progress(const struct adaptive_guest *g, const struct ad
         return spinner_like(&f, p);
 }
 
+bool adaptive_judging(const struct adaptive_guest *g)
+{
+        return g->phase == ADAPTIVE_SETTLE || g->phase == ADAPTIVE_TRIAL;
+}
+
 const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus, const struct adaptive_params *p,
                              char *buf, size_t len)
 {
@@ -555,7 +560,7 @@ static void on_trial_window(struct adaptive_guest *g, const struct adaptive_para
         g->holdoff_until_ns[g->mode] = in->now_ns + p->holdoff_ns;
         out->holdoff_until_ns = g->holdoff_until_ns[g->mode];
         decide(g, in, out, ADAPTIVE_EVENT_TRIAL_FAILED, ADAPTIVE_KERNEL,
-               !harm_fell ? "harm-not-lowered" : !share_kept ? "cpu-share-fell" : "blocking-rose");
+               !blocking_kept ? "blocking-rose" : !harm_fell ? "harm-not-lowered" : "cpu-share-fell");
         start_window(g, ADAPTIVE_WATCH);
 }
 
@@ -689,9 +694,17 @@ int adaptive_step(struct adaptive_guest *g, const struct adaptive_params *p,
                         start_window(g, ADAPTIVE_TRIAL);
                 return 0;
         case ADAPTIVE_TRIAL:
-                if (g->acc.seconds < p->trial_s)
+                if (g->acc.seconds < p->trial_s / 2)
                         return 0;
                 acc_figures(&g->acc, p, &f);
+                /* Half a trial tells blocking (a rate) but not harm or
+                 * CPU share (shares that swing between seconds): only a
+                 * blocking verdict comes early, and once, at the interval
+                 * that reaches half (a look every second would fail
+                 * on the noise of whichever second crossed the bound). */
+                if (g->acc.seconds < p->trial_s &&
+                    (g->acc.seconds - in->dt_s >= p->trial_s / 2 || f.voluntary_hz <= mode_voluntary_limit(p)))
+                        return 0;
                 on_trial_window(g, p, in, &f, out);
                 return 0;
         case ADAPTIVE_WATCH:

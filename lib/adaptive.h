@@ -49,7 +49,10 @@
  *     TCG most likely on QEMU's big lock, taken at every PAUSE).
  *     Otherwise the
  *     guest goes back to KERNEL at once and that mode is held off for
- *     holdoff_ns (default 10 min).
+ *     holdoff_ns (default 10 min).  Blocking is judged early, at half of
+ *     trial_s: a rate over thousands of switches needs no full window,
+ *     and every second more of a mode that makes the guest queue on
+ *     QEMU's lock is throughput lost.
  *  3. steady: a guest in SPREAD/COSCHED that is no longer busy, waiting and
  *     non-blocking (voluntary switches against mode_voluntary_max, the
  *     bound its trial was kept under) for exit_windows windows goes back
@@ -318,6 +321,13 @@ const char *adaptive_why_not(const struct adaptive_figures *f, unsigned n_vcpus,
  * sample count are judged only when it closes): it may become a candidate
  * when the window closes. */
 bool adaptive_window_in_progress(const struct adaptive_guest *g, const struct adaptive_params *p);
+
+/* A change is being judged (settling or on trial): the manager reads the
+ * vCPUs' switch counts every interval then, not every ctxt_every-th, so
+ * that the trial's blocking figure is of the new mode (read every 5th
+ * interval, a 10 s trial held the kernel mode's rates for a third of it)
+ * and its early verdict (rule 2) rests on fresh figures. */
+bool adaptive_judging(const struct adaptive_guest *g);
 
 /* The harm of a window (see above). */
 double adaptive_harm(const struct adaptive_figures *f, const struct adaptive_params *p);

@@ -411,10 +411,39 @@ static void test_trial_blocking(void)
         r = (struct run) {};
         feed(&g, spinner_stacked(), 30, &r);
         in.voluntary_hz = 200;
-        feed(&g, in, 35, &r);
-        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL, "200/s in the trial: reverted");
-        CHECK(strcmp(r.last.reason, "blocking-rose") == 0, "reason %s", r.last.reason);
+        feed(&g, in, 5 + 14, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0, "200/s for 14 s of a 30 s trial: no verdict yet");
+        feed(&g, in, 1, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL,
+              "200/s for half the trial: reverted at once");
+        CHECK(strcmp(r.last.reason, "blocking-rose") == 0 && r.last.now.seconds == 15, "reason %s after %.0f s",
+              r.last.reason, r.last.now.seconds);
         CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] == now + P.holdoff_ns, "spread held off");
+
+        /* Blocking is the one verdict that comes early: a CPU share that
+         * fell over the first half but recovers is judged on the whole trial. */
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        feed(&g, spinner_spread(0.8), 5 + 15, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0, "share down for half the trial: no verdict yet");
+        feed(&g, spinner_spread(1.2), 15, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD,
+              "share back over the whole trial: kept (%s)", r.last.text);
+
+        /* Blocking that rises only in the second half: judged at the end. */
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        in = spinner_spread(1.0);
+        in.voluntary_hz = 100;
+        feed(&g, in, 5 + 15, &r);
+        in.voluntary_hz = 220;
+        feed(&g, in, 14, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 0, "over the bound after half the trial, not yet the whole trial: no verdict");
+        feed(&g, in, 1, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "blocking-rose") == 0 &&
+              r.last.now.seconds == 30, "160/s over the whole trial: %s", r.last.text);
 
         /* A kept mode whose vCPUs start blocking beyond the bound: back after the dwell. */
         setup(&g);
