@@ -549,10 +549,16 @@ static void on_trial_window(struct adaptive_guest *g, const struct adaptive_para
         bool harm_fell = f->harm <= b->harm * (1 - p->harm_drop_min) && f->harm < b->harm;
         bool share_kept = f->cpu_share >= b->cpu_share * (1 - p->share_fall_max);
         bool blocking_kept = f->voluntary_hz <= mode_voluntary_limit(p);
+        /* Blocking shows as time as well as counts: spread PAUSE spinners
+         * under TCG switch rarely but sleep for long stretches (busy
+         * 0.50-0.84 against 0.85-1.00 before; ops down to 0.2x the
+         * default's in one run).  A candidate was busy; a mode under which
+         * it no longer is makes it wait for something outside the guest. */
+        bool busy_kept = f->busy >= p->busy_min;
 
         out->now = *f;
         out->before = *b;
-        if (harm_fell && share_kept && blocking_kept) {
+        if (harm_fell && share_kept && blocking_kept && busy_kept) {
                 decide(g, in, out, ADAPTIVE_EVENT_TRIAL_KEPT, g->mode, "harm-lowered");
                 start_window(g, ADAPTIVE_STEADY);
                 return;
@@ -560,7 +566,8 @@ static void on_trial_window(struct adaptive_guest *g, const struct adaptive_para
         g->holdoff_until_ns[g->mode] = in->now_ns + p->holdoff_ns;
         out->holdoff_until_ns = g->holdoff_until_ns[g->mode];
         decide(g, in, out, ADAPTIVE_EVENT_TRIAL_FAILED, ADAPTIVE_KERNEL,
-               !blocking_kept ? "blocking-rose" : !harm_fell ? "harm-not-lowered" : "cpu-share-fell");
+               !blocking_kept ? "blocking-rose" : !busy_kept ? "busy-fell" :
+               !harm_fell ? "harm-not-lowered" : "cpu-share-fell");
         start_window(g, ADAPTIVE_WATCH);
 }
 
@@ -621,13 +628,17 @@ static bool wait_for_partner(struct adaptive_guest *g, const struct adaptive_par
                 }
                 return false;
         }
-        /* The partner left halfway through a trial they started together
-         * (its own trial failed, most likely, on the same load): what was
-         * measured with it judges the change.  Waiting instead left the
-         * guest alone for a window, then spread it for a second trial of
-         * a load the first had already condemned (PAUSE spinners,
-         * bench/results/auto-a-blocking-20261201). */
-        if (g->phase == ADAPTIVE_TRIAL && g->alone_s == 0 && g->acc.seconds >= p->trial_s / 2) {
+        /* The partner left during a trial they started together (its own
+         * trial failed, most likely, on the same load): what was measured
+         * with it judges the change.  Waiting instead left the guest alone
+         * for a window, then spread it for a second trial of a load the
+         * first had already condemned (PAUSE spinners,
+         * bench/results/auto-a-blocking-20261201).  A quarter of the trial
+         * suffices: the partner's blocking verdict comes at half of its
+         * own trial, which began up to a second or two before this one's
+         * (bench/results/auto-a-early-20261202: at half, 4 s in, the
+         * guest left behind waited and was spread). */
+        if (g->phase == ADAPTIVE_TRIAL && g->alone_s == 0 && g->acc.seconds >= p->trial_s / 4) {
                 struct adaptive_figures f;
                 acc_figures(&g->acc, p, &f);
                 on_trial_window(g, p, in, &f, out);

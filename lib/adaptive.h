@@ -39,11 +39,13 @@
  *     measured.  A COSCHED guest with nobody to take turns with
  *     (cosched_alone) has no change to judge: its trial waits (judged at
  *     once on what was measured together when the partner leaves after
- *     half of trial_s), and after
+ *     a quarter of trial_s), and after
  *     window_s alone it goes to SPREAD (reason no-partner) for a trial
  *     there.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change, the guest's CPU
- *     share fell by no more than share_fall_max (relative) *and* its vCPUs
+ *     share fell by no more than share_fall_max (relative), its vCPUs
+ *     are still busy (busy_min: a mode that makes them sleep makes them
+ *     wait outside the guest) *and* they
  *     block no more than mode_voluntary_max times a vCPU-second (running
  *     together, siblings may block on each other outside the guest: under
  *     TCG most likely on QEMU's big lock, taken at every PAUSE).
