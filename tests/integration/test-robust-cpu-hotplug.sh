@@ -56,7 +56,7 @@ env_on_exit restore_host
 
 daemon_start
 guest_start a 2
-wait_until 3000 guest_is_spread a || fail "guest a not spread: $(guest_affinities a)"
+wait_until 10000 guest_is_spread a || fail "guest a not spread: $(guest_affinities a)"
 cursor=$(journal_cursor)
 
 note "CPU 1 offline"
@@ -75,7 +75,7 @@ said_offline() {
         journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- MESSAGE |
                 grep -q "online CPUs changed from 0-1 to 0"
 }
-wait_until 5000 said_offline || fail "the journal does not say the online CPUs changed"
+wait_until 10000 said_offline || fail "the journal does not say the online CPUs changed"
 guest_start b 2
 wait_until 5000 on_cpu0_only b || fail "guest b started with CPU 1 offline is not on CPU 0: $(guest_affinities b)"
 daemon_alive || fail "daemon died with CPU 1 offline"
@@ -83,12 +83,20 @@ daemon_alive || fail "daemon died with CPU 1 offline"
 note "CPU 1 online again"
 cursor=$(journal_cursor)
 echo 1 > "$CPU1"
+# A few ticks (1 s each) in which the daemon must not try moves the cpusets forbid.
 sleep 3
-n=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- MESSAGE | grep -c "lacks CPU 1, which is online again") || true
+shrunk_warnings() {
+        journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- MESSAGE |
+                grep -c "lacks CPU 1, which is online again" || true
+}
 machine=$(cat "$CPUSET/machine/cpuset.cpus" 2>/dev/null || echo "?")
+# The warning comes on a tick after the daemon saw CPU 1 back, which a
+# loaded host may delay past the pause above.
+[[ $machine == 0-1 ]] || wait_until 10000 eval '(( $(shrunk_warnings) >= 1 ))' || true
+n=$(shrunk_warnings)
 note "after CPU 1 came back: machine/cpuset.cpus is '$machine'; shrunk-cpuset warnings: $n"
 if [[ $machine != 0-1 ]]; then
-        (( n >= 1 )) || fail "machine/cpuset.cpus is '$machine' with CPUs 0-1 online, and the daemon did not say so"
+        (( n >= 1 )) || fail "machine/cpuset.cpus is '$machine' with CPUs 0-1 online, and the daemon did not say so within 13 s"
         failed=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- MESSAGE | grep -c "EACCES\|Permission denied\|subset of the parent") || true
         (( failed == 0 )) || fail "the daemon tried moves the cpusets forbid ($failed failures) instead of planning within them"
         on_cpu0_only a || fail "guest a left its cpuset's CPUs: $(guest_affinities a)"
@@ -122,7 +130,7 @@ moved_out() {
         done < <(guest_vcpu_map "$1")
 }
 for g in a b; do
-        wait_until 5000 spread_within_cpusets "$g" ||
+        wait_until 15000 spread_within_cpusets "$g" ||
                 fail "guest $g not spread again after CPU 1 and the cpusets came back: $(guest_affinities "$g")"
         note "guest $g: $(guest_affinities "$g"); threads the kernel moved out of their vcpu cgroup: $(moved_out "$g")"
 done
