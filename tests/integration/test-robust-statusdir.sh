@@ -19,7 +19,7 @@ _env_tmpdir
 dir=$VST_TMPDIR/late/qemu
 export VCPUSPREAD_STATUS_DIR=$dir
 daemon_start
-wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "does not exist yet; watching for it to appear"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "does not exist yet; watching for it to appear"' ||
         fail "the daemon did not say it waits for $dir"
 
 # copy_status NAME: libvirt's status file of guest NAME into the test's
@@ -34,7 +34,12 @@ hotplug_placed_within_1s() {
         local name=$1 n=$2
         vsh setvcpus "$(guest_name "$name")" "$n" --live >/dev/null
         wait_until 5000 _guest_has_vcpu_threads "$name" "$n" || fail "hotplug: no vCPU thread $n"
-        wait_until 2000 eval '[[ $(grep -c "<vcpu id=" "/run/libvirt/qemu/$(guest_name "$name").xml") -ge '"$n"' ]]' || true
+        # libvirt's status file with the new vCPU's thread (the pid libvirt
+        # records for it), before it is copied in: a copy without it would
+        # tell the daemon nothing.  Counting "<vcpu id=" lines cannot tell:
+        # after a hotplug the definition in the file lists every vCPU.
+        wait_until 10000 grep -q "<vcpu id='$((n - 1))' pid=" "/run/libvirt/qemu/$(guest_name "$name").xml" ||
+                fail "libvirt's status file of $name has no thread for vCPU $((n - 1)) 10 s after the hotplug"
         copy_status "$name"
         wait_until 1000 guest_is_spread "$name" ||
                 fail "hot-plugged vCPU $n of $name not placed within 1 s of its status file: $(guest_affinities "$name")"
@@ -42,7 +47,7 @@ hotplug_placed_within_1s() {
 
 note "the directory appears"
 mkdir -p "$dir"
-wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "is there now; watching it"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "is there now; watching it"' ||
         fail "the daemon did not notice $dir appear"
 guest_start hot 4 1
 copy_status hot
@@ -50,10 +55,10 @@ hotplug_placed_within_1s hot 2
 
 note "the directory goes and comes back"
 rm -rf "$dir"
-wait_until 3000 eval 'daemon_fields -- MESSAGE | grep -q "watching for it to come back"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "watching for it to come back"' ||
         fail "the daemon did not notice $dir go"
 mkdir -p "$dir"
-wait_until 3000 eval '[[ $(daemon_fields -- MESSAGE | grep -c "is there now; watching it") -ge 2 ]]' ||
+wait_until 10000 eval '[[ $(daemon_fields -- MESSAGE | grep -c "is there now; watching it") -ge 2 ]]' ||
         fail "the daemon did not notice $dir come back"
 # Two CPUs here: a second guest, not a third vCPU, to be spread.
 guest_start hot2 4 1
