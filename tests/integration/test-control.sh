@@ -35,9 +35,10 @@ fi
 
 note "a client that connects and sends nothing does not stall others"
 # It reports whether the daemon hung up on it (after its 5 s deadline).
-python3 - "$sock" > "$VST_TMPDIR/silent.out" <<'PY' &
+python3 - "$sock" "$VST_TMPDIR/silent.connected" > "$VST_TMPDIR/silent.out" <<'PY' &
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(9)
+open(sys.argv[2], "w").close()
 try:
     print("closed" if s.recv(1) == b"" else "data")
 except socket.timeout:
@@ -45,6 +46,9 @@ except socket.timeout:
 PY
 silent=$!
 env_on_exit kill "$silent"
+# Python starts slowly on a loaded host: measure only once it is connected,
+# or the status below is not asked beside a silent client at all.
+wait_until 10000 test -e "$VST_TMPDIR/silent.connected" || fail "the silent client did not connect in 10 s"
 sleep 0.3
 _now_ms; t0=$REPLY
 "$VST_CTL" status --socket "$sock" >/dev/null || fail "status failed while a silent client is connected"
