@@ -35,7 +35,7 @@ daemon_start --verbose
 guest_start warm 4 1
 vsh setvcpus "$(guest_name warm)" 2 --live >/dev/null
 wait_until 5000 _guest_has_vcpu_threads warm 2 || fail "warm-up hotplug failed"
-wait_until 3000 guest_is_spread warm || fail "warm-up guest not spread: $(guest_affinities warm)"
+wait_until 10000 guest_is_spread warm || fail "warm-up guest not spread: $(guest_affinities warm)"
 guest_destroy warm
 sleep 1
 rss_before=$(rss_kb) fds_before=$(fd_count)
@@ -68,11 +68,14 @@ one_lifecycle() {
                         wait_until 10000 _guest_has_vcpu_threads "$name" 2 || verdict="FAIL(no-threads)"
                 fi
                 while _now_ms; (( REPLY - t0 < 2000 )); do sleep 0.1; done
-                # Lived >= 2 s: placed correctly now.  The grace (3 s) covers
-                # a libvirtd that answers late: with 5 guests starting at once
+                # Lived >= 2 s: placed correctly now.  The grace covers a
+                # libvirtd that answers late: with 5 guests starting at once
                 # on 2 CPUs it was seen unresponsive for 3 s (the daemon logs
                 # that), and until it answers nobody learns of the guest.
-                if [[ $verdict == ok ]] && ! wait_until 3000 guest_is_spread "$name"; then
+                # 10 s, not 3: what is checked here is that the guest ends up
+                # placed, not how fast (test-daemon-events holds the daemon
+                # to its second); the wait ends as soon as it is placed.
+                if [[ $verdict == ok ]] && ! wait_until 10000 guest_is_spread "$name"; then
                         verdict="FAIL(not-placed:$(guest_affinities "$name" | tr ' ' ','))"
                         "$VST_CTL" status --json --socket "$(daemon_socket)" 2>&1 |
                                 jq -c --arg n "$(guest_name "$name")" '.guests[]? | select(.name == $n)' \
@@ -117,6 +120,10 @@ done
 daemon_alive || fail "daemon died during the churn: $(cat "$VST_TMPDIR/daemon.out")"
 wait_until 10000 eval '[[ -z $(env_prefixed_guests | grep churn) ]]' || note "some churn guests are still being destroyed"
 sleep 2
+# The last guests' descriptors close as their stop events are handled, which
+# a loaded host may delay; descriptors that leak never come back, so waiting
+# for the count to settle hides no leak.
+wait_until 10000 eval '(( $(fd_count) - fds_before <= FD_SLACK ))' || true
 rss_after=$(rss_kb) fds_after=$(fd_count)
 note "RSS ${rss_before} kB -> ${rss_after} kB, open fds ${fds_before} -> ${fds_after}"
 # An AddressSanitizer build keeps freed memory in its quarantine (256 MiB by
@@ -135,7 +142,7 @@ errors=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -
 warnings=$(journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- PRIORITY MESSAGE |
            awk -F'\t' '$1 == 4 { sub(/^[^:]*: /, "", $2); print $2 }' | sed 's/[0-9]\+/N/g' | sort | uniq -c) || true
 [[ -z $warnings ]] || note "warnings (expected races): $(tr '\n' ';' <<< "$warnings")"
-status=$("$VST_CTL" status --json --socket "$(daemon_socket)" | jq -r '[.guests[].name] | join(",")')
-[[ ! $status =~ churn ]] || fail "destroyed guests still listed: $status"
+listed_names() { "$VST_CTL" status --json --socket "$(daemon_socket)" | jq -r '[.guests[].name] | join(",")'; }
+wait_until 10000 eval '[[ ! $(listed_names) =~ churn ]]' || fail "destroyed guests still listed after 10 s: $(listed_names)"
 daemon_stop
 note "ok"
