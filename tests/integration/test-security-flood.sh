@@ -66,7 +66,10 @@ ticks1=$(cpu_ticks "$DAEMON_PID")
 _now_ms; t0=$REPLY
 "$VST_CTL" status --socket "$sock" >/dev/null || fail "status failed right after the flood"
 _now_ms; latency=$((REPLY - t0))
-wait_until 5000 guest_is_spread b || fail "b not placed during/after the flood: $(guest_affinities b)"
+# Placed at all is the point here, not how fast (test-daemon-events holds
+# the daemon to its second): b starts while the daemon is busy with the
+# flood, and under valgrind everything it does takes several times longer.
+wait_until $((10000 * slow)) guest_is_spread b || fail "b not placed during/after the flood: $(guest_affinities b)"
 daemon_alive || fail "daemon died in the flood"
 
 cpu_ms=$(( (ticks1 - ticks0) * 1000 / hz ))
