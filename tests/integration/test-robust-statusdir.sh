@@ -36,8 +36,9 @@ hotplug_placed_within_1s() {
         wait_until 5000 _guest_has_vcpu_threads "$name" "$n" || fail "hotplug: no vCPU thread $n"
         # libvirt's status file with the new vCPU's thread (the pid libvirt
         # records for it), before it is copied in: a copy without it would
-        # tell the daemon nothing.  Counting "<vcpu id=" lines cannot tell:
-        # after a hotplug the definition in the file lists every vCPU.
+        # tell the daemon nothing.  (Counting "<vcpu id=" lines tells only
+        # a guest's first hotplug: from then on the definition in the file
+        # lists all its vCPUs, online or not.)
         wait_until 10000 grep -q "<vcpu id='$((n - 1))' pid=" "/run/libvirt/qemu/$(guest_name "$name").xml" ||
                 fail "libvirt's status file of $name has no thread for vCPU $((n - 1)) 10 s after the hotplug"
         copy_status "$name"
