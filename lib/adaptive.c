@@ -121,7 +121,12 @@ const char *adaptive_event_to_string(enum adaptive_event e)
  *    as at a PAUSE (bench/results/auto-a-pause-20261201 and the run logs of
  *    auto-a-ticket2 and auto; the host sees no other difference).  With
  *    three gangs taking turns, PAUSE spinners block only 10-124 times
- *    (auto-b-pause-20261201).  The margin is narrow (133 against 161); a
+ *    (auto-b-pause-20261201).  Those trial figures held the kernel mode's
+ *    rates for part of the trial (switch counts read every 5th interval);
+ *    read every interval while judging, the pairs block 101-132 times
+ *    (ticket lock, 14 trials, all kept) against 193-234 (PAUSE, 14 trials,
+ *    all failed at half the trial; bench/results/auto-a-busy-20261202).
+ *    Before that the margin was narrow (133 against 161); a
  *    bound too low only sends a guest back to the kernel, the side
  *    Policy=auto errs on.  Judged against 35 (before this bound), a kept
  *    co-scheduled guest at 73-133/s no longer passed rule 3 and went back
