@@ -57,9 +57,9 @@ for f in /etc/vcpuspreadd/vcpuspreadd.conf \
          /usr/share/man/man8/vcpuspreadctl.8.gz \
          /usr/share/man/man5/vcpuspreadd.conf.5.gz \
          /usr/share/doc/vcpuspreadd/copyright; do
-        echo "$contents" | grep -qxF "$f" || fail "not in the package: $f"
+        echo "$contents" | grep -xF "$f" >/dev/null || fail "not in the package: $f"
 done
-echo "$contents" | grep -qxE '(/usr)?/lib/systemd/system/vcpuspreadd\.service' ||
+echo "$contents" | grep -xE '(/usr)?/lib/systemd/system/vcpuspreadd\.service' >/dev/null ||
         fail "not in the package: the unit"
 
 dpkg-deb -e "$deb" "$tmp/control"

@@ -76,10 +76,10 @@ installed=$(cd "$dest" && find . ! -type d | sed 's|^\.||' | sort)
 echo "installed files:"
 echo "$installed" | sed 's/^/  /'
 for f in $(echo "$expected" | sort); do
-        echo "$installed" | grep -qxF "$f" || fail "not installed: $f"
+        echo "$installed" | grep -xF "$f" >/dev/null || fail "not installed: $f"
 done
 for f in $installed; do
-        echo "$expected" | grep -qxF "$f" || fail "installed but not expected: $f"
+        echo "$expected" | grep -xF "$f" >/dev/null || fail "installed but not expected: $f"
 done
 
 # Contents.
@@ -98,7 +98,7 @@ if [ -f "$conf" ]; then
         # The operator edits it; installing again must keep the edit.
         echo "# edited by the operator" >>"$conf"
         install_into "$dest"
-        tail -n 1 "$conf" | grep -qx "# edited by the operator" ||
+        tail -n 1 "$conf" | grep -x "# edited by the operator" >/dev/null ||
                 fail "a second meson install overwrote the edited $sysconfdir/vcpuspreadd/vcpuspreadd.conf"
 fi
 

@@ -49,7 +49,7 @@ for g in idle1 idle2 confined; do
                 jq -r --arg n "$(guest_name $g)" '.guests[] | select(.name == $n) | "\(.policy) \(.auto.mode) \(.auto.reason)"')
         assert_eq "$mode" "auto kernel initial" "status of $g"
 done
-"$VST_CTL" status --socket "$(daemon_socket)" | grep -q "^  mode kernel (initial)" ||
+"$VST_CTL" status --socket "$(daemon_socket)" | grep "^  mode kernel (initial)" >/dev/null ||
         fail "status text shows no mode: $("$VST_CTL" status --socket "$(daemon_socket)")"
 
 note "the idle guests: no move, no mode change; logged only that they are managed"

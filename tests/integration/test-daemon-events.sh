@@ -59,7 +59,7 @@ reload_cursor=$(journal_cursor)
 kill -HUP "$DAEMON_PID"
 reloaded() {
         journal_fields ${reload_cursor:+--after-cursor "$reload_cursor"} SYSLOG_IDENTIFIER=vcpuspreadd \
-                "MESSAGE_ID=$MSGID_CONFIG" -- MESSAGE | grep -q '^configuration reloaded'
+                "MESSAGE_ID=$MSGID_CONFIG" -- MESSAGE | grep '^configuration reloaded' >/dev/null
 }
 wait_until 10000 reloaded || fail "no 'configuration reloaded' entry 10 s after SIGHUP"
 sleep 1

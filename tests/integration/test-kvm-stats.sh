@@ -100,7 +100,7 @@ for family in halt_exits_total halt_wait_seconds_total preemption_reported_total
                         fail "no vcpuspread_vcpu_kvm_$family for vcpu $vcpu: $(grep "_kvm_$family" "$prom" || true)"
         done
 done
-! grep "^vcpuspread_vcpu_kvm_" "$prom" | grep -qF "domain=\"$tcg_name\"" || fail "KVM series for the TCG guest: $(grep -F "$tcg_name" "$prom" | grep _kvm_)"
+! grep "^vcpuspread_vcpu_kvm_" "$prom" | grep -F "domain=\"$tcg_name\"" >/dev/null || fail "KVM series for the TCG guest: $(grep -F "$tcg_name" "$prom" | grep _kvm_)"
 # The halted time grows as the guest idles (seconds, a counter).
 halt_wait_of() { awk -v k="vcpuspread_vcpu_kvm_halt_wait_seconds_total{domain=\"$kvm_name\",uuid=\"$kvm_uuid\",vcpu=\"1\"}" '$1 == k { print $2 }' "$prom"; }
 w1=$(halt_wait_of)

@@ -129,7 +129,7 @@ note "RSS ${rss_before} kB -> ${rss_after} kB, open fds ${fds_before} -> ${fds_a
 # An AddressSanitizer build keeps freed memory in its quarantine (256 MiB by
 # default), so its RSS says nothing about leaks; LeakSanitizer checks those
 # when the daemon exits.  The bound holds for the plain build.
-if ldd "$VST_DAEMON" 2>/dev/null | grep -q libasan; then
+if ldd "$VST_DAEMON" 2>/dev/null | grep libasan >/dev/null; then
         note "AddressSanitizer build: RSS bound not applied (quarantine); leaks are LeakSanitizer's"
 else
         (( rss_after - rss_before <= RSS_SLACK_KB )) || fail "RSS grew by $((rss_after - rss_before)) kB (bound $RSS_SLACK_KB)"

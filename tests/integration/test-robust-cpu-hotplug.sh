@@ -73,7 +73,7 @@ wait_until 5000 on_cpu0_only a || fail "with CPU 1 offline, guest a is not on CP
 # sample tick (1 s), so wait for its entry rather than read the journal now.
 said_offline() {
         journal_fields --after-cursor "$cursor" SYSLOG_IDENTIFIER=vcpuspreadd -- MESSAGE |
-                grep -q "online CPUs changed from 0-1 to 0"
+                grep "online CPUs changed from 0-1 to 0" >/dev/null
 }
 wait_until 10000 said_offline || fail "the journal does not say the online CPUs changed"
 guest_start b 2

@@ -19,7 +19,7 @@ _env_tmpdir
 dir=$VST_TMPDIR/late/qemu
 export VCPUSPREAD_STATUS_DIR=$dir
 daemon_start
-wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "does not exist yet; watching for it to appear"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep "does not exist yet; watching for it to appear" >/dev/null' ||
         fail "the daemon did not say it waits for $dir"
 
 # copy_status NAME: libvirt's status file of guest NAME into the test's
@@ -48,7 +48,7 @@ hotplug_placed_within_1s() {
 
 note "the directory appears"
 mkdir -p "$dir"
-wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "is there now; watching it"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep "is there now; watching it" >/dev/null' ||
         fail "the daemon did not notice $dir appear"
 guest_start hot 4 1
 copy_status hot
@@ -56,7 +56,7 @@ hotplug_placed_within_1s hot 2
 
 note "the directory goes and comes back"
 rm -rf "$dir"
-wait_until 10000 eval 'daemon_fields -- MESSAGE | grep -q "watching for it to come back"' ||
+wait_until 10000 eval 'daemon_fields -- MESSAGE | grep "watching for it to come back" >/dev/null' ||
         fail "the daemon did not notice $dir go"
 mkdir -p "$dir"
 wait_until 10000 eval '[[ $(daemon_fields -- MESSAGE | grep -c "is there now; watching it") -ge 2 ]]' ||
