@@ -159,15 +159,22 @@ cpus_online() { cat /sys/devices/system/cpu/online; }
 
 # affinity_of TID: the thread's scheduler affinity as a CPU list.
 affinity_of() {
-        local line
-        [[ -e /proc/$1/status ]] || { note "affinity_of: no thread $1"; return 1; }
-        while read -r line; do
-                if [[ $line == Cpus_allowed_list:* ]]; then
-                        printf '%s\n' "${line#*:$'\t'}"
-                        return 0
-                fi
-        done < "/proc/$1/status" || return 1
-        note "affinity_of: no Cpus_allowed_list in /proc/$1/status"
+        local line try
+        # A read of /proc/TID/status that fails part-way ends the loop as if
+        # the line were missing (CI once: "no Cpus_allowed_list" for a vCPU
+        # thread, cause not found); read again before calling it gone, and
+        # say what the thread looked like.
+        for try in 1 2 3; do
+                [[ -e /proc/$1/status ]] || { note "affinity_of: no thread $1"; return 1; }
+                while read -r line; do
+                        if [[ $line == Cpus_allowed_list:* ]]; then
+                                printf '%s\n' "${line#*:$'\t'}"
+                                return 0
+                        fi
+                done < "/proc/$1/status" || return 1
+                sleep 0.1
+        done
+        note "affinity_of: no Cpus_allowed_list in /proc/$1/status after 3 reads; $(grep -E '^(Name|State|Tgid):' "/proc/$1/status" 2>&1 | paste -sd' ')"
         return 1
 }
 
