@@ -124,7 +124,7 @@ const char *adaptive_event_to_string(enum adaptive_event e)
  *    (auto-b-pause-20261201).  Those trial figures held the kernel mode's
  *    rates for part of the trial (switch counts read every 5th interval);
  *    read every interval while judging, the pairs block 101-132 times
- *    (ticket lock, 14 trials, all kept) against 193-234 (PAUSE, 14 trials,
+ *    (ticket lock, 14 trials, all kept) against 187-234 (PAUSE, 20 trials,
  *    all failed at half the trial; bench/results/auto-a-busy-20261202).
  *    Before that the margin was narrow (133 against 161); a
  *    bound too low only sends a guest back to the kernel, the side
