@@ -421,6 +421,27 @@ static double cpu_idle_of(const struct manager *m, unsigned os)
         return idle > 0 ? idle : 0;
 }
 
+/*
+ * The switch rates held describe a time that is over: the guest was not
+ * ticked (idle, halting: hundreds of voluntary switches a second), or it
+ * has just changed mode (co-scheduled PAUSE spinners block 190-230 times a
+ * second, in kernel mode 7-30).  Read every 5th interval, such a rate stayed
+ * in the next window for up to 5 s, and a rate over the gap after it: the
+ * effectiveness benchmark's logs had PAUSE spinners' windows "blocks by
+ * itself: voluntary 43-101/s" right after a failed trial and at the start
+ * of their load, and a guest spread alone because its partner's window had
+ * failed so.  So the next reading is a new baseline, the one after it a
+ * rate, and until then the vCPU's rates are unknown to Policy=auto
+ * (adaptive_vcpu_sample.switches_unknown), not counted.
+ */
+static void switch_rates_forget(struct managed_guest *g)
+{
+        for (size_t k = 0; k < g->n_vcpus; k++) {
+                g->vcpus[k].auto_state.rate_known = false;
+                g->vcpus[k].auto_state.ctxt_known = false;
+        }
+}
+
 static void read_ctxt(struct manager *m, struct managed_guest *g, uint64_t now_ns)
 {
         struct manager_auto *a = m->autom;
@@ -506,6 +527,8 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
                         .wait = v->tl.last_wait,
                         .voluntary_hz = v->auto_state.voluntary_hz,
                         .involuntary_hz = v->auto_state.involuntary_hz,
+                        /* Not read this interval (no ticks), or no rate since the ticks resumed. */
+                        .switches_unknown = !ga->ticked || !v->auto_state.rate_known,
                         /* The co-scheduler's pins are its own, not a confinement. */
                         .cpus = ga->cosched ? NULL : v->current,
                 };
@@ -569,6 +592,7 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
         if (out.changed) {
                 ga->mode = out.to;
                 ga->since = time(NULL);
+                switch_rates_forget(g);
                 manager_schedule_plan(m);
                 if (out.to != ADAPTIVE_KERNEL)
                         want_ticks = true;
@@ -580,8 +604,7 @@ done:
         if (ga->last_step_ns == 0)
                 ga->last_step_ns = now_ns;
         if (want_ticks && !ga->ticked)
-                for (size_t k = 0; k < g->n_vcpus; k++)
-                        g->vcpus[k].auto_state.rate_known = false;  /* a fresh rate, not one over the idle gap */
+                switch_rates_forget(g);
         ga->ticked = want_ticks;
 }
 

@@ -80,8 +80,10 @@ static json_object *auto_status(const struct managed_guest *g)
                 json_object_object_add(l, "runnable_samples", json_object_new_int((int)a->last.runnable_samples));
                 json_object_object_add(l, "stacked_samples", json_object_new_int((int)a->last.stacked_samples));
                 json_object_object_add(l, "stacked_chance", json_object_new_double(a->last.stacked_chance));
-                json_object_object_add(l, "voluntary_hz", json_object_new_double(a->last.voluntary_hz));
-                json_object_object_add(l, "involuntary_hz", json_object_new_double(a->last.involuntary_hz));
+                /* null: no fresh switch rate this interval (struct adaptive_input) */
+                bool sw = !a->last.switches_unknown;
+                json_object_object_add(l, "voluntary_hz", sw ? json_object_new_double(a->last.voluntary_hz) : NULL);
+                json_object_object_add(l, "involuntary_hz", sw ? json_object_new_double(a->last.involuntary_hz) : NULL);
                 json_object_object_add(l, "idle_forbidden", json_object_new_double(a->last.idle_forbidden));
                 json_object_object_add(o, "last_interval", l);
         }

@@ -122,8 +122,9 @@ static bool guest_adaptive_figures(const struct managed_guest *g, enum adaptive_
         *phase = ga->ag.phase;
         *out = (struct adaptive_figures){
                 .seconds = in->dt_s, .cpu_share = in->cpu_share, .busy = in->busy, .wait = in->wait,
-                .stacked = stacked, .stacked_chance = in->stacked_chance, .voluntary_hz = in->voluntary_hz,
-                .involuntary_hz = in->involuntary_hz, .idle_forbidden = in->idle_forbidden,
+                .stacked = stacked, .stacked_chance = in->stacked_chance,
+                .voluntary_hz = in->switches_unknown ? NAN : in->voluntary_hz,
+                .involuntary_hz = in->switches_unknown ? NAN : in->involuntary_hz, .idle_forbidden = in->idle_forbidden,
                 /* adaptive_harm() with the default yield_weight of 0 */
                 .harm = in->wait * stacked, .runnable_samples = in->runnable_samples,
         };

@@ -212,13 +212,17 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
                 .stacked_samples = s->stacked_samples,
                 .kvm = true,
         };
+        size_t switches = 0;
         for (size_t i = 0; i < n; i++) {
                 const struct adaptive_vcpu_sample *v = &s->vcpus[i];
                 in->cpu_share += v->util;
                 in->busy += (v->util + v->wait) / (double)n;
                 in->wait += v->wait / (double)n;
-                in->voluntary_hz += v->voluntary_hz / (double)n;
-                in->involuntary_hz += v->involuntary_hz / (double)n;
+                if (!v->switches_unknown) {
+                        switches++;
+                        in->voluntary_hz += v->voluntary_hz;
+                        in->involuntary_hz += v->involuntary_hz;
+                }
                 if (v->kvm) {
                         kvm++;
                         in->kvm_halt_hz += v->kvm_halt_hz;
@@ -235,6 +239,11 @@ int adaptive_input_build(const struct adaptive_guest_sample *s, const struct ada
         }
         if (in->busy > 1)
                 in->busy = 1;
+        if (switches) {
+                in->voluntary_hz /= (double)switches;
+                in->involuntary_hz /= (double)switches;
+        } else
+                in->switches_unknown = true;
         /* All vCPUs or none: a half-KVM figure would not compare across windows. */
         if (kvm == n) {
                 in->kvm_halt_hz /= (double)n;
@@ -267,8 +276,11 @@ static void acc_add(struct adaptive_acc *a, const struct adaptive_input *in)
         a->cpu_share += in->cpu_share * dt;
         a->busy += in->busy * dt;
         a->wait += in->wait * dt;
-        a->voluntary += in->voluntary_hz * dt;
-        a->involuntary += in->involuntary_hz * dt;
+        if (!in->switches_unknown) {
+                a->switch_seconds += dt;
+                a->voluntary += in->voluntary_hz * dt;
+                a->involuntary += in->involuntary_hz * dt;
+        }
         a->idle_forbidden += in->idle_forbidden * dt;
         a->stacked_chance += in->stacked_chance * dt;
         a->samples += in->samples;
@@ -306,8 +318,8 @@ static void acc_figures(const struct adaptive_acc *a, const struct adaptive_para
                 .samples_known = a->samples > 0,
                 .runnable_share = a->samples ? (double)a->runnable_samples / a->samples : 0,
                 .stacked_all = a->samples ? (double)a->stacked_samples / a->samples : 0,
-                .voluntary_hz = a->voluntary / s,
-                .involuntary_hz = a->involuntary / s,
+                .voluntary_hz = a->switch_seconds > 0 ? a->voluntary / a->switch_seconds : 0,
+                .involuntary_hz = a->switch_seconds > 0 ? a->involuntary / a->switch_seconds : 0,
                 .idle_forbidden = a->idle_forbidden / s,
                 .stacked_chance = a->stacked_chance / s,
                 .kvm = a->kvm_seconds > 0,

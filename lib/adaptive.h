@@ -177,6 +177,7 @@ struct adaptive_input {
         double stacked_chance;          /* what an even random spread would give; 0: unknown */
         double voluntary_hz;            /* voluntary switches per vCPU-second (halt, futex wait, I/O) */
         double involuntary_hz;          /* involuntary switches per vCPU-second (preemption) */
+        bool switches_unknown;          /* no vCPU had a fresh switch rate: the two above are 0 and left out of the window */
         double idle_forbidden;          /* idle share, summed over host CPUs that a waiting vCPU may not use */
         bool confined;                  /* the vCPUs have less than the guest's full allowed set */
         bool kvm;                       /* the three below are valid (KVM counters, daemon/kvm-stats.h) */
@@ -196,6 +197,11 @@ struct adaptive_input {
 struct adaptive_vcpu_sample {
         double util, wait;              /* struct thread_load's last_util, last_wait */
         double voluntary_hz, involuntary_hz;    /* from daemon/signals.h's switch counters */
+        /* No rate of the recent past: the counters were not read since the
+         * vCPU's ticks resumed, and a rate over the gap would be the idle
+         * guest's (it halted, so it blocked hundreds of times a second).
+         * Left out of the means, not counted as 0. */
+        bool switches_unknown;
         hwloc_const_bitmap_t cpus;      /* the CPUs it may use now; NULL: all of the guest's */
         bool kvm;                       /* kvm_vcpu_rates() had the counters */
         double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
@@ -247,6 +253,7 @@ struct adaptive_figures {
 /* Time-weighted sums over a window; internal, in the header for the state. */
 struct adaptive_acc {
         double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden, stacked_chance;
+        double switch_seconds;          /* of seconds, those with a switch rate (voluntary, involuntary are over these) */
         double kvm_halt, kvm_preempt, kvm_yield, kvm_seconds;
         unsigned samples, runnable_samples, stacked_samples;
 };

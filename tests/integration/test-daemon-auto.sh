@@ -52,6 +52,12 @@ done
 "$VST_CTL" status --socket "$(daemon_socket)" | grep "^  mode kernel (initial)" >/dev/null ||
         fail "status text shows no mode: $("$VST_CTL" status --socket "$(daemon_socket)")"
 
+note "an idle guest is not ticked, so no switch rate is known for it: null in status, not 0"
+rates=$("$VST_CTL" status --json --socket "$(daemon_socket)" |
+        jq -r --arg n "$(guest_name idle1)" '.guests[] | select(.name == $n) |
+                .auto.last_interval | "\(has("voluntary_hz")) \(.voluntary_hz) \(.involuntary_hz) \(.busy != null)"')
+assert_eq "$rates" "true null null true" "idle1's last interval: voluntary, involuntary, busy known"
+
 note "the idle guests: no move, no mode change; logged only that they are managed"
 for g in idle1 idle2; do
         assert_eq "$(moves_count "$(guest_name $g)")" 0 "moves of $g"

@@ -118,6 +118,53 @@ static void test_candidate_intervenes(void)
         CHECK(g.mode == ADAPTIVE_COSCHED, "cosched: %s", adaptive_mode_to_string(g.mode));
 }
 
+/* Seconds without a fresh switch rate do not count towards the window's
+ * rates.  The daemon's first intervals of a guest whose load has just
+ * started carry a rate over its idle time (halting, hundreds of voluntary
+ * switches a second) or none at all; counted, 2 s at 300/s made a spinner's
+ * window "blocks by itself: voluntary 57/s" (effectiveness benchmark, a
+ * PAUSE spinner), and counted as 0 they would hide a guest that blocks. */
+static void test_switches_unknown(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input stale = spinner_stacked();
+
+        setup(&g);
+        stale.switches_unknown = true;
+        stale.voluntary_hz = stale.involuntary_hz = 0;
+        feed(&g, stale, 3, &r);
+        feed(&g, spinner_stacked(), 27, &r);
+        CHECK(g.mode == ADAPTIVE_SPREAD && r.changes == 1, "a candidate after one window: %s",
+              adaptive_mode_to_string(g.mode));
+        CHECK(r.last.now.voluntary_hz == 2 && r.last.now.involuntary_hz == 250 && r.last.now.seconds == 30,
+              "the rates of the 27 s that had them: %g %g over %g s", r.last.now.voluntary_hz,
+              r.last.now.involuntary_hz, r.last.now.seconds);
+
+        /* The same three seconds with the idle gap's rate counted would have
+         * failed the window: the bug this guards against. */
+        setup(&g);
+        r = (struct run){};
+        stale.switches_unknown = false;
+        stale.voluntary_hz = 400;
+        feed(&g, stale, 3, &r);
+        feed(&g, spinner_stacked(), 27, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.changes == 0, "counted, 3 s at 400/s fail a 30-s window");
+
+        /* A guest that blocks is still seen when some seconds are unknown. */
+        setup(&g);
+        r = (struct run){};
+        stale.switches_unknown = true;
+        stale.voluntary_hz = 0;
+        feed(&g, stale, 20, &r);
+        CHECK(adaptive_window_in_progress(&g, &P), "20 s busy and waiting, rates unknown: spinner-like so far");
+        feed(&g, halter(), 5, &r);
+        CHECK(!adaptive_window_in_progress(&g, &P) && g.acc.seconds == 25,
+              "5 known seconds at 3000/s: no partner (window so far %g s)", g.acc.seconds);
+        feed(&g, halter(), 5, &r);
+        CHECK(g.mode == ADAPTIVE_KERNEL && r.changes == 0, "a halter's known seconds decide");
+}
+
 /* Guests that must be left to the kernel, whatever else they show. */
 static void test_not_candidates(void)
 {
@@ -907,6 +954,16 @@ static void test_input_build(void)
         CHECK(adaptive_input_build(&gs, &P, &in) == 0 && fabs(in.stacked_chance - 0.2) < 1e-12,
               "6 tasks on 3 CPUs: (2-1)/5 = %g", in.stacked_chance);
 
+        /* A vCPU without a fresh switch rate is left out of the rates, not counted as 0. */
+        v[1].switches_unknown = true;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && !in.switches_unknown && in.voluntary_hz == 10 &&
+              in.involuntary_hz == 100, "rates of the vCPU that has them: %g %g", in.voluntary_hz, in.involuntary_hz);
+        v[0].switches_unknown = true;
+        CHECK(adaptive_input_build(&gs, &P, &in) == 0 && in.switches_unknown && in.voluntary_hz == 0,
+              "no vCPU with a rate: unknown");
+        CHECK(fabs(in.busy - 0.605) < 1e-12, "the other means do not care");
+        v[0].switches_unknown = v[1].switches_unknown = false;
+
         gs.n_vcpus = 0;
         CHECK(adaptive_input_build(&gs, &P, &in) == -EINVAL, "no vCPUs");
         hwloc_bitmap_free(allowed);
@@ -961,6 +1018,7 @@ int main(void)
 {
         test_defaults();
         test_candidate_intervenes();
+        test_switches_unknown();
         test_not_candidates();
         test_trial_kept_no_flapping();
         test_trial_share_fell();
