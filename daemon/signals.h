@@ -150,7 +150,9 @@ struct signals_budget {
  * passes the last rate to adaptive_step() in the intervals between.  Not
  * across a change, though: a rate read every 5th interval still shows the
  * old mode for seconds after it, so while a trial runs (adaptive_judging())
- * every interval reads.  Spread the reads: vCPU i's status is due when
+ * every interval reads, and after a mode change or a gap in the ticks the
+ * manager starts a new baseline and passes no rate until it has one
+ * (manager-auto.c, switch_rates_forget()).  Spread the reads: vCPU i's status is due when
  * (interval + i) % ctxt_every == 0.
  */
 #define SIGNALS_BUDGET_DEFAULT { .max_hz = 10, .min_hz = 1, .reads_per_s = 300, .ctxt_every = 5 }
