@@ -393,7 +393,7 @@ static void log_decision(const struct managed_guest *g, const struct adaptive_de
 {
         struct log_domain d = guest_log(g);
         char f_from[64], f_to[64], f_event[64], f_reason[96], f_stacked[64], f_vol[64], f_busy[64], f_wait[64];
-        char f_harm[64], f_cpu[64];
+        char f_harm[64], f_cpu[64], f_fair[64];
 
         snprintf(f_from, sizeof(f_from), "VCPUSPREAD_MODE_FROM=%s", adaptive_mode_to_string(out->from));
         snprintf(f_to, sizeof(f_to), "VCPUSPREAD_MODE=%s", adaptive_mode_to_string(out->to));
@@ -405,8 +405,10 @@ static void log_decision(const struct managed_guest *g, const struct adaptive_de
         snprintf(f_vol, sizeof(f_vol), "VCPUSPREAD_VOLUNTARY_HZ=%.0f", out->now.voluntary_hz);
         snprintf(f_harm, sizeof(f_harm), "VCPUSPREAD_HARM=%.3f", out->now.harm);
         snprintf(f_cpu, sizeof(f_cpu), "VCPUSPREAD_CPU_SHARE=%.2f", out->now.cpu_share);
+        /* Last, so that an unknown fair share ends the list. */
+        snprintf(f_fair, sizeof(f_fair), "VCPUSPREAD_FAIR_SHARE=%.2f", out->now.fair_share);
         const char *fields[] = { f_from, f_to, f_event, f_reason, f_busy, f_wait, f_stacked, f_vol, f_harm, f_cpu,
-                                 NULL };
+                                 out->now.fair_share > 0 ? f_fair : NULL, NULL };
         int level = out->event == ADAPTIVE_EVENT_CANDIDATE_HELD ? LOG_DEBUG : LOG_NOTICE;
 
         log_struct(level, 0, event_msgid(out->event), &d, fields, "%s: %s", g->name, out->text);
@@ -469,6 +471,105 @@ static void read_ctxt(struct manager *m, struct managed_guest *g, uint64_t now_n
                 va->last_ctxt_ns = now_ns;
                 va->ctxt_known = true;
         }
+}
+
+/* What one managed guest wants and gets this interval, for the fair shares. */
+struct guest_demand {
+        hwloc_bitmap_t allowed;         /* restriction ∩ usable; owned */
+        double demand, share, weight;   /* CPUs wanted (CPU + wait, <= 1 per vCPU), CPUs got, vCPUs */
+};
+
+/*
+ * Each Policy=auto guest's fair share of the CPUs it may use, and what the
+ * other guests competing for them got against theirs (struct
+ * adaptive_input).  Every managed guest competes, whatever its policy; one
+ * whose allowed set covers only part of this guest's counts for that part
+ * (its figures scaled by the overlap, as if spread evenly over its set).
+ * The capacity is the CPU the competing guests got on this guest's CPUs plus
+ * what idled there: other tenants' CPU time is not the guests' to share.
+ * O(guests^2) bitmap operations per interval; where all guests share one
+ * allowed set (the usual host) each pair is one comparison.
+ */
+static void fair_shares_interval(struct manager *m, const double *idle, size_t n_idle)
+{
+        size_t n = m->n_guests;
+        _cleanup_free_ struct guest_demand *d = calloc(n ?: 1, sizeof(*d));
+        _cleanup_free_ double *dem = calloc(n ?: 1, sizeof(double));
+        _cleanup_free_ double *wt = calloc(n ?: 1, sizeof(double));
+        _cleanup_free_ double *fair = calloc(n ?: 1, sizeof(double));
+        _cleanup_free_ double *got = calloc(n ?: 1, sizeof(double));
+        hwloc_bitmap_t both = hwloc_bitmap_alloc();
+
+        for (size_t i = 0; i < n; i++) {
+                struct guest_auto *ga = &m->guests[i]->auto_state;
+                ga->fair_share = ga->others_share = ga->others_fair = 0;
+        }
+        if (!d || !dem || !wt || !fair || !got || !both)
+                goto out;
+        for (size_t i = 0; i < n; i++) {
+                const struct managed_guest *g = m->guests[i];
+                if (g->state != GUEST_MANAGED)
+                        continue;
+                for (size_t k = 0; k < g->n_vcpus; k++) {
+                        const struct managed_vcpu *v = &g->vcpus[k];
+                        if (!v->sampled)
+                                continue;
+                        d[i].demand += fmin(1, v->tl.last_util + v->tl.last_wait);
+                        d[i].share += v->tl.last_util;
+                        d[i].weight += 1;
+                }
+                if (d[i].weight == 0 || !(d[i].allowed = hwloc_bitmap_alloc()))
+                        continue;
+                if (g->restriction)
+                        hwloc_bitmap_and(d[i].allowed, g->restriction, m->usable);
+                else
+                        hwloc_bitmap_copy(d[i].allowed, m->usable);
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct managed_guest *g = m->guests[i];
+                if (!guest_is_auto(g) || !d[i].allowed || hwloc_bitmap_iszero(d[i].allowed))
+                        continue;
+                double capacity = 0;
+                int c;
+                hwloc_bitmap_foreach_begin(c, d[i].allowed) {
+                        if ((size_t)c < n_idle)
+                                capacity += idle[c];
+                }
+                hwloc_bitmap_foreach_end();
+                size_t nc = 0, self = 0;
+                for (size_t j = 0; j < n; j++) {
+                        if (!d[j].allowed)
+                                continue;
+                        double frac = 1;
+                        if (j != i && !hwloc_bitmap_isequal(d[j].allowed, d[i].allowed)) {
+                                hwloc_bitmap_and(both, d[j].allowed, d[i].allowed);
+                                int w = hwloc_bitmap_weight(d[j].allowed);
+                                frac = w > 0 ? (double)hwloc_bitmap_weight(both) / w : 0;
+                        }
+                        if (frac <= 0)
+                                continue;
+                        if (j == i)
+                                self = nc;
+                        dem[nc] = d[j].demand * frac;
+                        wt[nc] = d[j].weight * frac;
+                        got[nc] = d[j].share * frac;
+                        capacity += got[nc];
+                        nc++;
+                }
+                if (adaptive_fair_shares(dem, wt, nc, capacity, fair) < 0)
+                        continue;
+                struct guest_auto *ga = &g->auto_state;
+                ga->fair_share = fair[self];
+                for (size_t k = 0; k < nc; k++)
+                        if (k != self) {
+                                ga->others_share += got[k];
+                                ga->others_fair += fair[k];
+                        }
+        }
+out:
+        for (size_t i = 0; d && i < n; i++)
+                hwloc_bitmap_free(d[i].allowed);
+        hwloc_bitmap_free(both);
 }
 
 static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t now_ns, double dt_s,
@@ -566,6 +667,9 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
                 goto done;
         }
         in.cosched_alone = ga->mode == ADAPTIVE_COSCHED && !cosched_partnered(m, g);
+        in.fair_share = ga->fair_share;
+        in.others_share = ga->others_share;
+        in.others_fair = ga->others_fair;
         /* Without a tick this interval, no sample says whether it stacked. */
         r = adaptive_step(&ga->ag, &p, &in, &out);
         if (r < 0) {
@@ -628,6 +732,7 @@ void manager_auto_interval(struct manager *m)
 
         a->interval++;
         manager_kvm_interval(m);
+        fair_shares_interval(m, idle, max_os + 1);
         for (size_t i = 0; i < m->n_guests; i++) {
                 struct managed_guest *g = m->guests[i];
                 if (!guest_is_auto(g)) {

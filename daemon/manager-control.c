@@ -85,6 +85,13 @@ static json_object *auto_status(const struct managed_guest *g)
                 json_object_object_add(l, "voluntary_hz", sw ? json_object_new_double(a->last.voluntary_hz) : NULL);
                 json_object_object_add(l, "involuntary_hz", sw ? json_object_new_double(a->last.involuntary_hz) : NULL);
                 json_object_object_add(l, "idle_forbidden", json_object_new_double(a->last.idle_forbidden));
+                /* null: not known (no sample, or the guest wants no CPU) */
+                json_object_object_add(l, "fair_share",
+                                       a->last.fair_share > 0 ? json_object_new_double(a->last.fair_share) : NULL);
+                json_object_object_add(l, "others_share", a->last.others_fair > 0 ?
+                                       json_object_new_double(a->last.others_share) : NULL);
+                json_object_object_add(l, "others_fair", a->last.others_fair > 0 ?
+                                       json_object_new_double(a->last.others_fair) : NULL);
                 json_object_object_add(o, "last_interval", l);
         }
         return o;

@@ -110,6 +110,9 @@ struct guest_auto {
         char *cgroup;                   /* the guest's directory in the cpu hierarchy; owned, may be NULL */
         hwloc_bitmap_t allowed;         /* restriction ∩ usable, as of the last interval; owned, may be NULL */
         uint64_t threads_sig;           /* its vCPU threads when the state machine started */
+        /* This interval's adaptive_input fair_share, others_share, others_fair
+         * (manager-auto.c, fair_shares_interval()); 0: not known. */
+        double fair_share, others_share, others_fair;
 };
 
 struct managed_guest {

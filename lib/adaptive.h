@@ -43,7 +43,10 @@
  *     window_s alone it goes to SPREAD (reason no-partner) for a trial
  *     there.  The new mode stays only if harm fell by harm_drop_min
  *     (relative) against the window before the change, the guest's CPU
- *     share fell by no more than share_fall_max (relative), its vCPUs
+ *     share fell by no more than share_fall_max (relative; against the
+ *     baseline's share, or the fair share when that is less), the other
+ *     guests on its CPUs kept their part of their fair shares (same
+ *     tolerance, against the baseline's part capped at 1), its vCPUs
  *     are still busy (busy_min: a mode that makes them sleep makes them
  *     wait outside the guest) *and* they
  *     block no more than mode_voluntary_max times a vCPU-second (running
@@ -178,6 +181,11 @@ struct adaptive_input {
         double voluntary_hz;            /* voluntary switches per vCPU-second (halt, futex wait, I/O) */
         double involuntary_hz;          /* involuntary switches per vCPU-second (preemption) */
         bool switches_unknown;          /* no vCPU had a fresh switch rate: the two above are 0 and left out of the window */
+        /* Fairness, from adaptive_fair_shares() over the guests that compete
+         * for this guest's CPUs (0: not known).  fair_share: what this guest
+         * would get, in CPUs; others_share/others_fair: the CPU the other
+         * competing guests got, and their fair shares, summed. */
+        double fair_share, others_share, others_fair;
         double idle_forbidden;          /* idle share, summed over host CPUs that a waiting vCPU may not use */
         bool confined;                  /* the vCPUs have less than the guest's full allowed set */
         bool kvm;                       /* the three below are valid (KVM counters, daemon/kvm-stats.h) */
@@ -228,6 +236,18 @@ struct adaptive_guest_sample {
 double adaptive_stacked_chance(double runnable_tasks, unsigned n_cpus, unsigned siblings);
 
 /*
+ * Max-min fair shares of @capacity CPUs among @n guests that want
+ * @demand[i] CPUs each (CPU + run-queue wait of their vCPUs), weighted by
+ * @weight[i] (their vCPUs): a guest that wants less than its weighted part
+ * gets what it wants, the rest is shared by weight.  @fair[i] out.  What the
+ * kernel's CFS aims at for threads of equal nice, counted per guest: the
+ * yardstick for "no guest gets less than the default scheduler gives it"
+ * when the default gave one guest more than its part by luck.  -EINVAL on
+ * a negative or non-finite figure or a zero weight.
+ */
+int adaptive_fair_shares(const double *demand, const double *weight, size_t n, double capacity, double *fair);
+
+/*
  * Fill @in.  stacked_chance comes from adaptive_stacked_chance() with
  * host_runnable, the CPUs of @allowed and the guest's vCPUs.  A vCPU counts as waiting for idle_forbidden when its wait share
  * is >= @p->conserve_wait_min; idle_forbidden is the idle share summed over
@@ -248,12 +268,16 @@ struct adaptive_figures {
         unsigned runnable_samples;
         bool kvm;
         double kvm_halt_hz, kvm_preempt_hz, kvm_yield_hz;
+        double fair_share;              /* mean fair share, CPUs; 0: not known */
+        bool others_known;              /* other guests competed: others_ratio is valid */
+        double others_ratio;            /* their CPU / their fair share, over the window */
 };
 
 /* Time-weighted sums over a window; internal, in the header for the state. */
 struct adaptive_acc {
         double seconds, cpu_share, busy, wait, voluntary, involuntary, idle_forbidden, stacked_chance;
         double switch_seconds;          /* of seconds, those with a switch rate (voluntary, involuntary are over these) */
+        double fair_share, fair_seconds, others_share, others_fair;
         double kvm_halt, kvm_preempt, kvm_yield, kvm_seconds;
         unsigned samples, runnable_samples, stacked_samples;
 };

@@ -161,6 +161,21 @@ grep -q "^vcpuspread_guest_adaptive_stacked_ratio{.*uuid=\"$uuid_auto\"" "$prom"
 jq -e --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .mode != "kernel" and (.mode_reason | length > 0)
         and .mode_changes >= 1' <<< "$(ctl report --json)" >/dev/null ||
         fail "report of the auto guest: $(ctl report --json | jq -c --arg u "$uuid_auto" '.guests[] | select(.uuid == $u)')"
+n_online=$(cpulist_expand "$(cpus_online)" | wc -w)
+note "fair shares: four guests that all want 2 CPUs of the $n_online get a quarter each"
+# What the manager passes to the trial's CPU-share guards (status JSON,
+# last_interval): each guest's max-min fair share, and the other three's.
+# The share is of the guests' allowed CPUs, whatever the pins above.  Steal
+# (8% measured on this VM) and other tenants' CPU come off the quarter,
+# hence the lower bound.
+fair=$(ctl status --json | jq -r --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .auto.last_interval |
+        "\(.fair_share) \(.others_fair) \(.others_share)"')
+note "auto: fair share, the others' fair shares and what they got: $fair"
+read -r f of os <<< "$fair"
+awk -v f="$f" -v of="$of" -v os="$os" -v n="$n_online" 'BEGIN {
+        q = n / 4
+        exit !(f >= 0.7 * q && f <= 1.05 * q && of >= 2.5 * f && of <= 3.01 * f && os > 0 && os <= n) }' ||
+        fail "fair shares of the auto guest not a quarter of $n_online CPUs each: $fair"
 sleep 2
 assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset/cpu.idle while observing"
 assert_eq "$(guest_masks auto2)" "$before_auto2" "auto2's affinity/cpuset/cpu.idle while observing"

@@ -431,6 +431,105 @@ static void test_trial_share_fell(void)
         CHECK(r.last.holdoff_until_ns == now + P.holdoff_ns, "hold-off announced");
 }
 
+/* The CPU-share guard against the fair share: falling towards it is no
+ * harm, below it is; and a guest may not gain at the other guests' cost. */
+static void test_trial_fair_share(void)
+{
+        struct adaptive_guest g;
+        struct run r = {};
+        struct adaptive_input before = spinner_stacked(), after = spinner_spread(0.97);
+
+        /* The kernel gave it 1.1 CPUs of a fair 1.0: 0.97 is kept. */
+        before.cpu_share = 1.1;
+        before.fair_share = after.fair_share = 1.0;
+        setup(&g);
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD, "towards its fair share: kept (%s)",
+              r.last.reason);
+        CHECK(strstr(r.last.text, ", fair share 1.00") != NULL, "text: %s", r.last.text);
+
+        /* Without a fair share the old guard: 0.97 < 1.1 x 0.95. */
+        before.fair_share = after.fair_share = 0;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "cpu-share-fell") == 0,
+              "no fair share known: %s", r.last.reason);
+
+        /* Below the fair share: fails even though the share was less before. */
+        before.cpu_share = 0.9;
+        before.fair_share = after.fair_share = 1.0;
+        after.cpu_share = 0.85;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "cpu-share-fell") == 0,
+              "0.85 < 0.9 x 0.95: %s", r.last.reason);
+
+        /* The other guests: 1.0 of their fair share before, 0.93 on trial -> back. */
+        before = spinner_stacked();
+        after = spinner_spread(1.0);
+        before.others_share = 1.0;
+        before.others_fair = 1.0;
+        after.others_share = 0.93;
+        after.others_fair = 1.0;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "others-share-fell") == 0,
+              "the others lost 7%%: %s", r.last.reason);
+        CHECK(strstr(r.last.text, "other guests 0.93 of their fair share") != NULL, "text: %s", r.last.text);
+
+        /* 0.96 of it is within the 5%; and a neighbour that had 1.2 of its
+         * fair share may fall to 0.96 (the floor is the fair share). */
+        after.others_share = 0.96;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "the others at 0.96: kept (%s)", r.last.reason);
+        before.others_share = 1.2;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "from 1.2 to 0.96 of fair: kept (%s)", r.last.reason);
+
+        /* Nobody else before or after: nothing to judge. */
+        after.others_share = after.others_fair = 0;
+        setup(&g);
+        r = (struct run){};
+        feed(&g, before, 30, &r);
+        feed(&g, after, 35, &r);
+        CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "the others left: kept (%s)", r.last.reason);
+}
+
+static void test_fair_shares(void)
+{
+        double fair[3];
+
+        CHECK(adaptive_fair_shares((double[]){ 2, 2 }, (double[]){ 2, 2 }, 2, 2, fair) == 0 &&
+              fabs(fair[0] - 1) < 1e-12 && fabs(fair[1] - 1) < 1e-12, "two spinners on two CPUs: 1 each");
+        CHECK(adaptive_fair_shares((double[]){ 0.3, 2, 2 }, (double[]){ 2, 2, 2 }, 3, 2, fair) == 0 &&
+              fabs(fair[0] - 0.3) < 1e-12 && fabs(fair[1] - 0.85) < 1e-12 && fabs(fair[2] - 0.85) < 1e-12,
+              "a light guest gets what it wants, the rest share: %g %g %g", fair[0], fair[1], fair[2]);
+        CHECK(adaptive_fair_shares((double[]){ 0.5, 0.5 }, (double[]){ 2, 2 }, 2, 2, fair) == 0 &&
+              fair[0] == 0.5 && fair[1] == 0.5, "no contention: the demand");
+        CHECK(adaptive_fair_shares((double[]){ 4, 2 }, (double[]){ 4, 2 }, 2, 2, fair) == 0 &&
+              fabs(fair[0] - 4.0 / 3) < 1e-12 && fabs(fair[1] - 2.0 / 3) < 1e-12, "by vCPUs: %g %g", fair[0],
+              fair[1]);
+        CHECK(adaptive_fair_shares((double[]){ 2, 2, 2 }, (double[]){ 2, 2, 2 }, 3, 2, fair) == 0 &&
+              fabs(fair[0] - 2.0 / 3) < 1e-12, "three on two CPUs: 2/3");
+        CHECK(adaptive_fair_shares(NULL, NULL, 0, 2, fair) == 0, "no guests");
+        CHECK(adaptive_fair_shares((double[]){ 1 }, (double[]){ 0 }, 1, 2, fair) == -EINVAL, "weight 0");
+        CHECK(adaptive_fair_shares((double[]){ NAN }, (double[]){ 1 }, 1, 2, fair) == -EINVAL, "NaN demand");
+        CHECK(adaptive_fair_shares((double[]){ 1 }, (double[]){ 1 }, 1, -1, fair) == -EINVAL, "negative capacity");
+}
+
 /*
  * Rule 2 and 3 against mode_voluntary_max: siblings that run together block
  * more than the candidate bound allows (co-scheduled TCG spinners 73-133/s,
@@ -1019,6 +1118,8 @@ int main(void)
         test_defaults();
         test_candidate_intervenes();
         test_switches_unknown();
+        test_fair_shares();
+        test_trial_fair_share();
         test_not_candidates();
         test_trial_kept_no_flapping();
         test_trial_share_fell();
