@@ -162,20 +162,21 @@ jq -e --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .mode != "kernel" 
         and .mode_changes >= 1' <<< "$(ctl report --json)" >/dev/null ||
         fail "report of the auto guest: $(ctl report --json | jq -c --arg u "$uuid_auto" '.guests[] | select(.uuid == $u)')"
 n_online=$(cpulist_expand "$(cpus_online)" | wc -w)
-note "fair shares: four guests that all want 2 CPUs of the $n_online get a quarter each"
+note "fair shares: four guests that all want more than they get share alike"
 # What the manager passes to the trial's CPU-share guards (status JSON,
-# last_interval): each guest's max-min fair share, and the other three's.
-# The share is of the guests' allowed CPUs, whatever the pins above.  Steal
-# (8% measured on this VM) and other tenants' CPU come off the quarter,
-# hence the lower bound.
+# last_interval): the guest's max-min fair share and the other three's
+# summed.  The capacity shared is what the guests' vCPUs got plus what
+# idled, so it is less than the $n_online CPUs (QEMU's own threads, steal:
+# one run here shared 1.33); every guest wants 2 CPUs, more than it can
+# get, so the other three (two of them not Policy=auto) get 3x the auto
+# guest's share.  Leaving out a guest that is not auto would show as 1x or 2x.
 fair=$(ctl status --json | jq -r --arg u "$uuid_auto" '.guests[] | select(.uuid == $u) | .auto.last_interval |
         "\(.fair_share) \(.others_fair) \(.others_share)"')
 note "auto: fair share, the others' fair shares and what they got: $fair"
 read -r f of os <<< "$fair"
 awk -v f="$f" -v of="$of" -v os="$os" -v n="$n_online" 'BEGIN {
-        q = n / 4
-        exit !(f >= 0.7 * q && f <= 1.05 * q && of >= 2.5 * f && of <= 3.01 * f && os > 0 && os <= n) }' ||
-        fail "fair shares of the auto guest not a quarter of $n_online CPUs each: $fair"
+        exit !(f > 0.05 && f <= 1.05 * n / 4 && of >= 2.97 * f && of <= 3.03 * f && os > 0 && os <= n) }' ||
+        fail "fair shares of the auto guest: not a quarter of what four guests share: $fair"
 sleep 2
 assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset/cpu.idle while observing"
 assert_eq "$(guest_masks auto2)" "$before_auto2" "auto2's affinity/cpuset/cpu.idle while observing"
