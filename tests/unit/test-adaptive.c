@@ -433,28 +433,32 @@ static void test_trial_share_fell(void)
 
 /* The CPU-share guard against the fair share: falling towards it is no
  * harm, below it is; and a guest may not gain at the other guests' cost. */
+/* A fresh guest: a stacked window of @before, then @after for the trial. */
+static void trial_of(struct adaptive_guest *g, struct adaptive_input before, struct adaptive_input after, struct run *r)
+{
+        setup(g);
+        *r = (struct run){};
+        feed(g, before, 30, r);
+        feed(g, after, 35, r);
+}
+
 static void test_trial_fair_share(void)
 {
         struct adaptive_guest g;
-        struct run r = {};
+        struct run r;
         struct adaptive_input before = spinner_stacked(), after = spinner_spread(0.97);
 
         /* The kernel gave it 1.1 CPUs of a fair 1.0: 0.97 is kept. */
         before.cpu_share = 1.1;
         before.fair_share = after.fair_share = 1.0;
-        setup(&g);
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1 && g.mode == ADAPTIVE_SPREAD, "towards its fair share: kept (%s)",
               r.last.reason);
         CHECK(strstr(r.last.text, ", fair share 1.00") != NULL, "text: %s", r.last.text);
 
         /* Without a fair share the old guard: 0.97 < 1.1 x 0.95. */
         before.fair_share = after.fair_share = 0;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "cpu-share-fell") == 0,
               "no fair share known: %s", r.last.reason);
 
@@ -462,24 +466,17 @@ static void test_trial_fair_share(void)
         before.cpu_share = 0.9;
         before.fair_share = after.fair_share = 1.0;
         after.cpu_share = 0.85;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "cpu-share-fell") == 0,
               "0.85 < 0.9 x 0.95: %s", r.last.reason);
 
         /* The other guests: 1.0 of their fair share before, 0.93 on trial -> back. */
         before = spinner_stacked();
         after = spinner_spread(1.0);
-        before.others_share = 1.0;
-        before.others_fair = 1.0;
+        before.others_share = before.others_fair = 1.0;
         after.others_share = 0.93;
         after.others_fair = 1.0;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && strcmp(r.last.reason, "others-share-fell") == 0,
               "the others lost 7%%: %s", r.last.reason);
         CHECK(strstr(r.last.text, "other guests 0.93 of their fair share") != NULL, "text: %s", r.last.text);
@@ -487,24 +484,15 @@ static void test_trial_fair_share(void)
         /* 0.96 of it is within the 5%; and a neighbour that had 1.2 of its
          * fair share may fall to 0.96 (the floor is the fair share). */
         after.others_share = 0.96;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "the others at 0.96: kept (%s)", r.last.reason);
         before.others_share = 1.2;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "from 1.2 to 0.96 of fair: kept (%s)", r.last.reason);
 
         /* Nobody else before or after: nothing to judge. */
         after.others_share = after.others_fair = 0;
-        setup(&g);
-        r = (struct run){};
-        feed(&g, before, 30, &r);
-        feed(&g, after, 35, &r);
+        trial_of(&g, before, after, &r);
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_KEPT] == 1, "the others left: kept (%s)", r.last.reason);
 }
 
