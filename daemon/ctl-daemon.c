@@ -233,6 +233,12 @@ static int run_request(int argc, char **argv, const struct ctl_command *cmd, jso
 
 /* ---- status ------------------------------------------------------------- */
 
+static bool jknown(json_object *o, const char *key)
+{
+        json_object *v;
+        return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null);
+}
+
 static void print_guest(json_object *g)
 {
         const char *reason = jstr(g, "reason");
@@ -250,6 +256,16 @@ static void print_guest(json_object *g)
                         printf("    %s\n", jstr(a, "text"));
                 if (jstr(a, "last_window"))
                         printf("    last %s\n", jstr(a, "last_window"));
+                /* What the trial's CPU-share guards hold it to (vcpuspreadd.conf(5)). */
+                json_object *l = NULL;
+                if (json_object_object_get_ex(a, "last_interval", &l) && l && jknown(l, "fair_share")) {
+                        printf("    last interval: cpu %.2f of a fair share of %.2f", jdouble(l, "cpu_share"),
+                               jdouble(l, "fair_share"));
+                        if (jknown(l, "others_fair") && jdouble(l, "others_fair") > 0)
+                                printf("; the other guests on its CPUs %.2f of their %.2f", jdouble(l, "others_share"),
+                                       jdouble(l, "others_fair"));
+                        printf("\n");
+                }
         }
         json_object *vcpus = jarr(g, "vcpus");
         for (size_t k = 0; vcpus && k < json_object_array_length(vcpus); k++) {
@@ -347,12 +363,6 @@ static void print_share(double v, bool known)
                 printf(" %6.1f%%", 100 * v);
         else
                 printf(" %7s", "-");
-}
-
-static bool jknown(json_object *o, const char *key)
-{
-        json_object *v;
-        return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null);
 }
 
 static void format_seconds(char *buf, size_t len, double s)

@@ -177,6 +177,8 @@ read -r f of os <<< "$fair"
 awk -v f="$f" -v of="$of" -v os="$os" -v n="$n_online" 'BEGIN {
         exit !(f > 0.05 && f <= 1.05 * n / 4 && of >= 2.97 * f && of <= 3.03 * f && os > 0 && os <= n) }' ||
         fail "fair shares of the auto guest: not a quarter of what four guests share: $fair"
+ctl status | grep -A6 "^$(guest_name auto)  (auto" | grep -E '^    last interval: cpu [0-9.]+ of a fair share of [0-9.]+; the other guests on its CPUs [0-9.]+ of their [0-9.]+$' >/dev/null ||
+        fail "status text shows no fair share for the auto guest: $(ctl status | grep -A6 "^$(guest_name auto)  (auto")"
 sleep 2
 assert_eq "$(guest_masks auto)" "$before_auto" "the auto guest's affinity/cpuset/cpu.idle while observing"
 assert_eq "$(guest_masks auto2)" "$before_auto2" "auto2's affinity/cpuset/cpu.idle while observing"
