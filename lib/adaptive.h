@@ -54,10 +54,11 @@
  *     TCG most likely on QEMU's big lock, taken at every PAUSE).
  *     Otherwise the
  *     guest goes back to KERNEL at once and that mode is held off for
- *     holdoff_ns (default 10 min).  Blocking is judged early, at half of
- *     trial_s: a rate over thousands of switches needs no full window,
- *     and every second more of a mode that makes the guest queue on
- *     QEMU's lock is throughput lost.
+ *     holdoff_ns (default 10 min).  Blocking (and busy, blocking seen
+ *     as time) is judged early, at half of trial_s: a rate over
+ *     thousands of switches needs no full window, and every second more
+ *     of a mode that makes the guest queue on QEMU's lock is throughput
+ *     lost.
  *  3. steady: a guest in SPREAD/COSCHED that is no longer busy, waiting and
  *     non-blocking (voluntary switches against mode_voluntary_max, the
  *     bound its trial was kept under) for exit_windows windows goes back

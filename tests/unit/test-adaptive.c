@@ -624,6 +624,24 @@ static void test_trial_busy_fell(void)
         CHECK(r.events[ADAPTIVE_EVENT_TRIAL_FAILED] == 1 && g.mode == ADAPTIVE_KERNEL &&
               strcmp(r.last.reason, "busy-fell") == 0, "busy 0.6 in the trial: %s", r.last.text);
         CHECK(g.holdoff_until_ns[ADAPTIVE_SPREAD] > now, "spread held off");
+        /* Judged at half of the trial, as blocking is. */
+        uint64_t at = (uint64_t)((P.settle_s + P.trial_s / 2) * SEC);
+        CHECK(r.changes == 2 && r.last_change_at[1] - r.last_change_at[0] == at,
+              "busy-fell %llu s after the change, expected %llu", (unsigned long long)((r.last_change_at[1] -
+              r.last_change_at[0]) / SEC), (unsigned long long)(at / SEC));
+
+        /* Busy over the first half, sleeping over the second: judged at the end. */
+        setup(&g);
+        r = (struct run) {};
+        feed(&g, spinner_stacked(), 30, &r);
+        struct adaptive_input busy = in;
+        busy.busy = 0.85;
+        feed(&g, busy, (unsigned)(P.settle_s + P.trial_s / 2), &r);
+        CHECK(r.changes == 1, "busy 0.85 at half: no verdict yet");
+        feed(&g, in, (unsigned)(P.trial_s / 2), &r);
+        CHECK(r.changes == 2 && strcmp(r.last.reason, "busy-fell") == 0 &&
+              r.last_change_at[1] - r.last_change_at[0] == (uint64_t)((P.settle_s + P.trial_s) * SEC),
+              "0.85 then 0.6: busy-fell at the end (%s)", r.last.reason);
 
         setup(&g);
         r = (struct run) {};
