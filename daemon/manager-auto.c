@@ -434,13 +434,18 @@ static double cpu_idle_of(const struct manager *m, unsigned os)
  * of their load, and a guest spread alone because its partner's window had
  * failed so.  So the next reading is a new baseline, the one after it a
  * rate, and until then the vCPU's rates are unknown to Policy=auto
- * (adaptive_vcpu_sample.switches_unknown), not counted.
+ * (adaptive_vcpu_sample.switches_unknown), not counted.  The next
+ * ctxt_every rates are read at every interval (vcpu_auto.fresh_reads): the
+ * first one is of the transition, and held until the next due reading it
+ * still counted five times (a PAUSE spinner's window "voluntary 36/s > 35/s"
+ * after the first fix).
  */
-static void switch_rates_forget(struct managed_guest *g)
+static void switch_rates_forget(struct manager *m, struct managed_guest *g)
 {
         for (size_t k = 0; k < g->n_vcpus; k++) {
                 g->vcpus[k].auto_state.rate_known = false;
                 g->vcpus[k].auto_state.ctxt_known = false;
+                g->vcpus[k].auto_state.fresh_reads = m->autom->budget.ctxt_every;
         }
 }
 
@@ -454,7 +459,7 @@ static void read_ctxt(struct manager *m, struct managed_guest *g, uint64_t now_n
                 struct vcpu_auto *va = &v->auto_state;
                 /* Until a rate is known, and while a trial needs fresh
                  * rates, every interval; then every Nth. */
-                if (va->rate_known && !judging && !signals_ctxt_due(&a->budget, a->interval, k))
+                if (va->rate_known && !judging && va->fresh_reads == 0 && !signals_ctxt_due(&a->budget, a->interval, k))
                         continue;
                 struct thread_ctxt c;
                 vcpu_auto_bind(g, v);
@@ -466,6 +471,8 @@ static void read_ctxt(struct manager *m, struct managed_guest *g, uint64_t now_n
                         va->voluntary_hz = (double)(c.voluntary - va->last_ctxt.voluntary) / dt;
                         va->involuntary_hz = (double)(c.involuntary - va->last_ctxt.involuntary) / dt;
                         va->rate_known = true;
+                        if (va->fresh_reads)
+                                va->fresh_reads--;
                 }
                 va->last_ctxt = c;
                 va->last_ctxt_ns = now_ns;
@@ -696,7 +703,7 @@ static void guest_interval(struct manager *m, struct managed_guest *g, uint64_t 
         if (out.changed) {
                 ga->mode = out.to;
                 ga->since = time(NULL);
-                switch_rates_forget(g);
+                switch_rates_forget(m, g);
                 manager_schedule_plan(m);
                 if (out.to != ADAPTIVE_KERNEL)
                         want_ticks = true;
@@ -708,7 +715,7 @@ done:
         if (ga->last_step_ns == 0)
                 ga->last_step_ns = now_ns;
         if (want_ticks && !ga->ticked)
-                switch_rates_forget(g);
+                switch_rates_forget(m, g);
         ga->ticked = want_ticks;
 }
 

@@ -56,6 +56,11 @@ struct vcpu_auto {
         struct thread_ctxt last_ctxt;
         uint64_t last_ctxt_ns;
         double voluntary_hz, involuntary_hz;    /* last rate measured (status read every Nth interval) */
+        /* Rates still to read at every interval after switch_rates_forget():
+         * the first is of the transition (a guest whose load is starting
+         * still halts part of the time), and held for the 5 intervals to
+         * the next due reading it would weigh five times in the window. */
+        unsigned fresh_reads;
 };
 
 struct managed_vcpu {
