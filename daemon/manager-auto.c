@@ -494,24 +494,27 @@ struct guest_demand {
  * (its figures scaled by the overlap, as if spread evenly over its set).
  * The capacity is the CPU the competing guests got on this guest's CPUs plus
  * what idled there: other tenants' CPU time is not the guests' to share.
- * O(guests^2) bitmap operations per interval; where all guests share one
- * allowed set (the usual host) each pair is one comparison.
+ * One pass over the guests and one water-filling per distinct allowed
+ * set: on the usual host, where all guests may use the same CPUs, O(guests
+ * log guests) per interval.
  */
 static void fair_shares_interval(struct manager *m, const double *idle, size_t n_idle)
 {
         size_t n = m->n_guests;
         _cleanup_free_ struct guest_demand *d = calloc(n ?: 1, sizeof(*d));
+        _cleanup_free_ size_t *idx = calloc(n ?: 1, sizeof(size_t));
         _cleanup_free_ double *dem = calloc(n ?: 1, sizeof(double));
         _cleanup_free_ double *wt = calloc(n ?: 1, sizeof(double));
         _cleanup_free_ double *fair = calloc(n ?: 1, sizeof(double));
         _cleanup_free_ double *got = calloc(n ?: 1, sizeof(double));
+        _cleanup_free_ bool *done = calloc(n ?: 1, sizeof(bool));
         hwloc_bitmap_t both = hwloc_bitmap_alloc();
 
         for (size_t i = 0; i < n; i++) {
                 struct guest_auto *ga = &m->guests[i]->auto_state;
                 ga->fair_share = ga->others_share = ga->others_fair = 0;
         }
-        if (!d || !dem || !wt || !fair || !got || !both)
+        if (!d || !idx || !dem || !wt || !fair || !got || !done || !both)
                 goto out;
         for (size_t i = 0; i < n; i++) {
                 const struct managed_guest *g = m->guests[i];
@@ -532,31 +535,31 @@ static void fair_shares_interval(struct manager *m, const double *idle, size_t n
                 else
                         hwloc_bitmap_copy(d[i].allowed, m->usable);
         }
+        /* One water-filling per distinct allowed set, shared by every auto
+         * guest with that set (on the usual host, one for all guests). */
         for (size_t i = 0; i < n; i++) {
-                struct managed_guest *g = m->guests[i];
-                if (!guest_is_auto(g) || !d[i].allowed || hwloc_bitmap_iszero(d[i].allowed))
+                if (done[i] || !guest_is_auto(m->guests[i]) || !d[i].allowed || hwloc_bitmap_iszero(d[i].allowed))
                         continue;
-                double capacity = 0;
+                double capacity = 0, sum_got = 0, sum_fair = 0;
                 int c;
                 hwloc_bitmap_foreach_begin(c, d[i].allowed) {
                         if ((size_t)c < n_idle)
                                 capacity += idle[c];
                 }
                 hwloc_bitmap_foreach_end();
-                size_t nc = 0, self = 0;
+                size_t nc = 0;
                 for (size_t j = 0; j < n; j++) {
                         if (!d[j].allowed)
                                 continue;
                         double frac = 1;
-                        if (j != i && !hwloc_bitmap_isequal(d[j].allowed, d[i].allowed)) {
+                        if (!hwloc_bitmap_isequal(d[j].allowed, d[i].allowed)) {
                                 hwloc_bitmap_and(both, d[j].allowed, d[i].allowed);
                                 int w = hwloc_bitmap_weight(d[j].allowed);
                                 frac = w > 0 ? (double)hwloc_bitmap_weight(both) / w : 0;
                         }
                         if (frac <= 0)
                                 continue;
-                        if (j == i)
-                                self = nc;
+                        idx[nc] = j;
                         dem[nc] = d[j].demand * frac;
                         wt[nc] = d[j].weight * frac;
                         got[nc] = d[j].share * frac;
@@ -565,13 +568,21 @@ static void fair_shares_interval(struct manager *m, const double *idle, size_t n
                 }
                 if (adaptive_fair_shares(dem, wt, nc, capacity, fair) < 0)
                         continue;
-                struct guest_auto *ga = &g->auto_state;
-                ga->fair_share = fair[self];
-                for (size_t k = 0; k < nc; k++)
-                        if (k != self) {
-                                ga->others_share += got[k];
-                                ga->others_fair += fair[k];
-                        }
+                for (size_t k = 0; k < nc; k++) {
+                        sum_got += got[k];
+                        sum_fair += fair[k];
+                }
+                /* frac is 1 exactly for the guests whose set equals this one. */
+                for (size_t k = 0; k < nc; k++) {
+                        size_t j = idx[k];
+                        if (!guest_is_auto(m->guests[j]) || !hwloc_bitmap_isequal(d[j].allowed, d[i].allowed))
+                                continue;
+                        struct guest_auto *ga = &m->guests[j]->auto_state;
+                        ga->fair_share = fair[k];
+                        ga->others_share = sum_got - got[k];
+                        ga->others_fair = sum_fair - fair[k];
+                        done[j] = true;
+                }
         }
 out:
         for (size_t i = 0; d && i < n; i++)

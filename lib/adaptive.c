@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NSEC_PER_SEC 1000000000ULL
@@ -189,6 +190,17 @@ double adaptive_stacked_chance(double runnable_tasks, unsigned n_cpus, unsigned 
         return 1 - pow(1 - p, siblings - 1);
 }
 
+struct fair_order {
+        double per_weight;              /* demand / weight */
+        size_t i;
+};
+
+static int fair_order_cmp(const void *a, const void *b)
+{
+        double x = ((const struct fair_order *)a)->per_weight, y = ((const struct fair_order *)b)->per_weight;
+        return (x > y) - (x < y);
+}
+
 int adaptive_fair_shares(const double *demand, const double *weight, size_t n, double capacity, double *fair)
 {
         if (!(isfinite(capacity) && capacity >= 0))
@@ -197,30 +209,33 @@ int adaptive_fair_shares(const double *demand, const double *weight, size_t n, d
         for (size_t i = 0; i < n; i++) {
                 if (!(isfinite(demand[i]) && demand[i] >= 0 && isfinite(weight[i]) && weight[i] > 0))
                         return -EINVAL;
-                fair[i] = -1;           /* not settled */
                 left_weight += weight[i];
         }
-        /* Water-filling: settle, one at a time, the guest that wants the
-         * least per unit of weight if it wants less than an even level; when
-         * none does, the rest share what is left by weight.  O(n^2), for the
-         * few guests that share a host's CPUs. */
+        if (n == 0)
+                return 0;
+        struct fair_order *o = malloc(n * sizeof(*o));
+        if (!o)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                o[i] = (struct fair_order){ .per_weight = demand[i] / weight[i], .i = i };
+        /* Water-filling in order of demand per unit of weight: a guest that
+         * wants less than an even level of what is left gets what it wants;
+         * from the first that wants more, the rest share by weight.  Sorted
+         * once, O(n log n): the manager calls it with every guest. */
+        qsort(o, n, sizeof(*o), fair_order_cmp);
         double left = capacity;
-        for (size_t settled = 0; settled < n; settled++) {
-                size_t best = n;
-                for (size_t i = 0; i < n; i++)
-                        if (fair[i] < 0 && (best == n || demand[i] * weight[best] < demand[best] * weight[i]))
-                                best = i;
-                double level = left / left_weight;
-                if (demand[best] > level * weight[best]) {
-                        for (size_t i = 0; i < n; i++)
-                                if (fair[i] < 0)
-                                        fair[i] = level * weight[i];
-                        return 0;
-                }
-                fair[best] = demand[best];
-                left = fmax(0, left - demand[best]);
-                left_weight -= weight[best];
+        size_t k = 0;
+        for (; k < n; k++) {
+                size_t i = o[k].i;
+                if (demand[i] > left / left_weight * weight[i])
+                        break;
+                fair[i] = demand[i];
+                left = fmax(0, left - demand[i]);
+                left_weight -= weight[i];
         }
+        for (size_t r = k; r < n; r++)
+                fair[o[r].i] = left / left_weight * weight[o[r].i];
+        free(o);
         return 0;
 }
 
